@@ -1,0 +1,1 @@
+"""Channel connectors: Shopify (GraphQL), WooCommerce (REST), manual; and loopback sandboxes."""

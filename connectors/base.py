@@ -1,0 +1,179 @@
+"""Channel-neutral values and the protocol every channel connector implements.
+
+Connectors import nothing from the rest of stocksync: the daemon maps these plain values onto
+the ledger. Quantities are whole units; times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+class OrderStatus(enum.StrEnum):
+    """What an order means for stock, whatever the channel calls it."""
+
+    OPEN = "open"  # units are owed to the customer (reserve or backorder them)
+    FULFILLED = "fulfilled"  # shipped: units left the building
+    CANCELLED = "cancelled"  # nothing is owed any more
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    external_line_id: str
+    sku: str
+    quantity: int  # the current quantity, after edits and refunds
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOrder:
+    channel: str
+    external_id: str
+    placed_at: datetime
+    updated_at: datetime
+    status: OrderStatus
+    lines: tuple[OrderLine, ...]
+    customer_key: str | None = None
+    source_status: str = ""  # the channel's own word, kept for explanations
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A verified webhook, ready to be stored in the inbox as it arrived."""
+
+    event_key: str  # unique per channel; duplicates of one delivery share it
+    topic: str
+    body: bytes
+
+
+POLL_TOPIC = "poll/order"
+
+
+@dataclass(frozen=True, slots=True)
+class PolledOrder:
+    """An order read by polling, with the bytes to store in the inbox under POLL_TOPIC."""
+
+    order: ChannelOrder
+    event_key: str  # stable for one version of the order, e.g. "<id>@<updated_at>"
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Where one SKU lives on a channel and how many the channel shows now."""
+
+    sku: str
+    external_ids: Mapping[str, str]
+    quantity: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferPush:
+    sku: str
+    quantity: int
+    last_seen: int | None  # the channel quantity we last read; None skips compare-and-set
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    sku: str
+    ok: bool
+    channel_quantity: int | None = None  # what the channel holds now, when it told us
+    error_code: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BackorderHold:
+    """Units of an order's lines that wait for incoming stock."""
+
+    order_external_id: str
+    line_quantities: Mapping[str, int] = field(default_factory=dict)  # external_line_id -> units
+
+
+class ChannelError(Exception):
+    """A channel call failed; carries what an operator and the retry policy need."""
+
+    def __init__(
+        self,
+        channel: str,
+        operation: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(f"{channel}: {operation}: {message}")
+        self.channel = channel
+        self.operation = operation
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+
+
+class WebhookRejected(Exception):
+    """A webhook that must not be stored: forged, unsigned or malformed."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class PayloadError(ValueError):
+    """A channel payload that cannot be understood; carries where it failed."""
+
+    def __init__(self, channel: str, what: str, message: str) -> None:
+        super().__init__(f"{channel}: {what}: {message}")
+        self.channel = channel
+        self.what = what
+        self.message = message
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """What the daemon needs of a channel. Implementations do their own retries and pacing."""
+
+    name: str
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent | None:
+        """Verify and identify a webhook; None means acknowledged with nothing to store (a ping).
+
+        Raises WebhookRejected for forged, unsigned or malformed deliveries.
+        """
+        ...
+
+    def parse_order(self, topic: str, body: bytes) -> ChannelOrder:
+        """Parse an order payload as stored in the inbox.
+
+        `topic` is the webhook topic (e.g. "orders/updated", "order.updated") or POLL_TOPIC for a
+        body that pull_orders produced. Raises PayloadError when the body cannot be understood.
+        """
+        ...
+
+    def pull_orders(self, updated_after: datetime) -> Iterator[PolledOrder]:
+        """Orders updated after the watermark, oldest first, each with its raw JSON body."""
+        ...
+
+    def fetch_listings(self, skus: Sequence[str]) -> dict[str, Listing]:
+        """Map SKUs to the channel's records and current quantities; unknown SKUs are absent."""
+        ...
+
+    def push_offers(self, pushes: Sequence[OfferPush]) -> list[PushResult]:
+        """Set offered quantities, in the channel's largest batches; one result per push."""
+        ...
+
+    def hold_backorder(self, hold: BackorderHold) -> None:
+        """Tell the channel these units wait for stock (Shopify hold; WooCommerce on-hold, note)."""
+        ...
+
+    def release_backorder(self, hold: BackorderHold) -> None:
+        """Tell the channel the units are now in stock and may ship."""
+        ...
+
+    def close(self) -> None: ...
