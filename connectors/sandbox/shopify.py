@@ -1,0 +1,446 @@
+"""A loopback Shopify: the Admin GraphQL API executed against Shopify's real schema, a storefront
+checkout, merchant actions, and signed order webhooks.
+
+API: `POST /admin/api/<version>/graphql.json` with `X-Shopify-Access-Token`.
+Test routes (never faulted): `POST /_sandbox/checkout`, `POST /_sandbox/orders/<id>/cancel`,
+`POST /_sandbox/orders/<id>/fulfill`, `POST /_sandbox/orders/<id>/refund`,
+`PUT /_sandbox/inventory`, `GET|PUT /_sandbox/bucket`, plus the shared faults/state/flush routes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import graphql
+
+from connectors.sandbox.common import (
+    DEFAULT_CATALOG,
+    WEBHOOK_SECRET,
+    Request,
+    Response,
+    SandboxServer,
+    load_seed,
+)
+from connectors.sandbox.shopify_bucket import CostBucket
+from connectors.sandbox.shopify_mutations import MutationRoot
+from connectors.sandbox.shopify_nodes import Context, Idempotent, QueryRoot, iso
+from connectors.sandbox.shopify_schema import (
+    DEFAULT_VERSION,
+    SCHEMA_VERSIONS,
+    SINGLE_QUERY_MAX_COST,
+    CostError,
+    graphql_error_json,
+    load_schema,
+    requested_cost,
+    shopify_error,
+    validation_code,
+)
+from connectors.sandbox.shopify_state import Order, ShopState, StockRefused, gid
+from connectors.sandbox.shopify_webhooks import order_rest_json, webhook_delivery
+
+_GRAPHQL_PATH = re.compile(r"^/admin/api/(?P<version>[0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
+_ORDER_ACTION = re.compile(r"^/_sandbox/orders/(?P<id>[0-9]+)/(?P<action>cancel|fulfill|refund)$")
+# Shopify's 401 body, word for word; a message, not a credential
+INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105
+
+
+class ShopifySandbox(SandboxServer):
+    name = "shopify"
+
+    def __init__(
+        self,
+        *,
+        catalog: Mapping[str, int] | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str = WEBHOOK_SECRET,
+        token: str = "shpat_sandbox",  # noqa: S107 documented sandbox default
+        shop: str = "sandbox.myshopify.com",
+        restore_rate: float = 100.0,
+        seed: int | None = None,
+        api_version: str = DEFAULT_VERSION,
+    ) -> None:
+        super().__init__(webhook_url=webhook_url, seed=seed)
+        self.webhook_secret = webhook_secret
+        self.token = token
+        self.shop = shop
+        self.api_version = api_version  # the version webhooks are sent with
+        self.state = ShopState(DEFAULT_CATALOG if catalog is None else catalog)
+        self.bucket = CostBucket(restore_rate)
+        self.throttle_http_status = 200  # Shopify answers THROTTLED with 200 (sometimes 429)
+        self.idempotency: dict[tuple[str, str], Idempotent] = {}
+        self.webhook_log: list[dict[str, Any]] = []
+        self._webhook_lock = threading.Lock()
+
+    def __enter__(self) -> ShopifySandbox:
+        self.start()
+        return self
+
+    # -- GraphQL -----------------------------------------------------------------------------
+    def route(self, request: Request) -> Response:
+        found = _GRAPHQL_PATH.match(request.path)
+        if found is None:
+            return Response(404, {"errors": "Not Found"})
+        version = found.group("version")
+        if version not in SCHEMA_VERSIONS:
+            return Response(404, {"errors": "Not Found"})
+        if request.method != "POST":
+            return Response(405, {"errors": "Method Not Allowed"})
+        if request.headers.get("x-shopify-access-token") != self.token:
+            return Response(401, {"errors": INVALID_TOKEN})
+        try:
+            payload = request.json()
+        except (ValueError, UnicodeDecodeError):
+            return Response(400, {"errors": {"query": "Required parameter missing or invalid"}})
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return Response(400, {"errors": {"query": "Required parameter missing or invalid"}})
+        variables = payload.get("variables") or {}
+        if not isinstance(variables, dict):
+            return Response(400, {"errors": {"variables": "must be a JSON object"}})
+        return self.execute(version, payload["query"], variables, payload.get("operationName"))
+
+    def execute(
+        self,
+        version: str,
+        query: str,
+        variables: dict[str, Any],
+        operation_name: str | None = None,
+    ) -> Response:
+        schema = load_schema(version)
+        try:
+            document = graphql.parse(query)
+        except graphql.GraphQLError as exc:
+            return Response(200, {"errors": [graphql_error_json(exc, "PARSE_ERROR")]})
+        problems = graphql.validate(schema, document)
+        if problems:
+            errors = [graphql_error_json(e, validation_code(e.message)) for e in problems]
+            return Response(200, {"errors": errors})
+        try:
+            cost = requested_cost(schema, document, operation_name, variables)
+        except CostError as exc:
+            return Response(200, {"errors": [shopify_error(str(exc), "BAD_REQUEST")]})
+        if cost > SINGLE_QUERY_MAX_COST:
+            message = (
+                f"Query cost is {cost}, which exceeds the single query max cost limit "
+                f"({SINGLE_QUERY_MAX_COST})."
+            )
+            extra = {"cost": cost, "maxCost": SINGLE_QUERY_MAX_COST}
+            return Response(200, {"errors": [shopify_error(message, "MAX_COST_EXCEEDED", **extra)]})
+        ok, status = self.bucket.take(cost)
+        if not ok:
+            throttled = {
+                "errors": [
+                    shopify_error(
+                        "Throttled",
+                        "THROTTLED",
+                        documentation="https://shopify.dev/api/usage/rate-limits",
+                    )
+                ],
+                "extensions": {
+                    "cost": {
+                        "requestedQueryCost": cost,
+                        "actualQueryCost": None,
+                        "throttleStatus": status,
+                    }
+                },
+            }
+            return Response(self.throttle_http_status, throttled)
+        emitted: list[tuple[str, Order]] = []
+        with self.lock:
+            context = Context(
+                self.state, lambda topic, order: emitted.append((topic, order)), self.idempotency
+            )
+            result = graphql.execute_sync(
+                schema,
+                document,
+                root_value=MutationRoot()
+                if _is_mutation(document, operation_name)
+                else QueryRoot(),
+                context_value=context,
+                variable_values=variables,
+                operation_name=operation_name,
+            )
+            for topic, order in emitted:
+                self.send_order_webhook(topic, order)
+        body: dict[str, Any] = {}
+        if result.errors:
+            body["errors"] = [graphql_error_json(e, "INTERNAL_SERVER_ERROR") for e in result.errors]
+        body["data"] = result.data
+        body["extensions"] = {
+            "cost": {
+                "requestedQueryCost": cost,
+                "actualQueryCost": cost,
+                "throttleStatus": self.bucket.status(),
+            }
+        }
+        return Response(200, body)
+
+    def fault_response(self, status: int) -> Response:
+        if status == 429:
+            return Response(429, {"errors": "Exceeded 2 calls per second for api client."})
+        return Response(status, {"errors": "Internal Server Error" if status >= 500 else "Error"})
+
+    # -- webhooks ----------------------------------------------------------------------------
+    def send_order_webhook(self, topic: str, order: Order) -> None:
+        """Queue one signed delivery; call with the lock held so the body is consistent."""
+        body = order_rest_json(self.state, order)
+        headers, raw = webhook_delivery(
+            topic=topic,
+            body=body,
+            secret=self.webhook_secret,
+            shop=self.shop,
+            api_version=self.api_version,
+        )
+        with self._webhook_lock:
+            self.webhook_log.append({"topic": topic, "order_id": order.id, "headers": headers})
+        if self.webhook_url:
+            self.outbox.send(self.webhook_url, headers, raw)
+
+    # -- merchant and customer actions (also used in-process by tests) ------------------------
+    def checkout(
+        self, lines: Sequence[tuple[str, int]], email: str | None = None
+    ) -> dict[str, Any]:
+        """A storefront sale: obeys each variant's policy, raises StockRefused when it refuses."""
+        with self.lock:
+            wanted = []
+            for sku, qty in lines:
+                variant = self.state.variant_by_sku(sku)
+                if variant is None:
+                    raise KeyError(sku)
+                if qty <= 0:
+                    raise ValueError(f"{sku}: quantity must be positive, got {qty}")
+                wanted.append((variant, sku, qty))
+            order = self.state.create_order(wanted, email, decrement=True, obey_policy=True)
+            self.send_order_webhook("orders/create", order)
+            return order_rest_json(self.state, order)
+
+    def cancel_order(
+        self, order_id: int, *, restock: bool = True, reason: str = "CUSTOMER"
+    ) -> dict[str, Any]:
+        with self.lock:
+            order = self._order(order_id)
+            self.state.cancel_order(order, reason=reason.upper(), restock=restock)
+            self.send_order_webhook("orders/cancelled", order)
+            self.send_order_webhook("orders/updated", order)
+            return order_rest_json(self.state, order)
+
+    def fulfill_order(self, order_id: int) -> dict[str, Any]:
+        with self.lock:
+            order = self._order(order_id)
+            self.state.fulfill_order(order)
+            self.send_order_webhook("orders/updated", order)
+            if order.fulfillment_status() == "FULFILLED":
+                self.send_order_webhook("orders/fulfilled", order)
+            return order_rest_json(self.state, order)
+
+    def refund(
+        self, order_id: int, quantities: Mapping[int, int], *, restock: bool = True
+    ) -> dict[str, Any]:
+        with self.lock:
+            order = self._order(order_id)
+            self.state.refund_lines(order, quantities, restock=restock)
+            self.send_order_webhook("orders/updated", order)
+            return order_rest_json(self.state, order)
+
+    def set_inventory(self, sku: str, available: int, *, policy: str | None = None) -> int:
+        """Set `available` as a merchant would in the admin; adds the SKU if it is new."""
+        if policy is not None and policy not in ("DENY", "CONTINUE"):
+            raise ValueError(f"policy must be DENY or CONTINUE, got {policy!r}")
+        with self.lock:
+            return self.state.set_available(sku, available, policy).available
+
+    def available(self, sku: str) -> int:
+        with self.lock:
+            variant = self.state.variant_by_sku(sku)
+            if variant is None:
+                raise KeyError(sku)
+            return self.state.primary_level(variant).available
+
+    def _order(self, order_id: int) -> Order:
+        order = self.state.orders.get(order_id)
+        if order is None:
+            raise KeyError(f"no order {order_id}")
+        return order
+
+    # -- /_sandbox routes ---------------------------------------------------------------------
+    def sandbox_route(self, request: Request) -> Response | None:
+        if request.path == "/_sandbox/checkout" and request.method == "POST":
+            return self._checkout_route(request.json())
+        if request.path == "/_sandbox/inventory" and request.method in ("PUT", "POST"):
+            body = _object(request.json())
+            sku, available = body.get("sku"), body.get("available", body.get("quantity"))
+            if not isinstance(sku, str) or not isinstance(available, int):
+                raise ValueError("body needs 'sku' and a whole-number 'available'")
+            quantity = self.set_inventory(sku, available, policy=body.get("policy"))
+            return Response(200, {"sku": sku, "available": quantity})
+        if request.path == "/_sandbox/bucket":
+            if request.method == "GET":
+                return Response(200, self._bucket_json())
+            body = _object(request.json())
+            if "throttle_http_status" in body:
+                if body["throttle_http_status"] not in (200, 429):
+                    raise ValueError("throttle_http_status must be 200 or 429")
+                self.throttle_http_status = int(body.pop("throttle_http_status"))
+            self.bucket.configure(body)
+            return Response(200, self._bucket_json())
+        found = _ORDER_ACTION.match(request.path)
+        if found is not None and request.method == "POST":
+            return self._order_action(int(found.group("id")), found.group("action"), request)
+        return None
+
+    def _bucket_json(self) -> dict[str, Any]:
+        return {**self.bucket.status(), "throttle_http_status": self.throttle_http_status}
+
+    def _checkout_route(self, body: Any) -> Response:
+        body = _object(body)
+        if "lines" in body:
+            raw_lines = body["lines"]
+            if not isinstance(raw_lines, list) or not raw_lines:
+                raise ValueError("'lines' must be a non-empty list")
+        else:
+            raw_lines = [{"sku": body.get("sku"), "quantity": body.get("quantity", 1)}]
+        lines = []
+        for line in raw_lines:
+            if not isinstance(line, dict) or not isinstance(line.get("sku"), str):
+                raise ValueError("each line needs a 'sku'")
+            if not _is_int(line.get("quantity")) or line["quantity"] <= 0:
+                raise ValueError(f"{line['sku']}: quantity must be a positive whole number")
+            lines.append((line["sku"], int(line["quantity"])))
+        email = body.get("email")
+        try:
+            order = self.checkout(lines, email if isinstance(email, str) else None)
+        except StockRefused as exc:
+            return Response(
+                409,
+                {
+                    "error": "not enough stock",
+                    "sku": exc.sku,
+                    "wanted": exc.wanted,
+                    "available": exc.available,
+                },
+            )
+        except KeyError as exc:
+            return Response(404, {"error": f"unknown sku {exc.args[0]!r}"})
+        return Response(201, order)
+
+    def _order_action(self, order_id: int, action: str, request: Request) -> Response:
+        body = _object(request.json() or {})
+        try:
+            if action == "cancel":
+                order = self.cancel_order(
+                    order_id,
+                    restock=bool(body.get("restock", True)),
+                    reason=str(body.get("reason", "CUSTOMER")),
+                )
+            elif action == "fulfill":
+                order = self.fulfill_order(order_id)
+            else:
+                raw = body.get("line_items")
+                if not isinstance(raw, list):
+                    raise ValueError("'line_items' must be a list of {id, quantity}")
+                quantities = {int(li["id"]): int(li["quantity"]) for li in raw}
+                order = self.refund(order_id, quantities, restock=bool(body.get("restock", True)))
+        except KeyError as exc:
+            return Response(404, {"error": str(exc.args[0])})
+        return Response(200, order)
+
+    def state_snapshot(self) -> Any:
+        state = self.state
+        return {
+            "shop": self.shop,
+            "location": {
+                "id": gid("Location", state.primary_location.id),
+                "name": state.primary_location.name,
+            },
+            "inventory": {
+                v.sku: {
+                    "variant_id": gid("ProductVariant", v.id),
+                    "inventory_item_id": gid("InventoryItem", v.inventory_item_id),
+                    "policy": v.policy,
+                    "available": state.primary_level(v).available,
+                    "committed": state.primary_level(v).committed,
+                    "on_hand": state.primary_level(v).on_hand,
+                }
+                for v in state.variants.values()
+            },
+            "orders": [order_rest_json(state, o) for o in state.orders.values()],
+            "fulfillment_orders": [
+                {
+                    "id": gid("FulfillmentOrder", fo.id),
+                    "order_id": fo.order_id,
+                    "status": fo.status,
+                    "holds": [
+                        {"id": gid("FulfillmentHold", h.id), "handle": h.handle, "reason": h.reason}
+                        for h in fo.holds
+                    ],
+                    "line_items": [
+                        {
+                            "id": gid("FulfillmentOrderLineItem", f.id),
+                            "line_item_id": f.line_item_id,
+                            "total": f.total,
+                            "remaining": f.remaining,
+                        }
+                        for f in fo.lines
+                    ],
+                    "updated_at": iso(fo.updated_at),
+                }
+                for fo in state.fulfillment_orders.values()
+            ],
+            "webhooks": {
+                "sent": len(self.outbox.sent),
+                "dropped": len(self.outbox.dropped),
+                "log": list(self.webhook_log),
+            },
+            "bucket": self._bucket_json(),
+            "requests": dict(self.request_count),
+        }
+
+
+def _is_mutation(document: graphql.DocumentNode, operation_name: str | None) -> bool:
+    operation = graphql.get_operation_ast(document, operation_name)
+    return operation is not None and operation.operation == graphql.OperationType.MUTATION
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("body must be a JSON object")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`stocksync sandbox shopify`: print the bound URL on the first line, serve until ^C."""
+    parser = argparse.ArgumentParser(prog="stocksync sandbox shopify")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seed", default=None, help="YAML/JSON file of SKUs and quantities")
+    parser.add_argument("--webhook-url", default=None)
+    parser.add_argument("--restore-rate", type=float, default=100.0)
+    args = parser.parse_args(argv)
+    try:
+        catalog = load_seed(args.seed)
+        load_schema(DEFAULT_VERSION)  # fail now, not on the first request, if it is missing
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    sandbox = ShopifySandbox(
+        catalog=catalog, webhook_url=args.webhook_url, restore_rate=args.restore_rate
+    )
+    try:
+        sandbox.serve_forever(host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.outbox.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

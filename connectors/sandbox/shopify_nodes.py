@@ -1,0 +1,437 @@
+"""GraphQL object resolvers over the sandbox shop state.
+
+graphql-core's default resolver reads an attribute named like the field and, when it is callable,
+calls it with `(info, **arguments)`; these classes are shaped for exactly that. Fields a class does
+not define resolve to null (a non-null one then errors, as an unimplemented field should).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from graphql import GraphQLError, GraphQLResolveInfo
+
+from connectors.sandbox.shopify_paging import connection, matches, parse_search
+from connectors.sandbox.shopify_state import (
+    Customer,
+    FulfillmentOrder,
+    FulfillmentOrderLine,
+    Hold,
+    LineItem,
+    Location,
+    Order,
+    ShopState,
+    Variant,
+    gid,
+    parse_gid,
+)
+
+QUANTITY_NAMES = {
+    "available",
+    "committed",
+    "damaged",
+    "incoming",
+    "on_hand",
+    "quality_control",
+    "reserved",
+    "safety_stock",
+}
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+@dataclass
+class Idempotent:
+    fingerprint: str
+    result: dict[str, Any]
+    failed: bool
+
+
+@dataclass
+class Context:
+    """Per-request view of the shop handed to every resolver."""
+
+    state: ShopState
+    emit: Callable[[str, Order], None]  # queue an order webhook (topic, order)
+    idempotency: dict[tuple[str, str], Idempotent] = field(default_factory=dict)
+
+
+def ctx(info: GraphQLResolveInfo) -> Context:
+    context = info.context
+    if not isinstance(context, Context):
+        raise TypeError("resolver context is not a sandbox Context")
+    return context
+
+
+def page_args(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: args.get(k) for k in ("first", "after", "last", "before")} | {
+        "reverse": bool(args.get("reverse", False))
+    }
+
+
+class LocationNode:
+    def __init__(self, state: ShopState, location: Location) -> None:
+        self._state = state
+        self._location = location
+        self.id = gid("Location", location.id)
+        self.legacyResourceId = str(location.id)
+        self.name = location.name
+        self.isActive = True
+        self.isPrimary = location.id == state.primary_location.id
+        self.fulfillsOnlineOrders = True
+        self.shipsInventory = True
+        self.hasActiveInventory = True
+
+    def inventoryLevel(self, info: GraphQLResolveInfo, inventoryItemId: str, **_: Any) -> Any:
+        item_id = parse_gid(inventoryItemId, "InventoryItem")
+        level = self._state.level(item_id, self._location.id) if item_id else None
+        return LevelNode(self._state, level.item_id, level.location_id) if level else None
+
+
+class LevelNode:
+    def __init__(self, state: ShopState, item_id: int, location_id: int) -> None:
+        self._state = state
+        self._key = (item_id, location_id)
+        self.id = f"gid://shopify/InventoryLevel/{location_id}?inventory_item_id={item_id}"
+        self.isActive = True
+        self.canDeactivate = False
+
+    def _level(self) -> Any:
+        return self._state.levels[self._key]
+
+    def location(self, info: GraphQLResolveInfo) -> LocationNode:
+        return LocationNode(self._state, self._state.locations[self._key[1]])
+
+    def item(self, info: GraphQLResolveInfo) -> InventoryItemNode:
+        variant = self._state.variant_by_item(self._key[0])
+        if variant is None:
+            raise GraphQLError("inventory item has no variant")
+        return InventoryItemNode(self._state, variant)
+
+    def updatedAt(self, info: GraphQLResolveInfo) -> str | None:
+        return iso(self._level().updated_at)
+
+    def quantities(self, info: GraphQLResolveInfo, names: list[str]) -> list[dict[str, Any]]:
+        level = self._level()
+        values = {"available": level.available, "committed": level.committed}
+        values["on_hand"] = level.on_hand
+        out = []
+        for name in names:
+            if name not in QUANTITY_NAMES:
+                raise GraphQLError(
+                    f"Invalid quantity name: {name!r}.", extensions={"code": "BAD_REQUEST"}
+                )
+            out.append(
+                {
+                    "id": f"{self.id}&name={name}",
+                    "name": name,
+                    "quantity": values.get(name, 0),
+                    "updatedAt": iso(level.updated_at),
+                }
+            )
+        return out
+
+
+class InventoryItemNode:
+    def __init__(self, state: ShopState, variant: Variant) -> None:
+        self._state = state
+        self._variant = variant
+        self.id = gid("InventoryItem", variant.inventory_item_id)
+        self.legacyResourceId = str(variant.inventory_item_id)
+        self.sku = variant.sku
+        self.tracked = True
+        self.requiresShipping = True
+
+    def variant(self, info: GraphQLResolveInfo) -> VariantNode:
+        return VariantNode(self._state, self._variant)
+
+    def inventoryLevel(self, info: GraphQLResolveInfo, locationId: str, **_: Any) -> Any:
+        location_id = parse_gid(locationId, "Location")
+        level = self._state.level(self._variant.inventory_item_id, location_id or -1)
+        return LevelNode(self._state, level.item_id, level.location_id) if level else None
+
+    def inventoryLevels(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        levels = [
+            lv
+            for lv in self._state.levels.values()
+            if lv.item_id == self._variant.inventory_item_id
+        ]
+        nodes = [LevelNode(self._state, lv.item_id, lv.location_id) for lv in levels]
+        return connection(nodes, key=lambda n: (n._key[1], n._key[1]), **page_args(args))
+
+
+class VariantNode:
+    def __init__(self, state: ShopState, variant: Variant) -> None:
+        self._state = state
+        self._variant = variant
+        self.id = gid("ProductVariant", variant.id)
+        self.legacyResourceId = str(variant.id)
+        self.sku = variant.sku
+        self.title = "Default Title"
+        self.displayName = f"{variant.title} - Default Title"
+        self.inventoryPolicy = variant.policy
+        self.price = variant.price
+
+    def inventoryItem(self, info: GraphQLResolveInfo) -> InventoryItemNode:
+        return InventoryItemNode(self._state, self._variant)
+
+    def inventoryQuantity(self, info: GraphQLResolveInfo) -> int:
+        return sum(
+            lv.available
+            for lv in self._state.levels.values()
+            if lv.item_id == self._variant.inventory_item_id
+        )
+
+    def availableForSale(self, info: GraphQLResolveInfo) -> bool:
+        return self._variant.policy == "CONTINUE" or self.inventoryQuantity(info) > 0
+
+
+class CustomerNode:
+    def __init__(self, customer: Customer) -> None:
+        self.id = gid("Customer", customer.id)
+        self.legacyResourceId = str(customer.id)
+        self.email = customer.email
+        self.displayName = customer.email
+
+
+class LineItemNode:
+    def __init__(self, state: ShopState, order: Order, line: LineItem) -> None:
+        self._state = state
+        self._line = line
+        self.id = gid("LineItem", line.id)
+        self.sku = line.sku
+        self.title = line.title
+        self.name = line.title
+        self.quantity = line.quantity
+        self.currentQuantity = line.current_quantity
+        cancelled = order.cancelled_at is not None
+        self.unfulfilledQuantity = 0 if cancelled else line.unfulfilled
+        self.fulfillableQuantity = self.unfulfilledQuantity
+        self.refundableQuantity = line.current_quantity
+        self.nonFulfillableQuantity = line.quantity - self.unfulfilledQuantity
+        self.requiresShipping = True
+        self.variantTitle = None
+
+    def variant(self, info: GraphQLResolveInfo) -> VariantNode | None:
+        variant = self._state.variants.get(self._line.variant_id or -1)
+        return VariantNode(self._state, variant) if variant else None
+
+
+class HoldNode:
+    def __init__(self, hold: Hold) -> None:
+        self.id = gid("FulfillmentHold", hold.id)
+        self.handle = hold.handle
+        self.reason = hold.reason
+        self.reasonNotes = hold.reason_notes
+        self.displayReason = hold.reason.replace("_", " ").capitalize()
+        self.heldByRequestingApp = True
+
+
+class FulfillmentOrderLineNode:
+    def __init__(self, state: ShopState, order: Order, fol: FulfillmentOrderLine) -> None:
+        self._state = state
+        self._line = next(li for li in order.line_items if li.id == fol.line_item_id)
+        self._order = order
+        self.id = gid("FulfillmentOrderLineItem", fol.id)
+        self.totalQuantity = fol.total
+        self.remainingQuantity = fol.remaining
+        self.sku = self._line.sku
+        self.productTitle = self._line.title
+        self.requiresShipping = True
+        variant = state.variants.get(self._line.variant_id or -1)
+        self.inventoryItemId = gid("InventoryItem", variant.inventory_item_id) if variant else None
+
+    def lineItem(self, info: GraphQLResolveInfo) -> LineItemNode:
+        return LineItemNode(self._state, self._order, self._line)
+
+
+class FulfillmentOrderNode:
+    def __init__(self, state: ShopState, fo: FulfillmentOrder) -> None:
+        self._state = state
+        self._fo = fo
+        self._order = state.orders[fo.order_id]
+        self.id = gid("FulfillmentOrder", fo.id)
+        self.orderId = gid("Order", fo.order_id)
+        self.orderName = self._order.name
+        self.status = fo.status
+        self.requestStatus = "UNSUBMITTED"
+        self.createdAt = iso(fo.created_at)
+        self.updatedAt = iso(fo.updated_at)
+        self.orderProcessedAt = iso(self._order.created_at)
+        self.fulfillmentHolds = [HoldNode(h) for h in fo.holds]
+
+    def order(self, info: GraphQLResolveInfo) -> OrderNode:
+        return OrderNode(self._state, self._order)
+
+    def assignedLocation(self, info: GraphQLResolveInfo) -> dict[str, Any]:
+        location = self._state.locations[self._fo.location_id]
+        return {"name": location.name, "location": LocationNode(self._state, location)}
+
+    def lineItems(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        nodes = [FulfillmentOrderLineNode(self._state, self._order, f) for f in self._fo.lines]
+        return connection(nodes, key=lambda n: (0, n._line.id), **page_args(args))
+
+
+class OrderNode:
+    def __init__(self, state: ShopState, order: Order) -> None:
+        self._state = state
+        self._order = order
+        self.id = gid("Order", order.id)
+        self.legacyResourceId = str(order.id)
+        self.name = order.name
+        self.email = order.email
+        self.createdAt = iso(order.created_at)
+        self.processedAt = iso(order.created_at)
+        self.updatedAt = iso(order.updated_at)
+        self.cancelledAt = iso(order.cancelled_at)
+        self.cancelReason = order.cancel_reason
+        self.closed = False
+        self.confirmed = True
+        self.test = False
+        self.sourceName = order.source_name
+        self.displayFulfillmentStatus = order.fulfillment_status()
+        self.tags: list[str] = []
+        self.currentSubtotalLineItemsQuantity = sum(li.current_quantity for li in order.line_items)
+        self.subtotalLineItemsQuantity = sum(li.quantity for li in order.line_items)
+
+    def customer(self, info: GraphQLResolveInfo) -> CustomerNode | None:
+        return CustomerNode(self._order.customer) if self._order.customer else None
+
+    def lineItems(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        nodes = [LineItemNode(self._state, self._order, li) for li in self._order.line_items]
+        return connection(nodes, key=lambda n: (0, n._line.id), **page_args(args))
+
+    def fulfillmentOrders(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        fos = self._state.order_fulfillment_orders(self._order.id)
+        nodes = [FulfillmentOrderNode(self._state, fo) for fo in fos]
+        return connection(nodes, key=lambda n: (0, n._fo.id), **page_args(args))
+
+    def refunds(self, info: GraphQLResolveInfo, first: int | None = None) -> list[dict[str, Any]]:
+        return [
+            {"id": gid("Refund", r.id), "createdAt": iso(r.created_at)}
+            for r in self._order.refunds[: first or None]
+        ]
+
+
+_ORDER_SORT: dict[str, Callable[[Order], Any]] = {
+    "UPDATED_AT": lambda o: o.updated_at,
+    "CREATED_AT": lambda o: o.created_at,
+    "PROCESSED_AT": lambda o: o.created_at,
+    "ORDER_NUMBER": lambda o: o.number,
+    "ID": lambda o: o.id,
+}
+
+
+def _order_field(order: Order, name: str) -> Any:
+    return {
+        "updated_at": order.updated_at,
+        "created_at": order.created_at,
+        "processed_at": order.created_at,
+        "id": order.id,
+        "name": order.name,
+        "email": order.email,
+        "status": "cancelled" if order.cancelled_at else "open",
+    }.get(name)
+
+
+class QueryRoot:
+    """Root query fields the connector uses, plus single-node lookups."""
+
+    def orders(
+        self, info: GraphQLResolveInfo, sortKey: str = "PROCESSED_AT", **args: Any
+    ) -> dict[str, Any]:
+        state = ctx(info).state
+        groups = parse_search(args.get("query"))
+        known = {"updated_at", "created_at", "processed_at", "id", "name", "email", "status"}
+        chosen = [
+            o
+            for o in state.orders.values()
+            if matches(groups, functools.partial(_order_field, o), known)
+        ]
+        sort = _ORDER_SORT.get(sortKey, _ORDER_SORT["ID"])
+        nodes = [OrderNode(state, o) for o in chosen]
+        return connection(nodes, key=lambda n: (sort(n._order), n._order.id), **page_args(args))
+
+    def order(self, info: GraphQLResolveInfo, id: str) -> OrderNode | None:  # noqa: A002 GraphQL argument name
+        state = ctx(info).state
+        order = state.orders.get(parse_gid(id, "Order") or -1)
+        return OrderNode(state, order) if order else None
+
+    def _variants(self, info: GraphQLResolveInfo, query: str | None) -> list[Variant]:
+        state = ctx(info).state
+        groups = parse_search(query)
+        return [
+            v
+            for v in state.variants.values()
+            if matches(groups, {"sku": v.sku, "id": v.id}.get, {"sku", "id"})
+        ]
+
+    def productVariants(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        state = ctx(info).state
+        nodes = [VariantNode(state, v) for v in self._variants(info, args.get("query"))]
+        return connection(nodes, key=lambda n: (n._variant.id, n._variant.id), **page_args(args))
+
+    def inventoryItems(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        state = ctx(info).state
+        nodes = [InventoryItemNode(state, v) for v in self._variants(info, args.get("query"))]
+        return connection(
+            nodes,
+            key=lambda n: (n._variant.inventory_item_id, n._variant.inventory_item_id),
+            **page_args(args),
+        )
+
+    def locations(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        state = ctx(info).state
+        groups = parse_search(args.get("query"))
+        chosen = [
+            loc
+            for loc in state.locations.values()
+            if matches(groups, {"name": loc.name}.get, {"name"})
+        ]
+        nodes = [LocationNode(state, loc) for loc in chosen]
+        return connection(nodes, key=lambda n: (n.name, n._location.id), **page_args(args))
+
+    def location(self, info: GraphQLResolveInfo, id: str | None = None) -> LocationNode | None:  # noqa: A002 GraphQL argument name
+        state = ctx(info).state
+        if id is None:
+            return LocationNode(state, state.primary_location)
+        location = state.locations.get(parse_gid(id, "Location") or -1)
+        return LocationNode(state, location) if location else None
+
+    def fulfillmentOrders(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        state = ctx(info).state
+        include_closed = bool(args.get("includeClosed", False))
+        groups = parse_search(args.get("query"))
+        chosen = [
+            fo
+            for fo in state.fulfillment_orders.values()
+            if (include_closed or fo.status not in ("CLOSED", "CANCELLED"))
+            and matches(
+                groups,
+                {"status": fo.status.lower(), "order_id": fo.order_id}.get,
+                {"status", "order_id"},
+            )
+        ]
+        nodes = [FulfillmentOrderNode(state, fo) for fo in chosen]
+        return connection(nodes, key=lambda n: (n._fo.id, n._fo.id), **page_args(args))
+
+    def fulfillmentOrder(self, info: GraphQLResolveInfo, id: str) -> FulfillmentOrderNode | None:  # noqa: A002 GraphQL argument name
+        state = ctx(info).state
+        fo = state.fulfillment_orders.get(parse_gid(id, "FulfillmentOrder") or -1)
+        return FulfillmentOrderNode(state, fo) if fo else None
+
+    def productVariant(self, info: GraphQLResolveInfo, id: str) -> VariantNode | None:  # noqa: A002 GraphQL argument name
+        state = ctx(info).state
+        variant = state.variants.get(parse_gid(id, "ProductVariant") or -1)
+        return VariantNode(state, variant) if variant else None
+
+    def inventoryItem(self, info: GraphQLResolveInfo, id: str) -> InventoryItemNode | None:  # noqa: A002 GraphQL argument name
+        state = ctx(info).state
+        variant = state.variant_by_item(parse_gid(id, "InventoryItem") or -1)
+        return InventoryItemNode(state, variant) if variant else None

@@ -1,0 +1,454 @@
+"""The in-memory shop behind the Shopify sandbox: locations, variants, inventory, orders,
+fulfillment orders and holds, with the stock rules a real shop applies.
+
+Callers hold the sandbox lock around every use; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+HOLD_LIMIT = 10  # holds one app may place on one fulfillment order
+
+
+def gid(kind: str, number: int) -> str:
+    return f"gid://shopify/{kind}/{number}"
+
+
+def parse_gid(value: str, kind: str) -> int | None:
+    prefix = f"gid://shopify/{kind}/"
+    if not value.startswith(prefix):
+        return None
+    tail = value[len(prefix) :].split("?", 1)[0]
+    return int(tail) if tail.isdigit() else None
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)  # Shopify timestamps have whole seconds
+
+
+class StockRefused(ValueError):
+    """A sale the shop will not make: not enough available and the variant denies overselling."""
+
+    def __init__(self, sku: str, wanted: int, available: int) -> None:
+        super().__init__(f"{sku}: wanted {wanted}, only {available} available")
+        self.sku = sku
+        self.wanted = wanted
+        self.available = available
+
+
+@dataclass
+class Location:
+    id: int
+    name: str
+
+
+@dataclass
+class Variant:
+    id: int
+    product_id: int
+    sku: str
+    title: str
+    inventory_item_id: int
+    policy: str = "DENY"  # ProductVariantInventoryPolicy: DENY or CONTINUE
+    price: str = "10.00"
+
+
+@dataclass
+class Level:
+    """Inventory of one item at one location; on_hand = available + committed here."""
+
+    item_id: int
+    location_id: int
+    available: int
+    committed: int = 0
+    updated_at: datetime = field(default_factory=now_utc)
+
+    @property
+    def on_hand(self) -> int:
+        return self.available + self.committed
+
+
+@dataclass
+class LineItem:
+    id: int
+    variant_id: int | None
+    sku: str | None
+    title: str
+    quantity: int
+    current_quantity: int
+    fulfilled: int = 0
+    price: str = "10.00"
+
+    @property
+    def unfulfilled(self) -> int:
+        return max(self.current_quantity - self.fulfilled, 0)
+
+
+@dataclass
+class Refund:
+    id: int
+    created_at: datetime
+    lines: list[tuple[int, int, bool]]  # (line item id, quantity, restocked)
+
+
+@dataclass
+class Hold:
+    id: int
+    handle: str | None
+    reason: str
+    reason_notes: str | None
+
+
+@dataclass
+class FulfillmentOrderLine:
+    id: int
+    line_item_id: int
+    total: int
+    remaining: int
+
+
+@dataclass
+class FulfillmentOrder:
+    id: int
+    order_id: int
+    location_id: int
+    lines: list[FulfillmentOrderLine]
+    status: str = "OPEN"
+    holds: list[Hold] = field(default_factory=list)
+    created_at: datetime = field(default_factory=now_utc)
+    updated_at: datetime = field(default_factory=now_utc)
+
+
+@dataclass
+class Customer:
+    id: int
+    email: str
+
+
+@dataclass
+class Order:
+    id: int
+    number: int
+    email: str | None
+    customer: Customer | None
+    line_items: list[LineItem]
+    created_at: datetime
+    updated_at: datetime
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+    refunds: list[Refund] = field(default_factory=list)
+    source_name: str = "web"
+
+    @property
+    def name(self) -> str:
+        return f"#{self.number}"
+
+    def fulfillment_status(self) -> str:
+        """OrderDisplayFulfillmentStatus."""
+        fulfilled = sum(li.fulfilled for li in self.line_items)
+        if fulfilled and all(li.unfulfilled == 0 for li in self.line_items):
+            return "FULFILLED"
+        return "PARTIALLY_FULFILLED" if fulfilled else "UNFULFILLED"
+
+
+class HoldError(ValueError):
+    def __init__(self, code: str, message: str, field_path: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field_path = field_path
+
+
+class ShopState:
+    """Everything the shop knows; ids come from one counter so every gid is unique."""
+
+    def __init__(self, catalog: Mapping[str, int], location_name: str = "Main") -> None:
+        self._ids = itertools.count(1001)
+        self._numbers = itertools.count(1001)
+        self.locations: dict[int, Location] = {}
+        self.variants: dict[int, Variant] = {}
+        self.levels: dict[tuple[int, int], Level] = {}
+        self.orders: dict[int, Order] = {}
+        self.fulfillment_orders: dict[int, FulfillmentOrder] = {}
+        self.customers: dict[str, Customer] = {}
+        location = Location(self.next_id(), location_name)
+        self.locations[location.id] = location
+        self.primary_location = location
+        for sku, quantity in catalog.items():
+            self.add_variant(sku, quantity)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    # -- catalog and inventory -------------------------------------------------------------
+    def add_variant(self, sku: str, available: int, policy: str = "DENY") -> Variant:
+        variant = Variant(
+            id=self.next_id(),
+            product_id=self.next_id(),
+            sku=sku,
+            title=f"Product {sku}",
+            inventory_item_id=self.next_id(),
+            policy=policy,
+        )
+        self.variants[variant.id] = variant
+        level = Level(variant.inventory_item_id, self.primary_location.id, available)
+        self.levels[(level.item_id, level.location_id)] = level
+        return variant
+
+    def variant_by_sku(self, sku: str) -> Variant | None:
+        return next((v for v in self.variants.values() if v.sku == sku), None)
+
+    def variant_by_item(self, item_id: int) -> Variant | None:
+        return next((v for v in self.variants.values() if v.inventory_item_id == item_id), None)
+
+    def level(self, item_id: int, location_id: int) -> Level | None:
+        return self.levels.get((item_id, location_id))
+
+    def primary_level(self, variant: Variant) -> Level:
+        level = self.level(variant.inventory_item_id, self.primary_location.id)
+        if level is None:  # every variant is stocked at the primary location from creation
+            raise KeyError(f"{variant.sku} is not stocked at {self.primary_location.name}")
+        return level
+
+    def set_available(self, sku: str, available: int, policy: str | None = None) -> Level:
+        variant = self.variant_by_sku(sku) or self.add_variant(sku, available)
+        if policy is not None:
+            variant.policy = policy
+        level = self.primary_level(variant)
+        level.available = available
+        level.updated_at = now_utc()
+        return level
+
+    # -- orders ----------------------------------------------------------------------------
+    def customer_for(self, email: str | None) -> Customer | None:
+        if not email:
+            return None
+        if email not in self.customers:
+            self.customers[email] = Customer(self.next_id(), email)
+        return self.customers[email]
+
+    def create_order(
+        self,
+        lines: Iterable[tuple[Variant | None, str | None, int]],
+        email: str | None,
+        *,
+        decrement: bool,
+        obey_policy: bool,
+        source_name: str = "web",
+    ) -> Order:
+        """Create an order; with `decrement` the sale moves units from available to committed.
+
+        With `obey_policy` a line that would oversell a DENY variant refuses the whole order.
+        """
+        wanted = list(lines)
+        if decrement and obey_policy:
+            demand: dict[int, int] = {}
+            for variant, _sku, qty in wanted:
+                if variant is not None:
+                    demand[variant.id] = demand.get(variant.id, 0) + qty
+            for variant_id, qty in demand.items():
+                variant = self.variants[variant_id]
+                level = self.primary_level(variant)
+                if variant.policy == "DENY" and level.available < qty:
+                    raise StockRefused(variant.sku, qty, level.available)
+        stamp = now_utc()
+        items = []
+        for variant, sku, qty in wanted:
+            items.append(
+                LineItem(
+                    id=self.next_id(),
+                    variant_id=variant.id if variant else None,
+                    sku=variant.sku if variant else sku,
+                    title=variant.title if variant else (sku or "Custom item"),
+                    quantity=qty,
+                    current_quantity=qty,
+                )
+            )
+            if decrement and variant is not None:
+                level = self.primary_level(variant)
+                level.available -= qty
+                level.committed += qty
+                level.updated_at = stamp
+        order = Order(
+            id=self.next_id(),
+            number=next(self._numbers),
+            email=email,
+            customer=self.customer_for(email),
+            line_items=items,
+            created_at=stamp,
+            updated_at=stamp,
+            source_name=source_name,
+        )
+        self.orders[order.id] = order
+        fo_lines = [
+            FulfillmentOrderLine(self.next_id(), li.id, li.quantity, li.quantity) for li in items
+        ]
+        fo = FulfillmentOrder(self.next_id(), order.id, self.primary_location.id, fo_lines)
+        self.fulfillment_orders[fo.id] = fo
+        return order
+
+    def _restock(self, line: LineItem, quantity: int) -> None:
+        if line.variant_id is None or quantity <= 0:
+            return
+        level = self.primary_level(self.variants[line.variant_id])
+        level.committed -= quantity
+        level.available += quantity
+        level.updated_at = now_utc()
+
+    def cancel_order(self, order: Order, *, reason: str, restock: bool) -> None:
+        if order.cancelled_at is not None:
+            raise ValueError(f"order {order.id} is already cancelled")
+        stamp = now_utc()
+        for line in order.line_items:
+            if restock:
+                self._restock(line, line.unfulfilled)
+        order.cancelled_at = stamp
+        order.cancel_reason = reason
+        order.updated_at = stamp
+        for fo in self.order_fulfillment_orders(order.id):
+            if fo.status not in ("CLOSED",):
+                fo.status = "CANCELLED"
+                fo.updated_at = stamp
+
+    def refund_lines(self, order: Order, quantities: Mapping[int, int], *, restock: bool) -> Refund:
+        """Refund (remove) units of lines: current_quantity goes down, as an order edit would."""
+        by_id = {li.id: li for li in order.line_items}
+        for line_id, qty in quantities.items():
+            line = by_id.get(line_id)
+            if line is None:
+                raise ValueError(f"order {order.id} has no line item {line_id}")
+            if qty <= 0 or qty > line.unfulfilled:
+                raise ValueError(f"line {line_id}: cannot refund {qty} of {line.unfulfilled}")
+        stamp = now_utc()
+        refund = Refund(self.next_id(), stamp, [])
+        for line_id, qty in quantities.items():
+            line = by_id[line_id]
+            line.current_quantity -= qty
+            if restock:
+                self._restock(line, qty)
+            refund.lines.append((line_id, qty, restock))
+            self._shrink_fulfillment_lines(order.id, line_id, qty)
+        order.refunds.append(refund)
+        order.updated_at = stamp
+        return refund
+
+    def _shrink_fulfillment_lines(self, order_id: int, line_id: int, qty: int) -> None:
+        for fo in self.order_fulfillment_orders(order_id):
+            for fol in fo.lines:
+                if fol.line_item_id == line_id and qty > 0:
+                    taken = min(fol.remaining, qty)
+                    fol.remaining -= taken
+                    fol.total -= taken
+                    qty -= taken
+
+    def fulfill_order(self, order: Order) -> None:
+        """Ship everything that is not on hold: committed units leave on_hand."""
+        stamp = now_utc()
+        for fo in self.order_fulfillment_orders(order.id):
+            if fo.status != "OPEN":
+                continue
+            by_id = {li.id: li for li in order.line_items}
+            for fol in fo.lines:
+                line = by_id[fol.line_item_id]
+                if line.variant_id is not None and fol.remaining:
+                    level = self.primary_level(self.variants[line.variant_id])
+                    level.committed -= fol.remaining
+                    level.updated_at = stamp
+                line.fulfilled += fol.remaining
+                fol.remaining = 0
+            fo.status = "CLOSED"
+            fo.updated_at = stamp
+        order.updated_at = stamp
+
+    # -- fulfillment orders and holds ------------------------------------------------------
+    def order_fulfillment_orders(self, order_id: int) -> list[FulfillmentOrder]:
+        return [fo for fo in self.fulfillment_orders.values() if fo.order_id == order_id]
+
+    def hold(
+        self,
+        fo: FulfillmentOrder,
+        *,
+        reason: str,
+        handle: str | None,
+        reason_notes: str | None,
+        line_quantities: Mapping[int, int] | None,
+    ) -> tuple[Hold, FulfillmentOrder | None]:
+        """Place a hold; with line quantities the fulfillment order is split and the rest
+        moves to a new, still open, fulfillment order (Shopify's remainingFulfillmentOrder)."""
+        if fo.status not in ("OPEN", "ON_HOLD", "SCHEDULED"):
+            raise HoldError("FULFILLMENT_ORDER_NOT_FOUND", f"Fulfillment order is {fo.status}.")
+        if len(fo.holds) >= HOLD_LIMIT:
+            raise HoldError(
+                "FULFILLMENT_ORDER_HOLD_LIMIT_REACHED",
+                f"The maximum number of fulfillment holds for this fulfillment order has been "
+                f"reached for this app. An app can only have up to {HOLD_LIMIT} holds on a "
+                "single fulfillment order at any one time.",
+            )
+        if handle is not None and any(h.handle == handle for h in fo.holds):
+            raise HoldError(
+                "DUPLICATE_FULFILLMENT_HOLD_HANDLE",
+                "The handle provided for the fulfillment hold is already in use by this app for "
+                "another hold on this fulfillment order.",
+                ["fulfillmentHold", "handle"],
+            )
+        remaining_fo = None
+        if line_quantities:
+            remaining_fo = self._split(fo, line_quantities)
+        stamp = now_utc()
+        held = Hold(self.next_id(), handle, reason, reason_notes)
+        fo.holds.append(held)
+        fo.status = "ON_HOLD"
+        fo.updated_at = stamp
+        return held, remaining_fo
+
+    def _split(
+        self, fo: FulfillmentOrder, line_quantities: Mapping[int, int]
+    ) -> FulfillmentOrder | None:
+        by_id = {fol.id: fol for fol in fo.lines}
+        for fol_id, qty in line_quantities.items():
+            fol = by_id.get(fol_id)
+            path = ["fulfillmentHold", "fulfillmentOrderLineItems"]
+            if fol is None:
+                raise HoldError(
+                    "INVALID_LINE_ITEM_QUANTITY",
+                    f"Fulfillment order line item {fol_id} is not on this fulfillment order.",
+                    path,
+                )
+            if qty <= 0:
+                raise HoldError("GREATER_THAN_ZERO", "Quantity must be greater than 0.", path)
+            if qty > fol.remaining:
+                raise HoldError(
+                    "INVALID_LINE_ITEM_QUANTITY",
+                    f"The line item quantity {qty} is more than the remaining {fol.remaining}.",
+                    path,
+                )
+        rest: list[FulfillmentOrderLine] = []
+        kept: list[FulfillmentOrderLine] = []
+        for fol in fo.lines:
+            held = line_quantities.get(fol.id, 0)
+            if held:
+                kept.append(FulfillmentOrderLine(fol.id, fol.line_item_id, held, held))
+            left = fol.remaining - held
+            if left > 0:
+                rest.append(FulfillmentOrderLine(self.next_id(), fol.line_item_id, left, left))
+        if not rest:
+            return None
+        fo.lines = kept
+        new_fo = FulfillmentOrder(
+            self.next_id(), fo.order_id, fo.location_id, rest, status=fo.status
+        )
+        if fo.status == "ON_HOLD":
+            new_fo.holds = list(fo.holds)  # the existing holds still cover the units moved out
+        self.fulfillment_orders[new_fo.id] = new_fo
+        return new_fo
+
+    def release(self, fo: FulfillmentOrder, hold_ids: Iterable[int] | None) -> None:
+        wanted = None if hold_ids is None else set(hold_ids)
+        fo.holds = [h for h in fo.holds if wanted is not None and h.id not in wanted]
+        if not fo.holds and fo.status == "ON_HOLD":
+            fo.status = "OPEN"
+        fo.updated_at = now_utc()

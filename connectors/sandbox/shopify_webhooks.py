@@ -1,0 +1,122 @@
+"""Order webhooks as Shopify sends them: a REST-shaped order body and Shopify's headers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from connectors.sandbox.shopify_state import Order, ShopState, gid, now_utc
+from connectors.signatures import sign
+
+# REST payloads carry the shop's local time with its offset; a non-UTC offset keeps parsers honest
+SHOP_TZ = timezone(timedelta(hours=-4))
+
+
+def rest_time(value: datetime | None) -> str | None:
+    return value.astimezone(SHOP_TZ).isoformat() if value else None
+
+
+def order_rest_json(state: ShopState, order: Order) -> dict[str, Any]:
+    """The order as REST webhooks carry it (subset of fields, same names and types)."""
+    status = order.fulfillment_status()
+    customer = None
+    if order.customer is not None:
+        customer = {
+            "id": order.customer.id,
+            "email": order.customer.email,
+            "admin_graphql_api_id": gid("Customer", order.customer.id),
+            "first_name": None,
+            "last_name": None,
+            "state": "disabled",
+        }
+    lines = []
+    for li in order.line_items:
+        variant = state.variants.get(li.variant_id) if li.variant_id else None
+        lines.append(
+            {
+                "id": li.id,
+                "admin_graphql_api_id": gid("LineItem", li.id),
+                "variant_id": li.variant_id,
+                "product_id": variant.product_id if variant else None,
+                "sku": li.sku,
+                "title": li.title,
+                "name": li.title,
+                "quantity": li.quantity,
+                "current_quantity": li.current_quantity,
+                "fulfillable_quantity": li.unfulfilled if order.cancelled_at is None else 0,
+                "fulfillment_status": "fulfilled" if li.fulfilled and not li.unfulfilled else None,
+                "price": li.price,
+                "requires_shipping": True,
+                "gift_card": False,
+                "taxable": True,
+            }
+        )
+    refunds = [
+        {
+            "id": refund.id,
+            "admin_graphql_api_id": gid("Refund", refund.id),
+            "order_id": order.id,
+            "created_at": rest_time(refund.created_at),
+            "refund_line_items": [
+                {
+                    "id": refund.id * 100 + index,  # stable across renderings of one refund
+                    "line_item_id": line_id,
+                    "quantity": qty,
+                    "restock_type": "cancel" if restocked else "no_restock",
+                }
+                for index, (line_id, qty, restocked) in enumerate(refund.lines)
+            ],
+        }
+        for refund in order.refunds
+    ]
+    return {
+        "id": order.id,
+        "admin_graphql_api_id": gid("Order", order.id),
+        "name": order.name,
+        "number": order.number - 1000,
+        "order_number": order.number,
+        "email": order.email,
+        "contact_email": order.email,
+        "created_at": rest_time(order.created_at),
+        "updated_at": rest_time(order.updated_at),
+        "processed_at": rest_time(order.created_at),
+        "cancelled_at": rest_time(order.cancelled_at),
+        "cancel_reason": order.cancel_reason.lower() if order.cancel_reason else None,
+        "closed_at": None,
+        "confirmed": True,
+        "currency": "USD",
+        "financial_status": "paid",
+        "fulfillment_status": {"FULFILLED": "fulfilled", "PARTIALLY_FULFILLED": "partial"}.get(
+            status
+        ),
+        "source_name": order.source_name,
+        "test": False,
+        "customer": customer,
+        "line_items": lines,
+        "refunds": refunds,
+    }
+
+
+def webhook_delivery(
+    *,
+    topic: str,
+    body: dict[str, Any],
+    secret: str,
+    shop: str,
+    api_version: str,
+) -> tuple[dict[str, str], bytes]:
+    """Headers and raw bytes of one delivery; the signature covers exactly these bytes."""
+    raw = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": sign(secret, raw),
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-API-Version": api_version,
+        "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        "X-Shopify-Event-Id": str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": now_utc().isoformat().replace("+00:00", "Z"),
+    }
+    return headers, raw

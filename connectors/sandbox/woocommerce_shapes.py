@@ -1,0 +1,348 @@
+"""The sandbox shop's records and their REST JSON, shaped field for field like WooCommerce's
+documented wc/v3 examples (fixtures/woocommerce). Pure: records in, dicts out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# the store's own timezone: fields without _gmt are local time, as on a real shop, so a client
+# that forgets dates_are_gmt=true filters on the wrong clock
+STORE_UTC_OFFSET = timedelta(hours=-3)
+REDUCING_STATUSES = frozenset({"processing", "on-hold", "completed"})
+RESTORING_STATUSES = frozenset({"cancelled", "pending"})
+ORDER_STATUSES = frozenset(
+    {"pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed", "trash"}
+)
+
+
+def local_text(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return (moment + STORE_UTC_OFFSET).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def gmt_text(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def money(amount: float) -> str:
+    return f"{amount:.2f}"
+
+
+@dataclass
+class Product:
+    """A product post: simple, variable (a parent without own stock) or variation."""
+
+    id: int
+    sku: str
+    name: str
+    type: str  # "simple" | "variable" | "variation"
+    created: datetime
+    modified: datetime
+    parent_id: int = 0
+    manage_stock: bool = True
+    stock_quantity: int | None = None
+    backorders: str = "no"  # "no" | "notify" | "yes"
+    price: str = "10.00"
+    variation_ids: list[int] = field(default_factory=list)
+    option: str = ""  # a variation's attribute value
+    total_sales: int = 0
+
+    @property
+    def backorders_allowed(self) -> bool:
+        return self.backorders != "no"
+
+    @property
+    def stock_status(self) -> str:
+        if not self.manage_stock or self.stock_quantity is None or self.stock_quantity > 0:
+            return "instock"
+        return "onbackorder" if self.backorders_allowed else "outofstock"
+
+
+@dataclass
+class LineItem:
+    id: int
+    product_id: int
+    variation_id: int
+    sku: str
+    name: str
+    quantity: int
+    price: float
+    reduced: int = 0  # WooCommerce's _reduced_stock item meta: units this line took from stock
+
+
+@dataclass
+class MetaEntry:
+    id: int
+    key: str
+    value: Any
+
+
+@dataclass
+class Order:
+    id: int
+    status: str
+    created: datetime
+    modified: datetime
+    order_key: str
+    created_via: str
+    email: str
+    customer_id: int = 0
+    customer_note: str = ""
+    line_items: list[LineItem] = field(default_factory=list)
+    meta: list[MetaEntry] = field(default_factory=list)
+    paid: datetime | None = None
+    completed: datetime | None = None
+    stock_reduced: bool = False  # WooCommerce's _order_stock_reduced
+
+
+@dataclass
+class Note:
+    id: int
+    order_id: int
+    note: str
+    customer_note: bool
+    created: datetime
+    author: str = "WooCommerce"
+
+
+def _links(base: str, path: str, collection: str, up: str | None = None) -> dict[str, Any]:
+    links: dict[str, Any] = {
+        "self": [{"href": f"{base}/wp-json/wc/v3/{path}"}],
+        "collection": [{"href": f"{base}/wp-json/wc/v3/{collection}"}],
+    }
+    if up is not None:
+        links["up"] = [{"href": f"{base}/wp-json/wc/v3/{up}"}]
+    return links
+
+
+def _dates(prefix: str, moment: datetime | None) -> dict[str, str | None]:
+    return {prefix: local_text(moment), f"{prefix}_gmt": gmt_text(moment)}
+
+
+def _stock_fields(product: Product) -> dict[str, Any]:
+    return {
+        "manage_stock": product.manage_stock,
+        "stock_quantity": product.stock_quantity if product.manage_stock else None,
+        "stock_status": product.stock_status,
+        "backorders": product.backorders,
+        "backorders_allowed": product.backorders_allowed,
+        "backordered": False,
+    }
+
+
+def _sale_fields(product: Product) -> dict[str, Any]:
+    return {
+        "price": product.price,
+        "regular_price": product.price,
+        "sale_price": "",
+        **_dates("date_on_sale_from", None),
+        **_dates("date_on_sale_to", None),
+        "on_sale": False,
+        "purchasable": True,
+        "virtual": False,
+        "downloadable": False,
+        "downloads": [],
+        "download_limit": -1,
+        "download_expiry": -1,
+        "tax_status": "taxable",
+        "tax_class": "",
+    }
+
+
+def product_json(product: Product, base: str) -> dict[str, Any]:
+    """A product as GET /products/{id} returns it (variations too, when found by ?sku=)."""
+    slug = product.name.lower().replace(" ", "-")
+    return {
+        "id": product.id,
+        "name": product.name,
+        "slug": slug,
+        "permalink": f"{base}/product/{slug}/",
+        **_dates("date_created", product.created),
+        **_dates("date_modified", product.modified),
+        "type": product.type,
+        "status": "publish",
+        "featured": False,
+        "catalog_visibility": "visible",
+        "description": "",
+        "short_description": "",
+        "sku": product.sku,
+        **_sale_fields(product),
+        "price_html": f'<span class="woocommerce-Price-amount amount">{product.price}</span>',
+        "total_sales": product.total_sales,
+        "external_url": "",
+        "button_text": "",
+        **_stock_fields(product),
+        "sold_individually": False,
+        "weight": "",
+        "dimensions": {"length": "", "width": "", "height": ""},
+        "shipping_required": True,
+        "shipping_taxable": True,
+        "shipping_class": "",
+        "shipping_class_id": 0,
+        "reviews_allowed": True,
+        "average_rating": "0.00",
+        "rating_count": 0,
+        "related_ids": [],
+        "upsell_ids": [],
+        "cross_sell_ids": [],
+        "parent_id": product.parent_id,
+        "purchase_note": "",
+        "categories": [{"id": 9, "name": "Clothing", "slug": "clothing"}],
+        "tags": [],
+        "images": [],
+        "attributes": (
+            [
+                {
+                    "id": 1,
+                    "name": "Option",
+                    "position": 0,
+                    "visible": True,
+                    "variation": True,
+                    "options": [],
+                }
+            ]
+            if product.type == "variable"
+            else []
+        ),
+        "default_attributes": [],
+        "variations": list(product.variation_ids),
+        "grouped_products": [],
+        "menu_order": 0,
+        "meta_data": [],
+        "_links": _links(base, f"products/{product.id}", "products"),
+    }
+
+
+def variation_json(variation: Product, base: str) -> dict[str, Any]:
+    """A variation as GET /products/{parent}/variations/{id} returns it."""
+    parent = variation.parent_id
+    return {
+        "id": variation.id,
+        **_dates("date_created", variation.created),
+        **_dates("date_modified", variation.modified),
+        "description": "",
+        "permalink": f"{base}/product/{parent}/?attribute_option={variation.option}",
+        "sku": variation.sku,
+        **_sale_fields(variation),
+        "status": "publish",
+        **_stock_fields(variation),
+        "weight": "",
+        "dimensions": {"length": "", "width": "", "height": ""},
+        "shipping_class": "",
+        "shipping_class_id": 0,
+        "image": None,
+        "attributes": [{"id": 1, "name": "Option", "option": variation.option}],
+        "menu_order": 0,
+        "meta_data": [],
+        "_links": _links(
+            base,
+            f"products/{parent}/variations/{variation.id}",
+            f"products/{parent}/variations",
+            up=f"products/{parent}",
+        ),
+    }
+
+
+def _line_json(line: LineItem) -> dict[str, Any]:
+    total = money(line.price * line.quantity)
+    return {
+        "id": line.id,
+        "name": line.name,
+        "product_id": line.product_id,
+        "variation_id": line.variation_id,
+        "quantity": line.quantity,
+        "tax_class": "",
+        "subtotal": total,
+        "subtotal_tax": "0.00",
+        "total": total,
+        "total_tax": "0.00",
+        "taxes": [],
+        "meta_data": [],
+        "sku": line.sku,
+        "price": line.price,
+    }
+
+
+def order_json(order: Order, base: str, *, links: bool = True) -> dict[str, Any]:
+    """An order as GET /orders/{id} returns it; webhooks carry the same JSON without _links."""
+    total = money(sum(line.price * line.quantity for line in order.line_items))
+    address = {
+        "first_name": "Sandbox",
+        "last_name": "Customer",
+        "company": "",
+        "address_1": "1 Loopback Way",
+        "address_2": "",
+        "city": "Localhost",
+        "state": "CA",
+        "postcode": "94103",
+        "country": "US",
+    }
+    body: dict[str, Any] = {
+        "id": order.id,
+        "parent_id": 0,
+        "number": str(order.id),
+        "order_key": order.order_key,
+        "created_via": order.created_via,
+        "version": "3.0.0",
+        "status": order.status,
+        "currency": "USD",
+        **_dates("date_created", order.created),
+        **_dates("date_modified", order.modified),
+        "discount_total": "0.00",
+        "discount_tax": "0.00",
+        "shipping_total": "0.00",
+        "shipping_tax": "0.00",
+        "cart_tax": "0.00",
+        "total": total,
+        "total_tax": "0.00",
+        "prices_include_tax": False,
+        "customer_id": order.customer_id,
+        "customer_ip_address": "127.0.0.1",
+        "customer_user_agent": "",
+        "customer_note": order.customer_note,
+        "billing": {**address, "email": order.email, "phone": ""},
+        "shipping": dict(address),
+        "payment_method": "bacs",
+        "payment_method_title": "Direct Bank Transfer",
+        "transaction_id": "",
+        **_dates("date_paid", order.paid),
+        **_dates("date_completed", order.completed),
+        "cart_hash": "",
+        "meta_data": [{"id": m.id, "key": m.key, "value": m.value} for m in order.meta],
+        "line_items": [_line_json(line) for line in order.line_items],
+        "tax_lines": [],
+        "shipping_lines": [],
+        "fee_lines": [],
+        "coupon_lines": [],
+        "refunds": [],
+    }
+    if links:
+        body["_links"] = _links(base, f"orders/{order.id}", "orders")
+    return body
+
+
+def note_json(note: Note, base: str) -> dict[str, Any]:
+    return {
+        "id": note.id,
+        "author": note.author,
+        **_dates("date_created", note.created),
+        "note": note.note,
+        "customer_note": note.customer_note,
+        "_links": _links(
+            base,
+            f"orders/{note.order_id}/notes/{note.id}",
+            f"orders/{note.order_id}/notes",
+            up=f"orders/{note.order_id}",
+        ),
+    }
+
+
+def error_json(code: str, message: str, status: int, **data: Any) -> dict[str, Any]:
+    """WooCommerce's (WP_Error's) REST error body."""
+    return {"code": code, "message": message, "data": {"status": status, **data}}

@@ -1,0 +1,381 @@
+"""The sandbox shop's state and WooCommerce's stock rules, with no HTTP in sight.
+
+Rules kept as WooCommerce core has them:
+- stock_quantity is set absolutely, and only on records that manage stock; a variation takes a
+  new stock_quantity only when the same update says manage_stock: true;
+- an order reduces stock once (its _order_stock_reduced flag and each line's _reduced_stock) when
+  it enters processing, on-hold or completed, and gives those units back when it enters
+  cancelled or pending;
+- REST order creation does not check stock (a merchant may oversell); the storefront does.
+
+Callers hold the sandbox lock around every method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connectors.sandbox.woocommerce_shapes import (
+    ORDER_STATUSES,
+    REDUCING_STATUSES,
+    RESTORING_STATUSES,
+    LineItem,
+    MetaEntry,
+    Note,
+    Order,
+    Product,
+)
+
+
+class StoreError(Exception):
+    """A refusal WooCommerce answers with a WP_Error: code, message, HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int, **data: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.data = data
+
+
+@dataclass(frozen=True)
+class Shortage:
+    sku: str
+    requested: int
+    available: int
+
+
+class OutOfStock(Exception):
+    """The storefront refuses a cart: not enough stock and backorders not allowed."""
+
+    def __init__(self, shortages: Sequence[Shortage]) -> None:
+        super().__init__(", ".join(f"{s.sku}: {s.requested} > {s.available}" for s in shortages))
+        self.shortages = tuple(shortages)
+
+
+def default_variable(catalog: Mapping[str, int]) -> dict[str, list[str]]:
+    """DEMO-4 and DEMO-5 become variations of one variable product, so both paths run."""
+    members = [sku for sku in ("DEMO-4", "DEMO-5") if sku in catalog]
+    return {"DEMO-VAR": members} if members else {}
+
+
+def _int_value(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise StoreError("rest_invalid_param", f"{name} is not of type integer.", 400)
+    try:
+        return int(value)
+    except ValueError:
+        raise StoreError("rest_invalid_param", f"{name} is not of type integer.", 400) from None
+
+
+def _bool_value(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "1", 1, "yes"):
+        return True
+    if value in ("false", "0", 0, "no", ""):
+        return False
+    raise StoreError("rest_invalid_param", f"{name} is not of type boolean.", 400)
+
+
+class Store:
+    """Products, variations, orders and notes of one shop; ids shared like WordPress posts."""
+
+    def __init__(
+        self, catalog: Mapping[str, int], variable: Mapping[str, Sequence[str]], now: datetime
+    ) -> None:
+        self._next_post = 10
+        self._next_item = 100
+        self._next_meta = 1000
+        self._next_note = 500
+        self.products: dict[int, Product] = {}  # every product post, variations included
+        self.orders: dict[int, Order] = {}
+        self.notes: dict[int, list[Note]] = {}
+        in_variable = {sku for members in variable.values() for sku in members}
+        for sku, quantity in catalog.items():
+            if sku not in in_variable:
+                self._add(
+                    Product(
+                        self._post_id(),
+                        sku,
+                        f"Sandbox {sku}",
+                        "simple",
+                        now,
+                        now,
+                        stock_quantity=quantity,
+                    )
+                )
+        for parent_sku, members in variable.items():
+            parent = self._add(
+                Product(
+                    self._post_id(),
+                    parent_sku,
+                    f"Sandbox {parent_sku}",
+                    "variable",
+                    now,
+                    now,
+                    manage_stock=False,
+                )
+            )
+            for sku in members:
+                variation = Product(
+                    self._post_id(),
+                    sku,
+                    f"Sandbox {parent_sku} - {sku}",
+                    "variation",
+                    now,
+                    now,
+                    parent_id=parent.id,
+                    stock_quantity=catalog[sku],
+                    option=sku,
+                )
+                self._add(variation)
+                parent.variation_ids.append(variation.id)
+
+    # -- ids ------------------------------------------------------------------------------
+    def _post_id(self) -> int:
+        self._next_post += 1
+        return self._next_post
+
+    def _item_id(self) -> int:
+        self._next_item += 1
+        return self._next_item
+
+    def _meta_id(self) -> int:
+        self._next_meta += 1
+        return self._next_meta
+
+    def _add(self, product: Product) -> Product:
+        self.products[product.id] = product
+        return product
+
+    # -- products -------------------------------------------------------------------------
+    def by_sku(self, sku: str) -> Product | None:
+        return next((p for p in self.products.values() if p.sku and p.sku == sku), None)
+
+    def product(self, product_id: int) -> Product:
+        found = self.products.get(product_id)
+        if found is None or found.type == "variation":
+            raise StoreError("woocommerce_rest_product_invalid_id", "Invalid ID.", 404)
+        return found
+
+    def variation(self, parent_id: int, variation_id: int) -> Product:
+        found = self.products.get(variation_id)
+        if found is None or found.type != "variation" or found.parent_id != parent_id:
+            raise StoreError("woocommerce_rest_product_variation_invalid_id", "Invalid ID.", 404)
+        return found
+
+    def update_product(self, product: Product, changes: Mapping[str, Any], now: datetime) -> None:
+        """Apply a PUT body; raises StoreError before changing anything when a field is bad."""
+        manage = product.manage_stock
+        said_manage = "manage_stock" in changes
+        if said_manage:
+            manage = _bool_value(changes["manage_stock"], "manage_stock")
+        quantity = product.stock_quantity
+        if changes.get("stock_quantity") is not None:
+            # variations take a quantity only next to manage_stock: true (their stock may be
+            # the parent's); products whenever they manage stock after this update
+            takes = manage and (said_manage or product.type != "variation")
+            if takes:
+                quantity = _int_value(changes["stock_quantity"], "stock_quantity")
+        backorders = product.backorders
+        if "backorders" in changes:
+            backorders = str(changes["backorders"])
+            if backorders not in ("no", "notify", "yes"):
+                raise StoreError(
+                    "rest_invalid_param", "backorders is not one of no, notify, and yes.", 400
+                )
+        if "sku" in changes:
+            sku = str(changes["sku"])
+            clash = self.by_sku(sku)
+            if sku and clash is not None and clash.id != product.id:
+                raise StoreError(
+                    "product_invalid_sku", "Invalid or duplicated SKU.", 400, resource_id=clash.id
+                )
+            product.sku = sku
+        if "regular_price" in changes:
+            product.price = str(changes["regular_price"])
+        if "name" in changes and product.type != "variation":
+            product.name = str(changes["name"])
+        product.manage_stock = manage
+        product.stock_quantity = quantity if manage else None
+        product.backorders = backorders
+        product.modified = now
+
+    def stock_owner(self, product_id: int, variation_id: int) -> Product | None:
+        """Whose stock a line moves: the variation's own, else its parent's, if managed."""
+        if variation_id:
+            variation = self.products.get(variation_id)
+            if variation is not None and variation.manage_stock:
+                return variation
+        product = self.products.get(product_id)
+        return product if product is not None and product.manage_stock else None
+
+    # -- orders ---------------------------------------------------------------------------
+    def order(self, order_id: int) -> Order:
+        found = self.orders.get(order_id)
+        if found is None:
+            raise StoreError("woocommerce_rest_shop_order_invalid_id", "Invalid ID.", 404)
+        return found
+
+    def _line(self, spec: Mapping[str, Any]) -> LineItem:
+        quantity = _int_value(spec.get("quantity", 1), "line_items[quantity]")
+        if quantity <= 0:
+            raise StoreError("woocommerce_rest_invalid_quantity", "Quantity must be positive.", 400)
+        product: Product | None = None
+        if spec.get("variation_id"):
+            product = self.products.get(_int_value(spec["variation_id"], "variation_id"))
+        elif spec.get("product_id"):
+            product = self.products.get(_int_value(spec["product_id"], "product_id"))
+        elif spec.get("sku"):
+            product = self.by_sku(str(spec["sku"]))
+        if product is None or product.type == "variable":
+            raise StoreError("woocommerce_rest_invalid_product_id", "Invalid product ID.", 400)
+        is_variation = product.type == "variation"
+        return LineItem(
+            id=self._item_id(),
+            product_id=product.parent_id if is_variation else product.id,
+            variation_id=product.id if is_variation else 0,
+            sku=product.sku,
+            name=product.name,
+            quantity=quantity,
+            price=float(product.price),
+        )
+
+    def create_order(
+        self,
+        *,
+        lines: Sequence[Mapping[str, Any]],
+        status: str,
+        email: str,
+        created_via: str,
+        now: datetime,
+        customer_id: int = 0,
+        customer_note: str = "",
+        meta: Sequence[Mapping[str, Any]] = (),
+    ) -> Order:
+        if status not in ORDER_STATUSES:
+            raise StoreError("rest_invalid_param", "Invalid parameter(s): status", 400)
+        items = [self._line(spec) for spec in lines]
+        order_id = self._post_id()
+        key = hashlib.sha256(f"{order_id}:{now.isoformat()}".encode()).hexdigest()[:13]
+        order = Order(
+            id=order_id,
+            status="pending",
+            created=now,
+            modified=now,
+            order_key=f"wc_order_{key}",
+            created_via=created_via,
+            email=email,
+            customer_id=customer_id,
+            customer_note=customer_note,
+            line_items=items,
+        )
+        self.update_meta(order, meta)
+        self.orders[order.id] = order
+        self.notes[order.id] = []
+        self.set_status(order, status, now)
+        return order
+
+    def checkout(self, lines: Sequence[tuple[str, int]], email: str, now: datetime) -> Order:
+        """A storefront purchase: refuses beyond stock unless backorders are allowed."""
+        wanted: dict[int, int] = {}
+        owners: dict[int, Product] = {}
+        specs: list[dict[str, Any]] = []
+        for sku, quantity in lines:
+            product = self.by_sku(sku)
+            if product is None or product.type == "variable":
+                raise ValueError(f"unknown sku {sku!r}")
+            if quantity <= 0:
+                raise ValueError(f"quantity for {sku!r} must be positive, got {quantity}")
+            if product.type == "variation":
+                owner = self.stock_owner(product.parent_id, product.id)
+            else:
+                owner = self.stock_owner(product.id, 0)
+            if owner is not None:
+                wanted[owner.id] = wanted.get(owner.id, 0) + quantity
+                owners[owner.id] = owner
+            specs.append({"sku": sku, "quantity": quantity})
+        shortages = [
+            Shortage(owners[pid].sku, qty, owners[pid].stock_quantity or 0)
+            for pid, qty in wanted.items()
+            if not owners[pid].backorders_allowed and qty > (owners[pid].stock_quantity or 0)
+        ]
+        if shortages:
+            raise OutOfStock(shortages)
+        return self.create_order(
+            lines=specs, status="processing", email=email, created_via="checkout", now=now
+        )
+
+    def set_status(self, order: Order, status: str, now: datetime) -> None:
+        if status not in ORDER_STATUSES:
+            raise StoreError("rest_invalid_param", "Invalid parameter(s): status", 400)
+        order.status = status
+        order.modified = now
+        if status in ("processing", "completed") and order.paid is None:
+            order.paid = now
+        if status == "completed" and order.completed is None:
+            order.completed = now
+        if status in REDUCING_STATUSES and not order.stock_reduced:
+            for line in order.line_items:
+                owner = self.stock_owner(line.product_id, line.variation_id)
+                if owner is not None and owner.stock_quantity is not None:
+                    owner.stock_quantity -= line.quantity
+                    owner.total_sales += line.quantity
+                    owner.modified = now
+                    line.reduced = line.quantity
+            order.stock_reduced = True
+        elif status in RESTORING_STATUSES and order.stock_reduced:
+            for line in order.line_items:
+                owner = self.stock_owner(line.product_id, line.variation_id)
+                if owner is not None and owner.stock_quantity is not None and line.reduced:
+                    owner.stock_quantity += line.reduced
+                    owner.modified = now
+                line.reduced = 0
+            order.stock_reduced = False
+
+    def update_meta(self, order: Order, entries: Sequence[Mapping[str, Any]]) -> None:
+        """update_meta_data(key, value, id): by id when given, else replace the key's value."""
+        for entry in entries:
+            if not isinstance(entry, Mapping) or "key" not in entry:
+                raise StoreError("rest_invalid_param", "meta_data items need a key.", 400)
+            key, value = str(entry["key"]), entry.get("value")
+            meta_id = entry.get("id")
+            existing = [m for m in order.meta if (m.id == meta_id if meta_id else m.key == key)]
+            if existing:
+                existing[0].key, existing[0].value = key, value
+                order.meta = [m for m in order.meta if m is existing[0] or m.key != key]
+            else:
+                order.meta.append(MetaEntry(self._meta_id(), key, value))
+
+    def update_order(self, order: Order, changes: Mapping[str, Any], now: datetime) -> None:
+        if "status" in changes and str(changes["status"]) not in ORDER_STATUSES:
+            raise StoreError("rest_invalid_param", "Invalid parameter(s): status", 400)
+        meta = changes.get("meta_data", [])
+        if not isinstance(meta, list):
+            raise StoreError("rest_invalid_param", "Invalid parameter(s): meta_data", 400)
+        self.update_meta(order, meta)
+        if "customer_note" in changes:
+            order.customer_note = str(changes["customer_note"])
+        if "status" in changes:
+            self.set_status(order, str(changes["status"]), now)
+        elif changes.get("set_paid") is True and order.status == "pending":
+            self.set_status(order, "processing", now)
+        order.modified = now
+
+    def add_note(self, order: Order, text: str, customer_note: bool, now: datetime) -> Note:
+        self._next_note += 1
+        note = Note(self._next_note, order.id, text, customer_note, now)
+        self.notes[order.id].append(note)
+        return note
+
+    def stock(self) -> dict[str, int | None]:
+        return {
+            p.sku: p.stock_quantity
+            for p in sorted(self.products.values(), key=lambda p: p.id)
+            if p.sku and p.type != "variable"
+        }

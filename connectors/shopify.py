@@ -1,0 +1,395 @@
+"""Shopify through the Admin GraphQL API: catalog by SKU, order pull, webhooks, offered
+quantity pushes (compare-and-set, idempotent), and backorder holds on fulfillment orders."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors import shopify_queries as q
+from connectors.base import (
+    BackorderHold,
+    ChannelError,
+    ChannelOrder,
+    Listing,
+    OfferPush,
+    PayloadError,
+    PolledOrder,
+    PushResult,
+    WebhookEvent,
+    WebhookRejected,
+)
+from connectors.shopify_orders import gid_tail, parse_body, parse_graphql_order
+from connectors.shopify_transport import ShopifyTransport
+from connectors.signatures import verify
+
+HOLD_HANDLE = "stocksync-backorder"
+HOLD_REASON = "INVENTORY_OUT_OF_STOCK"
+PUSH_REASON = "correction"
+STALE = "CHANGE_FROM_QUANTITY_STALE"
+HOLDABLE = ("OPEN", "SCHEDULED", "ON_HOLD")
+
+
+class ShopifyChannel:
+    def __init__(
+        self,
+        name: str,
+        *,
+        shop: str,
+        token: str,
+        api_version: str = "2026-07",
+        location: str = "Main",
+        webhook_secrets: Sequence[str],
+        api_url: str | None = None,
+        timeout: float = 10.0,
+        max_attempts: int = 5,
+    ) -> None:
+        self.name = name
+        self.location_name = location
+        self.webhook_secrets = tuple(s for s in webhook_secrets if s)
+        self.transport = ShopifyTransport(
+            name,
+            shop=shop,
+            token=token,
+            api_version=api_version,
+            api_url=api_url,
+            timeout=timeout,
+            max_attempts=max_attempts,
+        )
+        self._lock = threading.Lock()
+        self._location_id: str | None = None
+        self._ids: dict[str, Mapping[str, str]] = {}  # SKU -> external ids, from fetch_listings
+
+    # -- webhooks --------------------------------------------------------------------------
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent | None:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if not verify(body, lowered.get("x-shopify-hmac-sha256"), self.webhook_secrets):
+            raise WebhookRejected(401, "missing or invalid X-Shopify-Hmac-Sha256")
+        event_id = (lowered.get("x-shopify-event-id") or "").strip()
+        topic = (lowered.get("x-shopify-topic") or "").strip()
+        if not event_id or not topic:
+            raise WebhookRejected(400, "missing X-Shopify-Event-Id or X-Shopify-Topic")
+        try:
+            json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WebhookRejected(400, f"body is not JSON: {exc}") from exc
+        return WebhookEvent(event_key=event_id, topic=topic, body=body)
+
+    def parse_order(self, topic: str, body: bytes) -> ChannelOrder:
+        return parse_body(self.name, topic, body)
+
+    # -- orders ----------------------------------------------------------------------------
+    def pull_orders(self, updated_after: datetime) -> Iterator[PolledOrder]:
+        """Orders with updated_at after the watermark, oldest first, page by page."""
+        if updated_after.tzinfo is None:
+            raise ValueError("updated_after must be timezone-aware")
+        # whole seconds, rounded down: Shopify's filter is strict and its times are whole seconds
+        since = updated_after.astimezone(UTC).replace(microsecond=0)
+        search = f"updated_at:>'{since.isoformat().replace('+00:00', 'Z')}'"
+        after: str | None = None
+        while True:
+            data = self.transport.execute(
+                "orders",
+                q.ORDERS,
+                {"first": q.ORDERS_PAGE_SIZE, "after": after, "query": search},
+            )
+            page = _get(self.name, data, "orders")
+            for node in _get(self.name, page, "nodes"):
+                yield self._polled(self._complete_lines(node))
+            info = _get(self.name, page, "pageInfo")
+            if not info.get("hasNextPage"):
+                return
+            after = info.get("endCursor")
+            if not after:
+                raise ChannelError(self.name, "orders", "hasNextPage without an endCursor")
+
+    def _complete_lines(self, node: dict[str, Any]) -> dict[str, Any]:
+        """Fetch line items beyond the first page so the stored body is the whole order."""
+        lines = _get(self.name, node, "lineItems")
+        nodes = list(_get(self.name, lines, "nodes"))
+        info = lines.get("pageInfo") or {}
+        after = info.get("endCursor")
+        while info.get("hasNextPage"):
+            data = self.transport.execute(
+                "order_line_items", q.ORDER_LINE_ITEMS, {"id": node["id"], "after": after}
+            )
+            more = _get(self.name, _get(self.name, data, "order"), "lineItems")
+            nodes.extend(_get(self.name, more, "nodes"))
+            info = more.get("pageInfo") or {}
+            after = info.get("endCursor")
+        return {**node, "lineItems": {"nodes": nodes}}
+
+    def _polled(self, node: dict[str, Any]) -> PolledOrder:
+        order = parse_graphql_order(self.name, node)
+        body = json.dumps(node, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        key = f"{order.external_id}@{node.get('updatedAt')}"
+        return PolledOrder(order=order, event_key=key, body=body)
+
+    # -- catalog ---------------------------------------------------------------------------
+    def location_id(self) -> str:
+        with self._lock:
+            if self._location_id is not None:
+                return self._location_id
+        after: str | None = None
+        while True:
+            data = self.transport.execute("locations", q.LOCATIONS, {"after": after})
+            page = _get(self.name, data, "locations")
+            for node in _get(self.name, page, "nodes"):
+                if node.get("name") == self.location_name:
+                    with self._lock:
+                        self._location_id = str(node["id"])
+                    return str(node["id"])
+            info = _get(self.name, page, "pageInfo")
+            after = info.get("endCursor")
+            if not info.get("hasNextPage") or not after:
+                raise ChannelError(
+                    self.name, "locations", f"no location named {self.location_name!r}"
+                )
+
+    def fetch_listings(self, skus: Sequence[str]) -> dict[str, Listing]:
+        location = self.location_id()
+        wanted = list(dict.fromkeys(skus))
+        found: dict[str, Listing] = {}
+        for start in range(0, len(wanted), q.SKU_BATCH_SIZE):
+            batch = wanted[start : start + q.SKU_BATCH_SIZE]
+            search = " OR ".join(f'sku:"{_quote(sku)}"' for sku in batch)
+            data = self.transport.execute(
+                "variants_by_sku",
+                q.VARIANTS_BY_SKU,
+                {"first": q.SKU_BATCH_SIZE, "query": search, "locationId": location},
+            )
+            for node in _get(self.name, _get(self.name, data, "productVariants"), "nodes"):
+                sku = node.get("sku")
+                # search matching is looser than equality (prefixes, case): keep exact hits only
+                if sku not in batch or sku in found:
+                    continue
+                found[sku] = self._listing(sku, node, location)
+        with self._lock:
+            self._ids.update({sku: listing.external_ids for sku, listing in found.items()})
+        return found
+
+    def _listing(self, sku: str, node: Mapping[str, Any], location: str) -> Listing:
+        item = node.get("inventoryItem")
+        if not isinstance(item, Mapping) or not item.get("id"):
+            raise PayloadError(self.name, f"variant {node.get('id')}", "inventoryItem missing")
+        quantity = None
+        level = item.get("inventoryLevel")
+        if isinstance(level, Mapping):
+            for entry in level.get("quantities") or []:
+                if entry.get("name") == "available":
+                    quantity = int(entry["quantity"])
+        ids = {"variant_id": str(node["id"]), "inventory_item_id": str(item["id"])}
+        return Listing(sku=sku, external_ids=ids | {"location_id": location}, quantity=quantity)
+
+    # -- pushes ----------------------------------------------------------------------------
+    def push_offers(self, pushes: Sequence[OfferPush]) -> list[PushResult]:
+        """Set `available` with compare-and-set, in calls of up to 250 rows, decreases first.
+
+        A stale row fails its whole call (Shopify applies all rows or none): every row of that
+        call comes back not ok with CHANGE_FROM_QUANTITY_STALE and the quantity re-read now, so
+        the caller can recompute and push again.
+        """
+        with self._lock:
+            missing = [p.sku for p in pushes if p.sku not in self._ids]
+        if missing:
+            self.fetch_listings(missing)
+        results: dict[int, PushResult] = {}
+        rows: list[tuple[int, OfferPush, Mapping[str, str]]] = []
+        with self._lock:
+            for index, push in enumerate(pushes):
+                ids = self._ids.get(push.sku)
+                if ids is None:
+                    results[index] = PushResult(
+                        push.sku, ok=False, error_code="UNKNOWN_SKU", message="no such SKU"
+                    )
+                else:
+                    rows.append((index, push, ids))
+        # decreases first: if we stop half way, we have undersold rather than oversold
+        rows.sort(key=lambda r: r[1].quantity - (r[1].last_seen or 0))
+        for start in range(0, len(rows), q.MAX_ROWS_PER_MUTATION):
+            batch = rows[start : start + q.MAX_ROWS_PER_MUTATION]
+            results.update(self._push_batch(batch))
+        return [results[i] for i in range(len(pushes))]
+
+    def _push_batch(
+        self, batch: list[tuple[int, OfferPush, Mapping[str, str]]]
+    ) -> dict[int, PushResult]:
+        quantities = [
+            {
+                "inventoryItemId": ids["inventory_item_id"],
+                "locationId": ids["location_id"],
+                "quantity": push.quantity,
+                "changeFromQuantity": push.last_seen,  # explicit null skips the check
+            }
+            for _, push, ids in batch
+        ]
+        variables = {
+            "input": {"name": "available", "reason": PUSH_REASON, "quantities": quantities},
+            # one key per call, reused by every retry of it: a retried call replays, never doubles
+            "key": str(uuid.uuid4()),
+        }
+        data = self.transport.execute("inventory_set_quantities", q.SET_QUANTITIES, variables)
+        payload = _get(self.name, data, "inventorySetQuantities")
+        errors = payload.get("userErrors") or []
+        if not errors:
+            return {i: PushResult(p.sku, ok=True, channel_quantity=p.quantity) for i, p, _ in batch}
+        by_row: dict[int, dict[str, Any]] = {}
+        for error in errors:
+            row = _row_index(error.get("field"))
+            if row is not None and row < len(batch):
+                by_row.setdefault(row, error)
+        if any(e.get("code") == STALE for e in errors):
+            now = self.fetch_listings([push.sku for _, push, _ in batch])
+            out = {}
+            for row, (index, push, _) in enumerate(batch):
+                own = by_row.get(row)
+                stale_here = own is not None and own.get("code") == STALE
+                listing = now.get(push.sku)
+                out[index] = PushResult(
+                    push.sku,
+                    ok=False,
+                    channel_quantity=listing.quantity if listing else None,
+                    error_code=STALE,
+                    message=own.get("message", "")
+                    if stale_here and own
+                    else "not applied: another row of the same call was stale",
+                )
+            return out
+        general = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
+        out = {}
+        for row, (index, push, _) in enumerate(batch):
+            own = by_row.get(row)
+            out[index] = PushResult(
+                push.sku,
+                ok=False,
+                error_code=str(own.get("code")) if own else "NOT_APPLIED",
+                message=str(own.get("message")) if own else f"call rejected: {general}",
+            )
+        return out
+
+    # -- backorder holds -------------------------------------------------------------------
+    def hold_backorder(self, hold: BackorderHold) -> None:
+        """Hold the backordered units on their fulfillment orders (reason INVENTORY_OUT_OF_STOCK,
+        handle stocksync-backorder). Holding again while our hold stands changes nothing."""
+        fulfillment_orders = self._fulfillment_orders(hold.order_external_id)
+        if any(_our_holds(fo) for fo in fulfillment_orders):
+            return
+        left = {gid_tail(k): v for k, v in hold.line_quantities.items() if v > 0}
+        for fo in fulfillment_orders:
+            if fo.get("status") not in HOLDABLE or not any(left.values()):
+                continue
+            rows = []
+            for fol in fo["lineItems"]["nodes"]:
+                line_id = gid_tail(fol["lineItem"]["id"])
+                take = min(left.get(line_id, 0), int(fol["remainingQuantity"]))
+                if take > 0:
+                    rows.append({"id": fol["id"], "quantity": take})
+                    left[line_id] -= take
+            if rows:
+                self._hold(str(fo["id"]), rows, hold)
+        unheld = {k: v for k, v in left.items() if v > 0}
+        if unheld:
+            raise ChannelError(
+                self.name,
+                "fulfillment_order_hold",
+                f"order {hold.order_external_id}: no open fulfillment order line for {unheld}",
+                code="LINE_NOT_HOLDABLE",
+            )
+
+    def _hold(self, fo_id: str, rows: list[dict[str, Any]], hold: BackorderHold) -> None:
+        variables = {
+            "id": fo_id,
+            "hold": {
+                "reason": HOLD_REASON,
+                "reasonNotes": "Waiting for incoming stock (stocksync backorder)",
+                "handle": HOLD_HANDLE,
+                "notifyMerchant": False,
+                "fulfillmentOrderLineItems": rows,
+            },
+        }
+        data = self.transport.execute("fulfillment_order_hold", q.HOLD, variables)
+        errors = _get(self.name, data, "fulfillmentOrderHold").get("userErrors") or []
+        errors = [e for e in errors if e.get("code") != "DUPLICATE_FULFILLMENT_HOLD_HANDLE"]
+        if errors:
+            raise ChannelError(
+                self.name,
+                "fulfillment_order_hold",
+                f"order {hold.order_external_id}: {_messages(errors)}",
+                code=str(errors[0].get("code")),
+            )
+
+    def release_backorder(self, hold: BackorderHold) -> None:
+        """Release our holds on the order; a hold that is already gone is not an error."""
+        for fo in self._fulfillment_orders(hold.order_external_id):
+            ours = _our_holds(fo)
+            if not ours:
+                continue
+            data = self.transport.execute(
+                "fulfillment_order_release_hold",
+                q.RELEASE_HOLD,
+                {"id": fo["id"], "holdIds": ours},
+            )
+            errors = _get(self.name, data, "fulfillmentOrderReleaseHold").get("userErrors") or []
+            errors = [e for e in errors if e.get("code") != "FULFILLMENT_ORDER_NOT_FOUND"]
+            if errors:
+                raise ChannelError(
+                    self.name,
+                    "fulfillment_order_release_hold",
+                    f"order {hold.order_external_id}: {_messages(errors)}",
+                    code=str(errors[0].get("code")),
+                )
+
+    def _fulfillment_orders(self, order_external_id: str) -> list[dict[str, Any]]:
+        order_gid = (
+            order_external_id
+            if order_external_id.startswith("gid://")
+            else f"gid://shopify/Order/{order_external_id}"
+        )
+        data = self.transport.execute(
+            "order_fulfillment_orders", q.ORDER_FULFILLMENT_ORDERS, {"id": order_gid}
+        )
+        order = data.get("order")
+        if not isinstance(order, dict):
+            raise ChannelError(
+                self.name,
+                "order_fulfillment_orders",
+                f"no order {order_external_id}",
+                code="NOT_FOUND",
+            )
+        return list(_get(self.name, _get(self.name, order, "fulfillmentOrders"), "nodes"))
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def _our_holds(fo: Mapping[str, Any]) -> list[str]:
+    return [
+        str(h["id"]) for h in fo.get("fulfillmentHolds") or [] if h.get("handle") == HOLD_HANDLE
+    ]
+
+
+def _row_index(field: Any) -> int | None:
+    """`["input", "quantities", "3", "changeFromQuantity"]` -> 3."""
+    if isinstance(field, list) and len(field) >= 3 and field[1] == "quantities":
+        text = str(field[2])
+        return int(text) if text.isdigit() else None
+    return None
+
+
+def _messages(errors: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
+
+
+def _quote(sku: str) -> str:
+    return sku.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _get(channel: str, data: Mapping[str, Any], key: str) -> Any:
+    value = data.get(key)
+    if value is None:
+        raise PayloadError(channel, key, "missing from the response")
+    return value

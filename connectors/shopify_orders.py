@@ -1,0 +1,161 @@
+"""Shopify order payloads -> ChannelOrder, for both shapes we store in the inbox:
+
+- webhooks (`orders/create`, `orders/updated`, `orders/cancelled`, ...): the REST order JSON,
+  numeric ids, `line_items[].current_quantity` (older payloads: quantity minus refunds);
+- POLL_TOPIC: the GraphQL order node pull_orders fetched (gids, `lineItems.nodes`,
+  `currentQuantity`), with every line item page merged in.
+
+Both give the same external ids (the numeric order and line item ids), so a webhook and a poll
+of one order land on the same ledger rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.base import POLL_TOPIC, ChannelOrder, OrderLine, OrderStatus, PayloadError
+
+
+def gid_tail(value: Any) -> str:
+    """`gid://shopify/Order/123` (or 123, or "123") -> "123"."""
+    text = str(value)
+    return text.rsplit("/", 1)[-1].split("?", 1)[0] if text.startswith("gid://") else text
+
+
+def parse_body(channel: str, topic: str, body: bytes) -> ChannelOrder:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(channel, topic, f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PayloadError(channel, topic, "body is not a JSON object")
+    if topic == POLL_TOPIC:
+        return parse_graphql_order(channel, data)
+    if topic.startswith("orders/"):
+        return parse_rest_order(channel, data, topic)
+    raise PayloadError(channel, topic, "not an order topic")
+
+
+def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order") -> ChannelOrder:
+    order_id = _required(channel, what, data, "id")
+    where = f"{what} {order_id}"
+    refunded = _refunded_by_line(channel, where, data.get("refunds") or [])
+    lines = []
+    for index, raw in enumerate(_list(channel, where, data, "line_items")):
+        if not isinstance(raw, Mapping):
+            raise PayloadError(channel, f"{where} line_items[{index}]", "not an object")
+        line_id = str(_required(channel, f"{where} line_items[{index}]", raw, "id"))
+        if "current_quantity" in raw:
+            quantity = _int(channel, f"{where} line {line_id}", raw["current_quantity"])
+        else:  # payloads before current_quantity existed: original minus refunded units
+            original = _int(channel, f"{where} line {line_id}", raw.get("quantity"))
+            quantity = max(original - refunded.get(line_id, 0), 0)
+        lines.append(OrderLine(line_id, _sku(raw.get("sku"), line_id), quantity))
+    customer = data.get("customer")
+    customer_key = None
+    if isinstance(customer, Mapping) and customer.get("id") is not None:
+        customer_key = str(customer["id"])
+    elif data.get("email") or data.get("contact_email"):
+        customer_key = str(data.get("email") or data.get("contact_email"))
+    cancelled = data.get("cancelled_at") is not None
+    fulfillment = str(data.get("fulfillment_status") or "")
+    return ChannelOrder(
+        channel=channel,
+        external_id=str(order_id),
+        placed_at=_time(channel, where, data.get("created_at"), "created_at"),
+        updated_at=_time(channel, where, data.get("updated_at"), "updated_at"),
+        status=_status(cancelled, fulfillment.lower() == "fulfilled"),
+        lines=tuple(lines),
+        customer_key=customer_key,
+        source_status="cancelled" if cancelled else (fulfillment or "unfulfilled"),
+    )
+
+
+def parse_graphql_order(channel: str, data: Mapping[str, Any]) -> ChannelOrder:
+    order_id = gid_tail(data.get("legacyResourceId") or _required(channel, "order", data, "id"))
+    where = f"order {order_id}"
+    connection = data.get("lineItems")
+    if not isinstance(connection, Mapping):
+        raise PayloadError(channel, where, "lineItems missing")
+    lines = []
+    for index, raw in enumerate(_list(channel, where, connection, "nodes")):
+        if not isinstance(raw, Mapping):
+            raise PayloadError(channel, f"{where} lineItems[{index}]", "not an object")
+        line_id = gid_tail(_required(channel, f"{where} lineItems[{index}]", raw, "id"))
+        quantity = _int(channel, f"{where} line {line_id}", raw.get("currentQuantity"))
+        lines.append(OrderLine(line_id, _sku(raw.get("sku"), line_id), quantity))
+    customer = data.get("customer")
+    customer_key = None
+    if isinstance(customer, Mapping) and customer.get("id"):
+        customer_key = gid_tail(customer["id"])
+    elif data.get("email"):
+        customer_key = str(data["email"])
+    cancelled = data.get("cancelledAt") is not None
+    display = str(data.get("displayFulfillmentStatus") or "")
+    return ChannelOrder(
+        channel=channel,
+        external_id=order_id,
+        placed_at=_time(channel, where, data.get("createdAt"), "createdAt"),
+        updated_at=_time(channel, where, data.get("updatedAt"), "updatedAt"),
+        status=_status(cancelled, display == "FULFILLED"),
+        lines=tuple(lines),
+        customer_key=customer_key,
+        source_status="cancelled" if cancelled else (display.lower() or "unfulfilled"),
+    )
+
+
+def _status(cancelled: bool, fulfilled: bool) -> OrderStatus:
+    if cancelled:
+        return OrderStatus.CANCELLED
+    return OrderStatus.FULFILLED if fulfilled else OrderStatus.OPEN
+
+
+def _sku(value: Any, line_id: str) -> str:
+    # a custom line item has no SKU; keep it visible instead of dropping units silently
+    return str(value) if value else f"shopify-line:{line_id}"
+
+
+def _refunded_by_line(channel: str, where: str, refunds: Any) -> dict[str, int]:
+    if not isinstance(refunds, list):
+        raise PayloadError(channel, where, "refunds is not a list")
+    totals: dict[str, int] = {}
+    for refund in refunds:
+        for item in (refund or {}).get("refund_line_items") or []:
+            line_id = str(item.get("line_item_id"))
+            totals[line_id] = totals.get(line_id, 0) + _int(channel, where, item.get("quantity"))
+    return totals
+
+
+def _required(channel: str, where: str, data: Mapping[str, Any], key: str) -> Any:
+    value = data.get(key)
+    if value is None or value == "":
+        raise PayloadError(channel, where, f"{key!r} is missing")
+    return value
+
+
+def _list(channel: str, where: str, data: Mapping[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise PayloadError(channel, where, f"{key!r} is not a list")
+    return value
+
+
+def _int(channel: str, where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PayloadError(channel, where, f"quantity must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _time(channel: str, where: str, value: Any, key: str) -> datetime:
+    if not isinstance(value, str):
+        raise PayloadError(channel, where, f"{key!r} is missing")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise PayloadError(channel, where, f"{key!r} is not an ISO time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise PayloadError(channel, where, f"{key!r} has no time zone: {value!r}")
+    return parsed.astimezone(UTC)

@@ -1,0 +1,148 @@
+"""Every GraphQL document the Shopify connector sends, as constants.
+
+Tests validate each one against the pinned Admin API schemas (2026-07 and 2026-10) and check
+its requested cost stays under Shopify's single-query limit of 1000 points. Page sizes are
+chosen for that limit: a connection costs 2 + page size x node cost.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# orders: node = order 1 + customer 1 + lineItems (2 + 50 x 1) = 54 -> 18 per page (974 points)
+ORDERS_PAGE_SIZE: Final = 18
+ORDER_LINES_PAGE_SIZE: Final = 50
+# line items beyond the first page of an order: 2 + 250 x 1
+MORE_LINES_PAGE_SIZE: Final = 250
+# variants by SKU: node = variant 1 + inventoryItem 1 + inventoryLevel 1 + quantities 1 = 4
+SKU_BATCH_SIZE: Final = 100
+# fulfillment orders: 10 x (1 + holds 1 + lineItems (2 + 40 x (1 + lineItem 1))) + order 1
+FULFILLMENT_ORDERS_PAGE_SIZE: Final = 10
+FULFILLMENT_LINES_PAGE_SIZE: Final = 40
+MAX_ROWS_PER_MUTATION: Final = 250
+
+LOCATIONS: Final = """
+query StocksyncLocations($after: String) {
+  locations(first: 250, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    nodes { id name isActive }
+  }
+}
+"""
+
+ORDER_FIELDS: Final = """
+fragment StocksyncOrder on Order {
+  id
+  legacyResourceId
+  name
+  email
+  createdAt
+  updatedAt
+  cancelledAt
+  displayFulfillmentStatus
+  customer { id email }
+  lineItems(first: 50) {
+    pageInfo { hasNextPage endCursor }
+    nodes { id sku quantity currentQuantity unfulfilledQuantity }
+  }
+}
+"""
+
+ORDERS: Final = (
+    """
+query StocksyncOrders($first: Int!, $after: String, $query: String) {
+  orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {
+    pageInfo { hasNextPage endCursor }
+    nodes { ...StocksyncOrder }
+  }
+}
+"""
+    + ORDER_FIELDS
+)
+
+ORDER_LINE_ITEMS: Final = """
+query StocksyncOrderLines($id: ID!, $after: String) {
+  order(id: $id) {
+    lineItems(first: 250, after: $after) {
+      pageInfo { hasNextPage endCursor }
+      nodes { id sku quantity currentQuantity unfulfilledQuantity }
+    }
+  }
+}
+"""
+
+VARIANTS_BY_SKU: Final = """
+query StocksyncVariantsBySku($first: Int!, $query: String!, $locationId: ID!) {
+  productVariants(first: $first, query: $query) {
+    nodes {
+      id
+      sku
+      inventoryItem {
+        id
+        inventoryLevel(locationId: $locationId) {
+          quantities(names: ["available"]) { name quantity }
+        }
+      }
+    }
+  }
+}
+"""
+
+# @idempotent sits on the mutation field, not the operation (Shopify 2026-04+)
+SET_QUANTITIES: Final = """
+mutation StocksyncSetQuantities($input: InventorySetQuantitiesInput!, $key: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $key) {
+    inventoryAdjustmentGroup { id }
+    userErrors { code field message }
+  }
+}
+"""
+
+ORDER_FULFILLMENT_ORDERS: Final = """
+query StocksyncFulfillmentOrders($id: ID!) {
+  order(id: $id) {
+    id
+    fulfillmentOrders(first: 10) {
+      nodes {
+        id
+        status
+        fulfillmentHolds { id handle reason }
+        lineItems(first: 40) {
+          nodes { id totalQuantity remainingQuantity lineItem { id } }
+        }
+      }
+    }
+  }
+}
+"""
+
+HOLD: Final = """
+mutation StocksyncHold($id: ID!, $hold: FulfillmentOrderHoldInput!) {
+  fulfillmentOrderHold(id: $id, fulfillmentHold: $hold) {
+    fulfillmentHold { id handle }
+    fulfillmentOrder { id status }
+    remainingFulfillmentOrder { id status }
+    userErrors { code field message }
+  }
+}
+"""
+
+RELEASE_HOLD: Final = """
+mutation StocksyncReleaseHold($id: ID!, $holdIds: [ID!]) {
+  fulfillmentOrderReleaseHold(id: $id, holdIds: $holdIds) {
+    fulfillmentOrder { id status }
+    userErrors { code field message }
+  }
+}
+"""
+
+ALL_DOCUMENTS: Final = {
+    "LOCATIONS": LOCATIONS,
+    "ORDERS": ORDERS,
+    "ORDER_LINE_ITEMS": ORDER_LINE_ITEMS,
+    "VARIANTS_BY_SKU": VARIANTS_BY_SKU,
+    "SET_QUANTITIES": SET_QUANTITIES,
+    "ORDER_FULFILLMENT_ORDERS": ORDER_FULFILLMENT_ORDERS,
+    "HOLD": HOLD,
+    "RELEASE_HOLD": RELEASE_HOLD,
+}

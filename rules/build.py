@@ -1,0 +1,131 @@
+"""Validated ``ConfigModel`` + key lines -> the frozen ``Config`` (values with their sources)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import BaseModel
+
+from rules.config import ChannelConfig, Config, DaemonConfig, LoggingConfig, ServerConfig
+from rules.errors import ConfigIssue
+from rules.model import (
+    ChannelModel,
+    ConfigModel,
+    ManualChannelModel,
+    RuleBlock,
+    ShopifyChannelModel,
+)
+from rules.paths import KeyPath, LineMap, line_for
+from rules.resolve import RULE_KEYS, RuleLayer, RuleSet, SkuRule
+from rules.sourced import Sourced
+
+_SQLITE = re.compile(r"(sqlite(?:\+\w+)?:///)(.*)", re.DOTALL)
+
+
+def resolve_database_url(url: str, config_dir: Path) -> str:
+    """Make a relative SQLite path relative to the config file, not to the process's cwd."""
+    found = _SQLITE.fullmatch(url)
+    if found is None:
+        return url
+    prefix, rest = found.groups()
+    file_part, question, query = rest.partition("?")
+    if not file_part or file_part == ":memory:" or file_part.startswith(("/", "file:")):
+        return url
+    return f"{prefix}{(config_dir / file_part).as_posix()}{question}{query}"
+
+
+def _layer(block: RuleBlock, prefix: KeyPath, lines: LineMap, filename: str) -> RuleLayer:
+    values: dict[str, Sourced[Any]] = {}
+    for name, keys in RULE_KEYS.items():
+        holder: BaseModel = block
+        for key in keys[:-1]:
+            if key not in holder.model_fields_set:
+                break
+            holder = getattr(holder, key)
+        else:
+            leaf = keys[-1]
+            if leaf in holder.model_fields_set:
+                source = f"{filename}:{line_for(lines, (*prefix, *keys))}"
+                values[name] = Sourced(getattr(holder, leaf), source)
+    return RuleLayer(**values)
+
+
+def _channel(name: str, model: ChannelModel, line: int) -> ChannelConfig:
+    if isinstance(model, ManualChannelModel):
+        return ChannelConfig(name=name, kind="manual", line=line)
+    if isinstance(model, ShopifyChannelModel):
+        return ChannelConfig(
+            name=name,
+            kind="shopify",
+            line=line,
+            shop=model.shop,
+            api_version=model.api_version,
+            location=model.location,
+            token=model.token,
+            webhook_secret=model.webhook_secret,
+            previous_webhook_secret=model.previous_webhook_secret,
+            api_url=model.api_url,
+            poll=model.poll,
+        )
+    return ChannelConfig(
+        name=name,
+        kind="woocommerce",
+        line=line,
+        url=model.url,
+        consumer_key=model.consumer_key,
+        consumer_secret=model.consumer_secret,
+        webhook_secret=model.webhook_secret,
+        previous_webhook_secret=model.previous_webhook_secret,
+        api_url=model.api_url,
+        poll=model.poll,
+    )
+
+
+def build_config(
+    model: ConfigModel,
+    lines: LineMap,
+    filename: str,
+    warnings: tuple[ConfigIssue, ...] = (),
+) -> Config:
+    def layer(block: RuleBlock, prefix: KeyPath) -> RuleLayer:
+        return _layer(block, prefix, lines, filename)
+
+    rules = RuleSet(
+        defaults=layer(model.defaults, ("defaults",)),
+        channel_rules=MappingProxyType(
+            {
+                name: layer(block, ("channel_rules", name))
+                for name, block in model.channel_rules.items()
+            }
+        ),
+        sku_rules=tuple(
+            SkuRule(
+                match=rule.match,
+                channels=rule.channels,
+                layer=layer(rule, ("sku_rules", index)),
+                line=line_for(lines, ("sku_rules", index)),
+            )
+            for index, rule in enumerate(model.sku_rules)
+        ),
+    )
+    channels = {
+        name: _channel(name, channel, line_for(lines, ("channels", name)))
+        for name, channel in model.channels.items()
+    }
+    return Config(
+        path=filename,
+        database=resolve_database_url(model.database, Path(filename).absolute().parent),
+        broker=model.broker,
+        channels=MappingProxyType(channels),
+        server=ServerConfig(
+            host=model.server.host, port=model.server.port, api_token=model.server.api_token
+        ),
+        daemon=DaemonConfig(**model.daemon.model_dump()),
+        logging=LoggingConfig(level=model.logging.level, json=model.logging.json_),
+        tiers=model.tiers,
+        rules=rules,
+        warnings=warnings,
+    )

@@ -1,0 +1,160 @@
+"""The validated configuration as frozen values; secrets stay ``SecretStr`` until asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import SecretStr
+
+from rules.errors import ConfigIssue
+from rules.model import ChannelKind
+from rules.redact import MASK, redact_url
+from rules.resolve import EffectiveRule, RuleSet, channel_priority, resolve_rule
+from rules.sourced import Sourced
+
+
+def _shown(value: object) -> object:
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """One entry of ``channels:``. Fields of the other kinds are None.
+
+    shopify: shop, api_version, token, webhook_secret, location (previous_webhook_secret optional);
+    woocommerce: url, consumer_key, consumer_secret, webhook_secret (previous_webhook_secret
+    optional); both: api_url (a sandbox, or None) and poll. A manual channel has only
+    name/kind/line (poll is False: there is nothing to poll).
+    """
+
+    name: str
+    kind: ChannelKind
+    line: int
+    shop: str | None = None
+    api_version: str | None = None
+    location: str | None = None
+    url: str | None = None
+    token: SecretStr | None = None
+    consumer_key: SecretStr | None = None
+    consumer_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    previous_webhook_secret: SecretStr | None = None
+    api_url: str | None = None
+    poll: bool = False
+
+    def secret(self, name: str) -> str:
+        """The plain value of secret ``name`` ("token", "consumer_key"...); ValueError if unset."""
+        value = getattr(self, name, None)
+        if not isinstance(value, SecretStr):
+            raise ValueError(f"channel {self.name!r} ({self.kind}) has no {name}")
+        return value.get_secret_value()
+
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """Current and (during a rotation) previous webhook secret, for signature checks."""
+        return tuple(
+            secret.get_secret_value()
+            for secret in (self.webhook_secret, self.previous_webhook_secret)
+            if secret is not None
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "line": self.line}
+        for name in ChannelConfig.__dataclass_fields__:
+            value = getattr(self, name)
+            if name in ("name", "kind", "line") or value is None:
+                continue
+            data[name] = redact_url(value) if name in ("url", "api_url") else _shown(value)
+        if self.kind == "manual":
+            del data["poll"]
+        return data
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_token: SecretStr | None = None  # for POST /api/purchase-orders/{ref}/receipts
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    poll_interval_s: float = 60.0
+    poll_overlap_s: float = 120.0
+    sweep_interval_s: float = 30.0
+    sweep_age_s: float = 60.0
+    push_interval_s: float = 2.0
+    reconcile_interval_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+    json: bool | None = None  # None: JSON when stderr is not a terminal
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded stocksync.yaml. ``database``/``broker`` may hold passwords: kept out of repr."""
+
+    path: str
+    database: str = field(repr=False)
+    broker: str = field(repr=False)
+    channels: Mapping[str, ChannelConfig]
+    server: ServerConfig
+    daemon: DaemonConfig
+    logging: LoggingConfig
+    tiers: tuple[str, ...]
+    rules: RuleSet
+    # not errors, worth showing (`stocksync check`): e.g. a secret written into the file
+    warnings: tuple[ConfigIssue, ...] = ()
+
+    def _check_channel(self, channel: str) -> None:
+        if channel not in self.channels:
+            known = ", ".join(sorted(self.channels)) or "none"
+            raise KeyError(f"unknown channel {channel!r} (configured: {known})")
+
+    def rule_for(self, channel: str, sku: str) -> EffectiveRule:
+        """The effective rule; KeyError for a channel that is not configured."""
+        self._check_channel(channel)
+        return resolve_rule(self.rules, channel, sku)
+
+    def channel_priority(self, channel: str) -> Sourced[int]:
+        """The channel's release priority (lower first); KeyError for an unknown channel."""
+        self._check_channel(channel)
+        return channel_priority(self.rules, channel)
+
+    def redacted(self) -> dict[str, Any]:
+        """Plain data (JSON-ready) with every secret shown as "***"."""
+        return {
+            "path": self.path,
+            "database": redact_url(self.database),
+            "broker": redact_url(self.broker),
+            "channels": {name: ch.redacted() for name, ch in self.channels.items()},
+            "server": {name: _shown(getattr(self.server, name)) for name in _names(ServerConfig)},
+            "daemon": {name: getattr(self.daemon, name) for name in _names(DaemonConfig)},
+            "logging": {name: getattr(self.logging, name) for name in _names(LoggingConfig)},
+            "tiers": list(self.tiers),
+            "warnings": [str(warning) for warning in self.warnings],
+            "defaults": self.rules.defaults.to_data(),
+            "channel_rules": {
+                name: layer.to_data() for name, layer in self.rules.channel_rules.items()
+            },
+            "sku_rules": [
+                {
+                    "match": rule.match,
+                    **({"channels": list(rule.channels)} if rule.channels is not None else {}),
+                    **rule.layer.to_data(),
+                }
+                for rule in self.rules.sku_rules
+            ],
+        }
+
+
+def _names(cls: type[Any]) -> list[str]:
+    return list(cls.__dataclass_fields__)

@@ -1,0 +1,79 @@
+"""Checks across sections: channel names, and rules that name channels which do not exist.
+
+They run on the raw values, so they are reported even when validation of other parts failed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rules.errors import ConfigIssue
+from rules.model import SECRET_KEYS
+from rules.paths import KeyPath, LineMap, format_path, line_for
+from rules.suggest import did_you_mean
+
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def _unknown_channel(name: object, known: list[str]) -> str:
+    hint = did_you_mean(str(name), known)
+    return (
+        f"unknown channel {name!r}{hint}; configured channels: {', '.join(sorted(known)) or 'none'}"
+    )
+
+
+def check_channel_references(
+    data: dict[str, Any], lines: LineMap, filename: str
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+
+    def issue(path: KeyPath, message: str) -> None:
+        issues.append(ConfigIssue(filename, line_for(lines, path), format_path(path), message))
+
+    channels = data.get("channels")
+    known = list(channels) if isinstance(channels, dict) else []
+    for name in known:
+        if not _CHANNEL_NAME.fullmatch(name):
+            issue(
+                ("channels", name),
+                "a channel name may hold only letters, digits, '-' and '_' "
+                "(it is part of the webhook URL)",
+            )
+    channel_rules = data.get("channel_rules")
+    if isinstance(channel_rules, dict):
+        for name in channel_rules:
+            if name not in known:
+                issue(("channel_rules", name), _unknown_channel(name, known))
+    sku_rules = data.get("sku_rules")
+    for index, rule in enumerate(sku_rules if isinstance(sku_rules, list) else []):
+        names = rule.get("channels") if isinstance(rule, dict) else None
+        for position, name in enumerate(names if isinstance(names, list) else []):
+            if isinstance(name, str) and name not in known:
+                issue(("sku_rules", index, "channels", position), _unknown_channel(name, known))
+    return issues
+
+
+def literal_secrets(data: dict[str, Any], lines: LineMap, filename: str) -> list[ConfigIssue]:
+    """Warnings for secrets written into the file itself instead of ``${VAR}`` or ``*_file``."""
+    places: list[tuple[KeyPath, dict[str, Any]]] = []
+    channels = data.get("channels")
+    if isinstance(channels, dict):
+        places += [(("channels", n), c) for n, c in channels.items() if isinstance(c, dict)]
+    server = data.get("server")
+    if isinstance(server, dict):
+        places.append((("server",), server))
+    warnings: list[ConfigIssue] = []
+    for section_path, section in places:
+        for key, value in section.items():
+            if key in SECRET_KEYS and isinstance(value, str) and value and "${" not in value:
+                path = (*section_path, key)
+                warnings.append(
+                    ConfigIssue(
+                        filename,
+                        line_for(lines, path),
+                        format_path(path),
+                        f"secret written in the file; use ${{VAR}} or {key}_file instead",
+                    )
+                )
+    return warnings

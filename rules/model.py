@@ -1,0 +1,265 @@
+"""Pydantic models of the YAML (DESIGN §8): they validate; ``rules.build`` turns them into values.
+
+Every model forbids unknown keys. Fields of rule blocks have defaults only so that a block may
+leave them out; whether a block set a field is read from ``model_fields_set``, never from the
+value, so ``cap: null`` in a channel rule can lift a cap set in ``defaults``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
+
+from rules.redact import redact_url
+
+ReleaseKey = Literal["priority", "tier", "placed_at"]
+RELEASE_KEYS: tuple[ReleaseKey, ...] = ("priority", "tier", "placed_at")
+DEFAULT_PRIORITY = 100
+DEFAULT_DATABASE = "sqlite:///stocksync.db"
+DEFAULT_API_VERSION = "2026-07"
+ChannelKind = Literal["shopify", "woocommerce", "manual"]
+CHANNEL_KINDS: tuple[ChannelKind, ...] = ("manual", "shopify", "woocommerce")
+
+# keys whose values are secrets: each may instead be read from a file named by `<key>_file`
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "shopify": ("token", "webhook_secret", "previous_webhook_secret"),
+    "woocommerce": ("consumer_key", "consumer_secret", "webhook_secret", "previous_webhook_secret"),
+    "server": ("api_token",),
+}
+SECRET_KEYS: frozenset[str] = frozenset(key for keys in SECRET_FIELDS.values() for key in keys)
+
+
+def _yaml_word(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _not_bool(kind: str) -> BeforeValidator:
+    """A before-validator: YAML `yes`/`true` must not turn into 1 where a number is expected."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"must be {kind}, got {_yaml_word(value)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _number(value: float) -> str:
+    """2.0 -> "2": YAML's `2` arrives as a float in float fields; show it as the user wrote it."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _at_least(low: float, message: str) -> AfterValidator:
+    def check(value: float) -> float:
+        if value < low:
+            raise ValueError(f"{message}, got {_number(value)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _between(low: float, high: float) -> AfterValidator:
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}, got {_number(value)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _distinct(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"lists {', '.join(repr(v) for v in repeated)} more than once")
+    return values
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {redact_url(value)!r}")
+    return value.rstrip("/")
+
+
+def _api_version(value: str) -> str:
+    if value != "unstable" and not re.fullmatch(r"\d{4}-\d{2}", value):
+        raise ValueError(f"must be a Shopify API version like '2026-07', got {value!r}")
+    return value
+
+
+def _database_url(value: str) -> str:
+    if "://" not in value:
+        raise ValueError(f"must be a database URL like {DEFAULT_DATABASE!r}, got {value!r}")
+    return value
+
+
+def _broker_url(value: str) -> str:
+    if value != "memory" and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"must be 'memory' or a redis:// URL, got {redact_url(value)!r}")
+    return value
+
+
+def _empty_is_none(value: Any) -> Any:
+    # `${OLD_SECRET:-}` is how an optional secret is left out from the environment
+    return None if value == "" else value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+NonNegInt = Annotated[int, _not_bool("an integer"), _at_least(0, "must not be negative")]
+Share = Annotated[float, _not_bool("a number"), _between(0, 1)]
+Priority = Annotated[int, _not_bool("an integer")]
+Port = Annotated[int, _not_bool("an integer"), _between(1, 65535)]
+Seconds = Annotated[float, _not_bool("a number"), _at_least(0, "must not be negative")]
+PositiveSeconds = Annotated[
+    float, _not_bool("a number"), _at_least(0.001, "must be a positive number of seconds")
+]
+Text = Annotated[str, Field(min_length=1)]
+Secret = Annotated[SecretStr, Field(min_length=1)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_is_none)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+ReleaseOrder = Annotated[tuple[ReleaseKey, ...], Field(min_length=1), AfterValidator(_distinct)]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- channels ---------------------------------------------------------------------------------
+
+
+class ShopifyChannelModel(_Block):
+    kind: Literal["shopify"]
+    shop: Text
+    api_version: Annotated[str, AfterValidator(_api_version)] = DEFAULT_API_VERSION
+    token: Secret
+    webhook_secret: Secret
+    previous_webhook_secret: OptionalSecret = None
+    location: Text = "Main"
+    api_url: HttpUrl | None = None
+    poll: bool = True
+
+
+class WooCommerceChannelModel(_Block):
+    kind: Literal["woocommerce"]
+    url: HttpUrl
+    consumer_key: Secret
+    consumer_secret: Secret
+    webhook_secret: Secret
+    previous_webhook_secret: OptionalSecret = None
+    api_url: HttpUrl | None = None
+    poll: bool = True
+
+
+class ManualChannelModel(_Block):
+    kind: Literal["manual"]
+
+
+ChannelModel = Annotated[
+    ShopifyChannelModel | WooCommerceChannelModel | ManualChannelModel,
+    Field(discriminator="kind"),
+]
+
+
+# ---- rules --------------------------------------------------------------------------------------
+
+
+class BackordersBlock(_Block):
+    enabled: bool = False
+    incoming_share: Share = 1.0
+    horizon_days: NonNegInt = 14
+
+
+class ReleaseBlock(_Block):
+    order: ReleaseOrder = RELEASE_KEYS
+    partial: bool = True
+
+
+class RuleBlock(_Block):
+    safety_buffer: NonNegInt = 0
+    cap: NonNegInt | None = None
+    backorders: BackordersBlock = Field(default_factory=BackordersBlock)
+    release: ReleaseBlock = Field(default_factory=ReleaseBlock)
+
+
+class ChannelRuleBlock(RuleBlock):
+    priority: Priority = DEFAULT_PRIORITY
+
+
+class SkuRuleBlock(RuleBlock):
+    match: Text
+    channels: Annotated[tuple[Text, ...], Field(min_length=1)] | None = None
+
+
+# ---- the rest -----------------------------------------------------------------------------------
+
+
+class ServerModel(_Block):
+    host: Text = "127.0.0.1"
+    port: Port = 8080
+    api_token: OptionalSecret = None
+
+
+class DaemonModel(_Block):
+    poll_interval_s: PositiveSeconds = 60.0
+    poll_overlap_s: Seconds = 120.0
+    sweep_interval_s: PositiveSeconds = 30.0
+    sweep_age_s: Seconds = 60.0
+    push_interval_s: PositiveSeconds = 2.0
+    reconcile_interval_s: PositiveSeconds = 900.0
+
+
+class LoggingModel(_Block):
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+    ] = "INFO"
+    json_: bool | None = Field(default=None, alias="json")
+
+
+class ConfigModel(_Block):
+    database: Annotated[Text, AfterValidator(_database_url)] = DEFAULT_DATABASE
+    broker: Annotated[Text, AfterValidator(_broker_url)] = "memory"
+    channels: dict[str, ChannelModel] = Field(default_factory=dict)
+    server: ServerModel = Field(default_factory=ServerModel)
+    daemon: DaemonModel = Field(default_factory=DaemonModel)
+    logging: LoggingModel = Field(default_factory=LoggingModel)
+    tiers: Annotated[tuple[Text, ...], AfterValidator(_distinct)] = ()
+    defaults: RuleBlock = Field(default_factory=RuleBlock)
+    channel_rules: dict[str, ChannelRuleBlock] = Field(default_factory=dict)
+    sku_rules: tuple[SkuRuleBlock, ...] = ()
+
+    @field_validator(
+        "channels",
+        "server",
+        "daemon",
+        "logging",
+        "tiers",
+        "defaults",
+        "channel_rules",
+        "sku_rules",
+        mode="before",
+    )
+    @classmethod
+    def _empty_section(cls, value: Any, info: ValidationInfo) -> Any:
+        # a section whose entries are all commented out is YAML null: read it as empty
+        if value is not None:
+            return value
+        return [] if info.field_name in ("tiers", "sku_rules") else {}

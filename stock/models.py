@@ -1,0 +1,214 @@
+"""The ledger tables (DESIGN §2). Checks live in constraints so no writer can break them."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints so Alembic migrations are stable on SQLite and PostgreSQL alike.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone; naive values are refused)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the ledger stores aware UTC times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Sku(Base):
+    __tablename__ = "sku"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    code: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StockLevel(Base):
+    __tablename__ = "stock_level"
+    __table_args__ = (
+        CheckConstraint("on_hand >= 0", name="on_hand_not_negative"),
+        CheckConstraint("oversold >= 0", name="oversold_not_negative"),
+    )
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer, default=0)
+    # Units shipped that on_hand could not cover: an oversell is recorded, never hidden.
+    oversold: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PurchaseOrder(Base):
+    __tablename__ = "purchase_order"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'received', 'cancelled')", name="status_known"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(255), unique=True)
+    supplier: Mapped[str | None] = mapped_column(String(255))
+    eta: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    lines: Mapped[list[PoLine]] = relationship(back_populates="po", order_by="PoLine.id")
+
+
+class PoLine(Base):
+    __tablename__ = "po_line"
+    __table_args__ = (
+        UniqueConstraint("po_id", "sku_id", name="po_sku"),
+        CheckConstraint("ordered >= 0", name="ordered_not_negative"),
+        CheckConstraint("received >= 0", name="received_not_negative"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    po_id: Mapped[int] = mapped_column(ForeignKey("purchase_order.id"), index=True)
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"), index=True)
+    ordered: Mapped[int] = mapped_column(Integer)
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    po: Mapped[PurchaseOrder] = relationship(back_populates="lines")
+
+
+class ChannelOrder(Base):
+    __tablename__ = "channel_order"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="channel_external_id"),
+        CheckConstraint("status IN ('open', 'fulfilled', 'cancelled')", name="status_known"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    customer_key: Mapped[str | None] = mapped_column(String(255))
+    tier: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    source_status: Mapped[str] = mapped_column(String(64), default="")
+    source_updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
+
+
+class OrderLine(Base):
+    """quantity = reserved + backordered + shipped + cancelled, always (checked by the ledger)."""
+
+    __tablename__ = "order_line"
+    __table_args__ = (
+        UniqueConstraint("order_id", "external_line_id", name="order_external_line"),
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        CheckConstraint("shipped >= 0 AND cancelled >= 0", name="counts_not_negative"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("channel_order.id"), index=True)
+    external_line_id: Mapped[str] = mapped_column(String(255))
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    shipped: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    order: Mapped[ChannelOrder] = relationship(back_populates="lines")
+
+
+class Reservation(Base):
+    """Units of on_hand held for an unshipped line; one row per line."""
+
+    __tablename__ = "reservation"
+    __table_args__ = (CheckConstraint("qty > 0", name="qty_positive"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_line.id"), unique=True)
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"), index=True)
+    qty: Mapped[int] = mapped_column(Integer)
+
+
+class Backorder(Base):
+    """Units promised against incoming stock. Rows with qty_open = 0 stay as history."""
+
+    __tablename__ = "backorder"
+    __table_args__ = (
+        CheckConstraint("qty_open >= 0", name="qty_open_not_negative"),
+        Index("ix_backorder_open", "sku_id", "qty_open"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_line.id"), index=True)
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"))
+    qty_open: Mapped[int] = mapped_column(Integer)
+    qty_released: Mapped[int] = mapped_column(Integer, default=0)
+    # False: the channel sold it before our lower offer landed; kept and flagged, never dropped.
+    accepted_within_capacity: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Listing(Base):
+    __tablename__ = "listing"
+    __table_args__ = (UniqueConstraint("channel", "sku_id", name="channel_sku"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"), index=True)
+    external_ids: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_pushed: Mapped[int | None] = mapped_column(Integer)
+    last_seen: Mapped[int | None] = mapped_column(Integer)
+    pushed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    dirty: Mapped[bool] = mapped_column(Boolean, default=True)
+    dirty_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class InboxEvent(Base):
+    __tablename__ = "inbox_event"
+    __table_args__ = (UniqueConstraint("channel", "event_key", name="channel_event_key"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(128))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_entry"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,560 @@
+"""The `stocksync` command line (DESIGN §7): exit 0 ok, 1 failure, 2 bad input; stable `--json`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from rules import ConfigError, load_config, render_config_template
+from stock.db import DatabaseError, safe_url, upgrade
+from stock.ledger import LedgerInputError, LineInput, OrderInput, Outcome
+from sync import queries, render
+from sync.context import AppContext, NotMigrated, config_path
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="stocksync",
+    help="One honest stock ledger for Shopify, WooCommerce and manual channels.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stock_app = typer.Typer(help="Count stock on hand.", no_args_is_help=True)
+po_app = typer.Typer(help="Purchase orders: incoming stock.", no_args_is_help=True)
+order_app = typer.Typer(help="Orders of manual channels (pop-ups, phone, wholesale).")
+db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
+app.add_typer(stock_app, name="stock")
+app.add_typer(po_app, name="po")
+app.add_typer(order_app, name="order", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+class State:
+    """Per-process CLI state: the global --config and whether this command prints JSON."""
+
+    config_file: str | None = None
+    as_json: bool = False
+
+
+STATE = State()
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (default ./stocksync.yaml or $STOCKSYNC_CONFIG).",
+            envvar="STOCKSYNC_CONFIG",
+        ),
+    ] = None,
+) -> None:
+    STATE.config_file = config
+
+
+# ---------------------------------------------------------------------------- error handling
+def fail(message: str, code: int = EXIT_FAILURE, *, as_json: bool | None = None) -> NoReturn:
+    """Report a failure (as JSON on stdout when --json was given) and exit with `code`."""
+    if as_json if as_json is not None else STATE.as_json:
+        print(json.dumps({"ok": False, "error": message}))
+    else:
+        err.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def handled(as_json: bool = False) -> Iterator[None]:
+    """Map every known failure to a clear message and the documented exit code."""
+    STATE.as_json = as_json
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ConfigError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "error": "config", "issues": _issues(exc)}))
+        else:
+            err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from exc
+    except LedgerInputError as exc:
+        fail(str(exc), EXIT_BAD_INPUT, as_json=as_json)
+    except NotMigrated as exc:
+        fail(str(exc), EXIT_FAILURE, as_json=as_json)
+    except DatabaseError as exc:
+        fail(f"database: {exc}", EXIT_FAILURE, as_json=as_json)
+    except OperationalError as exc:
+        fail(f"database: {exc.orig}", EXIT_FAILURE, as_json=as_json)
+    except SQLAlchemyError as exc:
+        fail(f"database: {exc}", EXIT_FAILURE, as_json=as_json)
+
+
+def _issues(exc: ConfigError) -> list[dict[str, Any]]:
+    return [
+        {"file": i.file, "line": i.line, "path": i.path, "message": i.message} for i in exc.errors
+    ]
+
+
+def open_app(require_migrated: bool = True) -> AppContext:
+    return AppContext.from_file(config_path(STATE.config_file), require_migrated=require_migrated)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        human()
+
+
+def parse_pairs(pairs: Sequence[str], what: str = "SKU=QTY") -> dict[str, int]:
+    """SKU=QTY arguments -> {sku: qty}; repeated SKUs add up. Bad input exits 2."""
+    result: dict[str, int] = {}
+    for pair in pairs:
+        sku, sep, qty_text = pair.rpartition("=")
+        if not sep or not sku:
+            fail(f"{pair!r}: expected {what}", EXIT_BAD_INPUT)
+        try:
+            qty = int(qty_text)
+        except ValueError:
+            fail(f"{pair!r}: quantity {qty_text!r} is not a whole number", EXIT_BAD_INPUT)
+        result[sku] = result.get(sku, 0) + qty
+    return result
+
+
+def parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"{text!r}: expected a date as YYYY-MM-DD", EXIT_BAD_INPUT)
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{text!r}: expected an ISO time like 2026-11-23T10:00:00+00:00", EXIT_BAD_INPUT)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "reserved": outcome.reserved,
+        "backordered": outcome.backordered,
+        "beyond_capacity": outcome.beyond_capacity,
+        "released": [
+            {
+                "channel": r.channel,
+                "order": r.order_external_id,
+                "line": r.external_line_id,
+                "sku": r.sku,
+                "qty": r.qty,
+                "complete": r.complete,
+            }
+            for r in outcome.released
+        ],
+        "oversold": outcome.oversold,
+    }
+
+
+# ---------------------------------------------------------------------------- setup commands
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write stocksync.yaml.")] = Path(),
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a starter stocksync.yaml and create the ledger database."""
+    with handled(as_json):
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / "stocksync.yaml"
+        if target.exists():
+            fail(f"{target} already exists; not overwriting it", EXIT_BAD_INPUT, as_json=as_json)
+        target.write_text(render_config_template(), encoding="utf-8")
+        config = load_config(target)
+        upgrade(config.database)
+        data = {"ok": True, "config": str(target), "database": safe_url(config.database)}
+        emit(
+            data,
+            as_json,
+            lambda: out.print(
+                f"Wrote {target} and created {safe_url(config.database)}.\n"
+                f"Next: stocksync --config {target} stock set SKU QTY"
+            ),
+        )
+
+
+@app.command()
+def check(as_json: JsonFlag = False) -> None:
+    """Validate the config (errors as FILE:LINE: key: message) and reach the database."""
+    with handled(as_json):
+        path = config_path(STATE.config_file)
+        config = load_config(path)
+        ctx = AppContext.open(config, require_migrated=False)
+        try:
+            revision = queries.revision(ctx)
+        finally:
+            ctx.close()
+        data = {
+            "ok": True,
+            "config": str(path),
+            "database": safe_url(config.database),
+            "revision": revision,
+            "channels": {name: ch.kind for name, ch in config.channels.items()},
+            "settings": config.redacted(),
+        }
+        emit(data, as_json, lambda: render.check(out, data))
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonFlag = False) -> None:
+    """Create or migrate the ledger tables."""
+    with handled(as_json):
+        config = load_config(config_path(STATE.config_file))
+        upgrade(config.database)
+        ctx = AppContext.open(config)
+        revision = queries.revision(ctx)
+        ctx.close()
+        data = {"ok": True, "database": safe_url(config.database), "revision": revision}
+        emit(data, as_json, lambda: out.print(f"{data['database']} is at revision {revision}"))
+
+
+# ---------------------------------------------------------------------------- stock
+@stock_app.command("set")
+def stock_set(
+    sku: str,
+    qty: Annotated[int, typer.Argument(help="Units on hand after the count.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set the units on hand of SKU (a stock count)."""
+    _stock_change(lambda ledger: ledger.set_stock(sku, qty, reason), sku, as_json)
+
+
+# negative deltas are arguments, not options
+@stock_app.command("adjust", context_settings={"ignore_unknown_options": True})
+def stock_adjust(
+    sku: str,
+    delta: Annotated[int, typer.Argument(help="Units to add (negative to remove).")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add DELTA units to SKU's on hand (negative removes; never below 0)."""
+    _stock_change(lambda ledger: ledger.adjust_stock(sku, delta, reason), sku, as_json)
+
+
+def _stock_change(change: Callable[[Any], Outcome], sku: str, as_json: bool) -> None:
+    with handled(as_json):
+        ctx = open_app()
+        try:
+            with ctx.ledger() as ledger:
+                outcome = change(ledger)
+                on_hand = ledger.explain(sku)["on_hand"]
+        finally:
+            ctx.close()
+        data = {"ok": True, "sku": sku, "on_hand": on_hand, **outcome_json(outcome)}
+        emit(data, as_json, lambda: render.stock_change(out, data))
+
+
+@stock_app.command("import")
+def stock_import(
+    file: Annotated[Path, typer.Argument(help="CSV with columns sku,on_hand (header optional).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Set on hand for many SKUs from a CSV, all or nothing."""
+    with handled(as_json):
+        rows = read_stock_csv(file)
+        ctx = open_app()
+        try:
+            with ctx.ledger() as ledger:
+                released = 0
+                for _line, sku, qty in rows:
+                    released += sum(r.qty for r in ledger.set_stock(sku, qty, "import").released)
+        finally:
+            ctx.close()
+        data = {"ok": True, "file": str(file), "skus": len(rows), "released_units": released}
+        emit(
+            data,
+            as_json,
+            lambda: out.print(f"Imported {len(rows)} SKUs from {file} ({released} units released)"),
+        )
+
+
+def read_stock_csv(file: Path) -> list[tuple[int, str, int]]:
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        fail(f"{file}: cannot read: {exc.strerror}", EXIT_BAD_INPUT)
+    rows: list[tuple[int, str, int]] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for number, record in enumerate(csv.reader(text.splitlines()), start=1):
+        if not record or all(not cell.strip() for cell in record):
+            continue
+        if number == 1 and [c.strip().lower() for c in record] == ["sku", "on_hand"]:
+            continue
+        if len(record) != 2:
+            problems.append(f"{file}:{number}: expected 2 columns sku,on_hand, got {len(record)}")
+            continue
+        sku, qty_text = record[0].strip(), record[1].strip()
+        if not sku:
+            problems.append(f"{file}:{number}: empty sku")
+            continue
+        try:
+            qty = int(qty_text)
+        except ValueError:
+            problems.append(f"{file}:{number}: on_hand {qty_text!r} is not a whole number")
+            continue
+        if qty < 0:
+            problems.append(f"{file}:{number}: on_hand cannot be negative ({qty})")
+            continue
+        if sku in seen:
+            problems.append(f"{file}:{number}: {sku} already set on line {seen[sku]}")
+            continue
+        seen[sku] = number
+        rows.append((number, sku, qty))
+    if problems:
+        fail("\n".join(problems), EXIT_BAD_INPUT)
+    if not rows:
+        fail(f"{file}: no rows to import", EXIT_BAD_INPUT)
+    return rows
+
+
+# ---------------------------------------------------------------------------- purchase orders
+@po_app.command("add")
+def po_add(
+    ref: str,
+    lines: Annotated[list[str], typer.Argument(help="SKU=QTY ordered, one or more.")],
+    eta: Annotated[str, typer.Option(help="Expected arrival, YYYY-MM-DD.")],
+    supplier: Annotated[str | None, typer.Option(help="Supplier name.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a purchase order (or edit an open one: each SKU's ordered quantity is set)."""
+    with handled(as_json):
+        quantities = parse_pairs(lines)
+        eta_date = parse_date(eta)
+        ctx = open_app()
+        try:
+            with ctx.ledger() as ledger:
+                ledger.add_po(ref, eta_date, quantities, supplier)
+                data = queries.po_detail(ledger.session, ref)
+        finally:
+            ctx.close()
+        emit({"ok": True, **data}, as_json, lambda: render.purchase_orders(out, [data]))
+
+
+@po_app.command("receive")
+def po_receive(
+    ref: str,
+    lines: Annotated[list[str], typer.Argument(help="SKU=QTY received, one or more.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Book received units into stock and release backorders in the configured order."""
+    with handled(as_json):
+        quantities = parse_pairs(lines)
+        ctx = open_app()
+        try:
+            with ctx.ledger() as ledger:
+                outcome = ledger.receive_po(ref, quantities)
+                detail = queries.po_detail(ledger.session, ref)
+        finally:
+            ctx.close()
+        data = {"ok": True, **detail, **outcome_json(outcome)}
+        emit(data, as_json, lambda: render.receipt(out, data))
+
+
+@po_app.command("list")
+def po_list(
+    include_closed: Annotated[bool, typer.Option("--all", help="Include received POs.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List purchase orders with what is still to arrive."""
+    with handled(as_json):
+        ctx = open_app()
+        try:
+            with ctx.ledger() as ledger:
+                data = queries.po_list(ledger.session, include_closed)
+        finally:
+            ctx.close()
+        emit({"purchase_orders": data}, as_json, lambda: render.purchase_orders(out, data))
+
+
+# ---------------------------------------------------------------------------- manual orders
+@order_app.command("add")
+def order_add(
+    channel: str,
+    ref: str,
+    lines: Annotated[list[str], typer.Argument(help="SKU=QTY, one or more.")],
+    customer: Annotated[str | None, typer.Option(help="Customer key (email, id).")] = None,
+    tier: Annotated[str | None, typer.Option(help="Customer tier, e.g. vip.")] = None,
+    placed_at: Annotated[
+        str | None, typer.Option("--placed-at", help="ISO time (default now).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record an order on a manual channel: reserve what stock covers, backorder the rest."""
+    with handled(as_json):
+        quantities = parse_pairs(lines)
+        for sku, qty in quantities.items():
+            if qty <= 0:
+                fail(f"{sku}: quantity must be positive, got {qty}", EXIT_BAD_INPUT)
+        ctx = open_app()
+        try:
+            _require_manual(ctx, channel)
+            now = datetime.now(UTC)
+            placed = parse_time(placed_at) if placed_at else now
+            tiers = ctx.config.tiers
+            if tier is not None and tiers and tier not in tiers:
+                fail(f"unknown tier {tier!r}; configured tiers: {', '.join(tiers)}", 2)
+            with ctx.ledger() as ledger:
+                if queries.order_exists(ledger.session, channel, ref):
+                    fail(f"{channel}/{ref}: order already exists", EXIT_BAD_INPUT)
+                outcome = ledger.record_order(
+                    OrderInput(
+                        channel=channel,
+                        external_id=ref,
+                        placed_at=placed,
+                        updated_at=now,
+                        status="open",
+                        lines=tuple(
+                            LineInput(str(i), sku, qty)
+                            for i, (sku, qty) in enumerate(quantities.items(), start=1)
+                        ),
+                        customer_key=customer,
+                        tier=tier,
+                        source_status="manual",
+                    )
+                )
+                detail = queries.order_detail(ledger.session, channel, ref)
+        finally:
+            ctx.close()
+        data = {"ok": True, **detail, **outcome_json(outcome)}
+        emit(data, as_json, lambda: render.order(out, data))
+
+
+@order_app.command("cancel")
+def order_cancel(channel: str, ref: str, as_json: JsonFlag = False) -> None:
+    """Cancel a manual order: free its reservations and backorders (may release others)."""
+    with handled(as_json):
+        ctx = open_app()
+        try:
+            _require_manual(ctx, channel)
+            with ctx.ledger() as ledger:
+                outcome = ledger.cancel_order(channel, ref)
+                detail = queries.order_detail(ledger.session, channel, ref)
+        finally:
+            ctx.close()
+        data = {"ok": True, **detail, **outcome_json(outcome)}
+        emit(data, as_json, lambda: render.order(out, data))
+
+
+def _require_manual(ctx: AppContext, channel: str) -> None:
+    found = ctx.config.channels.get(channel)
+    if found is None:
+        known = ", ".join(ctx.config.channels) or "none"
+        fail(f"unknown channel {channel!r}; configured: {known}", EXIT_BAD_INPUT)
+    if found.kind != "manual":
+        fail(
+            f"channel {channel!r} is {found.kind}: its orders come from the channel itself",
+            EXIT_BAD_INPUT,
+        )
+
+
+# ---------------------------------------------------------------------------- reading
+@app.command()
+def explain(
+    sku: str,
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show every term of the offered quantity per channel, with the rule sources."""
+    with handled(as_json):
+        ctx = open_app()
+        try:
+            with ctx.ledger() as ledger:
+                data = ledger.explain(sku, channel)
+        finally:
+            ctx.close()
+        emit(data, as_json, lambda: render.explain(out, data))
+
+
+@app.command()
+def backorders(
+    sku: Annotated[str | None, typer.Option(help="Only this SKU.")] = None,
+    include_closed: Annotated[bool, typer.Option("--all", help="Include released ones.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List backorders in release order, flagged when accepted beyond capacity."""
+    with handled(as_json):
+        ctx = open_app()
+        try:
+            with ctx.ledger() as ledger:
+                data = queries.backorders(ledger, sku, include_closed)
+        finally:
+            ctx.close()
+        emit({"backorders": data}, as_json, lambda: render.backorders(out, data))
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Per-SKU stock and offers, and the health of the ledger."""
+    with handled(as_json):
+        ctx = open_app()
+        try:
+            db_revision = queries.revision(ctx)
+            with ctx.ledger() as ledger:
+                data = queries.status(ctx, ledger, db_revision)
+        finally:
+            ctx.close()
+        emit(data, as_json, lambda: render.status(out, data))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sandbox(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="shopify or woocommerce")],
+) -> None:
+    """Run a loopback Shopify or WooCommerce sandbox (--port N --seed FILE --webhook-url URL)."""
+    if kind == "shopify":
+        from connectors.sandbox.shopify import main as sandbox_main
+    elif kind == "woocommerce":
+        from connectors.sandbox.woocommerce import main as sandbox_main
+    else:
+        fail(f"unknown sandbox {kind!r}: choose shopify or woocommerce", EXIT_BAD_INPUT)
+    raise typer.Exit(sandbox_main(list(ctx.args)))
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float, typer.Option(help="Seconds to run before the summary (0 = one pass).", min=0)
+    ] = 0.0,
+) -> None:
+    """Run a self-contained demo on a temporary SQLite ledger."""
+    from sync.demo import run_demo
+
+    raise typer.Exit(run_demo(out, duration))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="stocksync")
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

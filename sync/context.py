@@ -1,0 +1,94 @@
+"""Composition root for commands: config -> database -> ledger, made on demand, never at import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from rules import Config, load_config
+from stock.db import (
+    DatabaseError,
+    current_revision,
+    head_revision,
+    make_engine,
+    safe_url,
+    session_factory,
+    unit_of_work,
+)
+from stock.ledger import Ledger
+
+DEFAULT_CONFIG = "stocksync.yaml"
+
+
+def config_path(explicit: str | None) -> Path:
+    return Path(explicit or os.environ.get("STOCKSYNC_CONFIG") or DEFAULT_CONFIG)
+
+
+class NotMigrated(Exception):
+    def __init__(self, url: str, current: str | None, head: str | None) -> None:
+        super().__init__(
+            f"database {url} is at revision {current or 'none'}, the code needs {head}: "
+            "run `stocksync db upgrade`"
+        )
+        self.url = url
+        self.current = current
+        self.head = head
+
+
+@dataclass
+class AppContext:
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, config: Config, *, require_migrated: bool = True) -> AppContext:
+        engine = make_engine(config.database)
+        if require_migrated:
+            try:
+                current = current_revision(engine)
+            except OperationalError as exc:
+                engine.dispose()
+                raise DatabaseError(safe_url(config.database), str(exc.orig)) from exc
+            head = head_revision()
+            if current != head:
+                engine.dispose()
+                raise NotMigrated(safe_url(config.database), current, head)
+        return cls(config, engine, session_factory(engine))
+
+    @classmethod
+    def from_file(cls, path: Path, *, require_migrated: bool = True) -> AppContext:
+        return cls.open(load_config(path), require_migrated=require_migrated)
+
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self.config.channels)
+
+    @property
+    def listed_channel_names(self) -> list[str]:
+        """Channels with listings to push: every kind but manual."""
+        return [name for name, ch in self.config.channels.items() if ch.kind != "manual"]
+
+    @contextmanager
+    def ledger(self, actor: str = "cli", now: datetime | None = None) -> Iterator[Ledger]:
+        """One transaction with a ledger bound to it; commits when the block ends normally."""
+        with unit_of_work(self.sessions) as session:
+            yield Ledger(
+                session,
+                self.config,
+                self.channel_names,
+                now=now or datetime.now(UTC),
+                actor=actor,
+                listed_channels=self.listed_channel_names,
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()

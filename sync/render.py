@@ -1,0 +1,169 @@
+"""Human output of the CLI: rich tables over the same dicts `--json` prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        numeric = column in {
+            "on hand", "reserved", "backordered", "incoming", "offered", "qty", "open",
+            "ordered", "received", "quantity", "shipped", "cancelled", "value", "oversold",
+        }  # fmt: skip
+        table.add_column(column, justify="right" if numeric else "left")
+    return table
+
+
+def check(console: Console, data: dict[str, Any]) -> None:
+    console.print(f"config {data['config']} is valid")
+    revision = data["revision"]
+    state = "up to date" if revision["current"] == revision["head"] else "needs `db upgrade`"
+    console.print(f"database {data['database']}: revision {revision['current']} ({state})")
+    for name, kind in data["channels"].items():
+        console.print(f"  channel {name}: {kind}")
+
+
+def stock_change(console: Console, data: dict[str, Any]) -> None:
+    console.print(f"{data['sku']}: {data['on_hand']} on hand")
+    _released(console, data)
+    for sku, units in data["oversold"].items():
+        console.print(f"  {sku}: {units} reserved units no longer covered, moved to backorder")
+
+
+def _released(console: Console, data: dict[str, Any]) -> None:
+    for item in data["released"]:
+        whole = "complete" if item["complete"] else "partial"
+        console.print(
+            f"  released {item['qty']} x {item['sku']} to {item['channel']}/{item['order']} "
+            f"line {item['line']} ({whole})"
+        )
+
+
+def purchase_orders(console: Console, pos: list[dict[str, Any]]) -> None:
+    table = _table("Purchase orders", "ref", "supplier", "eta", "status", "sku", "ordered",
+                   "received", "open")  # fmt: skip
+    for po in pos:
+        for i, line in enumerate(po["lines"]):
+            first = i == 0
+            table.add_row(
+                po["ref"] if first else "",
+                (po["supplier"] or "") if first else "",
+                po["eta"] if first else "",
+                po["status"] if first else "",
+                line["sku"],
+                str(line["ordered"]),
+                str(line["received"]),
+                str(line["open"]),
+            )
+    console.print(table)
+
+
+def receipt(console: Console, data: dict[str, Any]) -> None:
+    purchase_orders(console, [data])
+    if not data["released"]:
+        console.print("No backorders were waiting for these units.")
+    _released(console, data)
+
+
+def order(console: Console, data: dict[str, Any]) -> None:
+    table = _table(
+        f"{data['channel']}/{data['order']} ({data['status']})",
+        "line", "sku", "quantity", "reserved", "backordered", "shipped", "cancelled",
+    )  # fmt: skip
+    for line in data["lines"]:
+        table.add_row(
+            line["line"], line["sku"], str(line["quantity"]), str(line["reserved"]),
+            str(line["backordered"]), str(line["shipped"]), str(line["cancelled"]),
+        )  # fmt: skip
+    console.print(table)
+    for line, units in data["beyond_capacity"].items():
+        console.print(f"  line {line}: {units} units backordered BEYOND incoming capacity")
+    _released(console, data)
+
+
+def explain(console: Console, data: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{data['sku']}[/]: {data['on_hand']} on hand, {data['reserved']} reserved, "
+        f"{data['backordered']} backordered (today {data['today']})"
+    )
+    if data["oversold"]:
+        console.print(f"  oversold so far: {data['oversold']} units")
+    for item in data["incoming"]:
+        console.print(f"  incoming: PO {item['po']} eta {item['eta']}: {item['open']} open")
+    for offer in data["channels"]:
+        terms, rule = offer["terms"], offer["rule"]
+        table = _table(f"channel {offer['channel']}: offered {offer['offered']}", "term",
+                       "value", "from")  # fmt: skip
+        table.add_row("on_hand", str(terms["on_hand"]), "ledger")
+        table.add_row("- reserved", str(terms["reserved"]), "ledger")
+        table.add_row("= sellable_now", str(terms["sellable_now"]), "")
+        table.add_row(
+            "incoming_open", str(terms["incoming_open"]),
+            f"open POs with eta <= today + {rule['horizon_days']['value']} days "
+            f"({rule['horizon_days']['source']})",
+        )  # fmt: skip
+        table.add_row(
+            "x incoming_share", str(terms["incoming_share"]), rule["incoming_share"]["source"]
+        )
+        table.add_row("- backordered", str(terms["backordered"]), "ledger")
+        enabled = rule["backorders_enabled"]
+        table.add_row(
+            "= incoming_capacity", str(terms["incoming_capacity"]),
+            f"backorders {'enabled' if enabled['value'] else 'disabled'} ({enabled['source']})",
+        )  # fmt: skip
+        table.add_row(
+            "- safety_buffer", str(terms["safety_buffer"]), rule["safety_buffer"]["source"]
+        )
+        cap = terms["cap"]
+        table.add_row("cap", "none" if cap is None else str(cap), rule["cap"]["source"])
+        table.add_row(
+            "= offered",
+            str(offer["offered"]),
+            "clamp(sellable + max(capacity, 0) - buffer, 0, cap)",
+        )
+        pushed = offer["last_pushed"]
+        table.add_row(
+            "last pushed", "never" if pushed is None else str(pushed), offer["pushed_at"] or ""
+        )
+        console.print(table)
+
+
+def backorders(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("No open backorders.")
+        return
+    table = _table("Backorders (in release order per SKU)", "sku", "channel", "order", "line",
+                   "customer", "tier", "placed at", "open", "flag")  # fmt: skip
+    for row in rows:
+        table.add_row(
+            row["sku"], row["channel"], row["order"], row["line"], row["customer"] or "",
+            row["tier"] or "", row["placed_at"][:19], str(row["qty_open"]),
+            "BEYOND CAPACITY" if row["beyond_capacity"] else "",
+        )  # fmt: skip
+    console.print(table)
+
+
+def status(console: Console, data: dict[str, Any]) -> None:
+    channels = list(data["channels"])
+    table = _table("Stock", "sku", "on hand", "reserved", "backordered", "incoming", "oversold",
+                   *[f"offered {c}" for c in channels])  # fmt: skip
+    for row in data["skus"]:
+        table.add_row(
+            row["sku"], str(row["on_hand"]), str(row["reserved"]), str(row["backordered"]),
+            str(row["incoming"]), str(row["oversold"]),
+            *[str(row["offered"].get(c, "")) for c in channels],
+        )  # fmt: skip
+    console.print(table)
+    db = data["database"]
+    console.print(
+        f"database {db['url']} (revision {db['current']}); open orders {data['orders_open']}; "
+        f"open backorders {data['backorders_open']} "
+        f"({data['backorders_beyond_capacity']} beyond capacity); "
+        f"inbox pending {data['inbox_pending']}, failed {data['inbox_failed']}; "
+        f"dirty listings {data['listings_dirty']}"
+    )

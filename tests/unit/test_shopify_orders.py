@@ -1,0 +1,202 @@
+"""Shopify order parsing (REST webhook shape and GraphQL poll shape) and webhook verification."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from connectors.base import POLL_TOPIC, OrderStatus, PayloadError, WebhookRejected
+from connectors.shopify import ShopifyChannel
+from connectors.signatures import sign
+
+
+def channel(*secrets: str) -> ShopifyChannel:
+    return ShopifyChannel(
+        "shop",
+        shop="sandbox.myshopify.com",
+        token="shpat_x",
+        webhook_secrets=list(secrets) or ["new-secret"],
+        api_url="http://127.0.0.1:9",
+    )
+
+
+def rest_order(**overrides: Any) -> dict[str, Any]:
+    order: dict[str, Any] = {
+        "id": 450789469,
+        "admin_graphql_api_id": "gid://shopify/Order/450789469",
+        "email": "bob@example.com",
+        "created_at": "2026-07-01T08:00:00-04:00",
+        "updated_at": "2026-07-01T09:30:00-04:00",
+        "cancelled_at": None,
+        "fulfillment_status": None,
+        "customer": {"id": 207119551, "email": "bob@example.com"},
+        "line_items": [
+            {"id": 466157049, "sku": "DEMO-1", "quantity": 3, "current_quantity": 2},
+            {"id": 518995019, "sku": "DEMO-2", "quantity": 1, "current_quantity": 1},
+        ],
+        "refunds": [],
+    }
+    order.update(overrides)
+    return order
+
+
+def poll_node(**overrides: Any) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "id": "gid://shopify/Order/450789469",
+        "legacyResourceId": "450789469",
+        "email": "bob@example.com",
+        "createdAt": "2026-07-01T12:00:00Z",
+        "updatedAt": "2026-07-01T13:30:00Z",
+        "cancelledAt": None,
+        "displayFulfillmentStatus": "UNFULFILLED",
+        "customer": {"id": "gid://shopify/Customer/207119551", "email": "bob@example.com"},
+        "lineItems": {
+            "nodes": [
+                {
+                    "id": "gid://shopify/LineItem/466157049",
+                    "sku": "DEMO-1",
+                    "quantity": 3,
+                    "currentQuantity": 2,
+                },
+                {
+                    "id": "gid://shopify/LineItem/518995019",
+                    "sku": "DEMO-2",
+                    "quantity": 1,
+                    "currentQuantity": 1,
+                },
+            ]
+        },
+    }
+    node.update(overrides)
+    return node
+
+
+def encode(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+def test_rest_and_poll_shapes_give_the_same_order() -> None:
+    c = channel()
+    from_webhook = c.parse_order("orders/updated", encode(rest_order()))
+    from_poll = c.parse_order(POLL_TOPIC, encode(poll_node()))
+    assert from_webhook == from_poll
+    assert from_webhook.external_id == "450789469"
+    assert from_webhook.status is OrderStatus.OPEN
+    assert from_webhook.customer_key == "207119551"
+    assert [(li.external_line_id, li.sku, li.quantity) for li in from_webhook.lines] == [
+        ("466157049", "DEMO-1", 2),  # current quantity, after an edit removed one
+        ("518995019", "DEMO-2", 1),
+    ]
+    assert from_webhook.placed_at == datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+
+
+def test_cancelled_and_fulfilled() -> None:
+    c = channel()
+    cancelled = rest_order(cancelled_at="2026-07-02T10:00:00-04:00")
+    assert c.parse_order("orders/cancelled", encode(cancelled)).status is OrderStatus.CANCELLED
+    assert (
+        c.parse_order("orders/updated", encode(rest_order(fulfillment_status="fulfilled"))).status
+        is OrderStatus.FULFILLED
+    )
+    assert (
+        c.parse_order("orders/updated", encode(rest_order(fulfillment_status="partial"))).status
+        is OrderStatus.OPEN
+    )
+    assert (
+        c.parse_order(POLL_TOPIC, encode(poll_node(cancelledAt="2026-07-02T14:00:00Z"))).status
+        is OrderStatus.CANCELLED
+    )
+    assert (
+        c.parse_order(POLL_TOPIC, encode(poll_node(displayFulfillmentStatus="FULFILLED"))).status
+        is OrderStatus.FULFILLED
+    )
+
+
+def test_refunds_reduce_quantity_when_current_quantity_is_absent() -> None:
+    order = rest_order(
+        line_items=[{"id": 1, "sku": "DEMO-1", "quantity": 5}],
+        refunds=[{"id": 9, "refund_line_items": [{"line_item_id": 1, "quantity": 2}]}],
+    )
+    parsed = channel().parse_order("orders/updated", encode(order))
+    assert parsed.lines[0].quantity == 3
+
+
+def test_guest_checkout_uses_email_as_customer_key() -> None:
+    parsed = channel().parse_order("orders/create", encode(rest_order(customer=None)))
+    assert parsed.customer_key == "bob@example.com"
+    parsed = channel().parse_order(POLL_TOPIC, encode(poll_node(customer=None)))
+    assert parsed.customer_key == "bob@example.com"
+
+
+@pytest.mark.parametrize(
+    ("topic", "body", "needle"),
+    [
+        ("orders/create", b"not json", "not JSON"),
+        ("orders/create", b"[1]", "not a JSON object"),
+        ("orders/create", encode(rest_order(id=None)), "'id' is missing"),
+        ("orders/create", encode(rest_order(line_items="x")), "'line_items' is not a list"),
+        ("orders/create", encode(rest_order(updated_at="yesterday")), "not an ISO time"),
+        ("orders/create", encode(rest_order(updated_at="2026-07-01T09:30:00")), "no time zone"),
+        (
+            "orders/create",
+            encode(rest_order(line_items=[{"id": 1, "sku": "A", "current_quantity": -1}])),
+            "whole number",
+        ),
+        (POLL_TOPIC, encode(poll_node(lineItems=None)), "lineItems missing"),
+        ("products/update", encode(rest_order()), "not an order topic"),
+    ],
+)
+def test_malformed_payloads_raise_payload_error(topic: str, body: bytes, needle: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        channel().parse_order(topic, body)
+    assert needle in str(caught.value)
+
+
+def headers(body: bytes, secret: str, **extra: str) -> dict[str, str]:
+    base = {
+        "X-Shopify-Hmac-Sha256": sign(secret, body),
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Event-Id": "98880550-7158-44d4-b7cd-2c97c8a091b5",
+        "X-Shopify-Webhook-Id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+    }
+    base.update(extra)
+    return base
+
+
+def test_webhook_verifies_with_old_or_new_secret_and_any_header_case() -> None:
+    body = encode(rest_order())
+    c = channel("new-secret", "old-secret")
+    for secret in ("new-secret", "old-secret"):
+        event = c.verify_webhook({k.lower(): v for k, v in headers(body, secret).items()}, body)
+        assert event is not None
+        assert event.event_key == "98880550-7158-44d4-b7cd-2c97c8a091b5"
+        assert event.topic == "orders/create"
+        assert event.body == body
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status"),
+    [
+        (lambda h, b: (h | {"X-Shopify-Hmac-Sha256": sign("other", b)}, b), 401),
+        (lambda h, b: ({k: v for k, v in h.items() if "Hmac" not in k}, b), 401),
+        (lambda h, b: (h, b + b" "), 401),  # one changed byte breaks the signature
+        (lambda h, b: ({k: v for k, v in h.items() if k != "X-Shopify-Event-Id"}, b), 400),
+        (lambda h, b: ({k: v for k, v in h.items() if k != "X-Shopify-Topic"}, b), 400),
+    ],
+)
+def test_webhook_rejections(mutate: Any, status: int) -> None:
+    body = encode(rest_order())
+    h, b = mutate(headers(body, "new-secret"), body)
+    with pytest.raises(WebhookRejected) as caught:
+        channel().verify_webhook(h, b)
+    assert caught.value.status == status
+
+
+def test_webhook_with_a_body_that_is_not_json_is_rejected_400() -> None:
+    body = b"<html>"
+    with pytest.raises(WebhookRejected) as caught:
+        channel().verify_webhook(headers(body, "new-secret"), body)
+    assert caught.value.status == 400

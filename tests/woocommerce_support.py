@@ -1,0 +1,115 @@
+"""Helpers for the WooCommerce tests: fixture files, a webhook receiver, sandbox shortcuts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "woocommerce"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def order_fixture_bodies() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every order JSON in the fixtures, named by where it came from."""
+    for name in ("order_retrieve.json", "order_update_status_completed.json"):
+        yield name, fixture(name)
+    for index, order in enumerate(fixture("order_list.json")):
+        yield f"order_list.json[{index}]", order
+    for group, orders in fixture("orders_batch_response.json").items():
+        for index, order in enumerate(orders):
+            yield f"orders_batch_response.json:{group}[{index}]", order
+    delivery = fixture("webhook_delivery_order_updated.COMPUTED.json")
+    yield "webhook_delivery_order_updated", json.loads(delivery["raw_body"])
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+
+class WebhookReceiver:
+    """A loopback endpoint that records what it is sent and answers `status`."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with receiver._lock:
+                    receiver.received.append(
+                        Received({k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 stdlib name
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # a short poll so close() returns quickly
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/hook"
+
+    def events(self) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if not r.body.startswith(b"webhook_id=")]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def flush(base_url: str) -> None:
+    requests.post(f"{base_url}/_sandbox/webhooks/flush", timeout=10).raise_for_status()
+
+
+def state(base_url: str) -> dict[str, Any]:
+    response = requests.get(f"{base_url}/_sandbox/state", timeout=10)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def checkout(base_url: str, sku: str, quantity: int, email: str = "a@example.com") -> Any:
+    return requests.post(
+        f"{base_url}/_sandbox/checkout",
+        json={"sku": sku, "quantity": quantity, "email": email},
+        timeout=10,
+    )
+
+
+def set_faults(base_url: str, **values: Any) -> None:
+    requests.put(f"{base_url}/_sandbox/faults", json=values, timeout=10).raise_for_status()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
