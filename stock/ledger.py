@@ -134,8 +134,14 @@ class Ledger:
         self.channels = tuple(channels)
         # channels whose listings we push (not manual ones); default: all
         self.listed_channels = tuple(channels if listed_channels is None else listed_channels)
+        self._touched: set[int] = set()  # orders whose write-back was queued in this transaction
         self.now = now
         self.actor = actor
+
+    @property
+    def touched_orders(self) -> frozenset[int]:
+        """Orders whose channel write-back was queued in this transaction."""
+        return frozenset(self._touched)
 
     # ------------------------------------------------------------------ SKUs and stock counts
     def ensure_skus(self, codes: Iterable[str]) -> dict[str, int]:
@@ -427,6 +433,7 @@ class Ledger:
             take = min(left, backorder.qty_open)
             backorder.qty_open -= take
             left -= take
+            self._touch_writeback_for_line(db_line.id)
         if left:
             reservation = self._reservation(db_line.id)
             if reservation is None or reservation.qty < left:
@@ -455,6 +462,7 @@ class Ledger:
             )
         ):
             backorder.qty_open = 0  # shipped anyway: the merchant had units we did not know of
+            self._touch_writeback_for_line(db_line.id)
         extra = max(to_ship - live, 0)
         db_line.quantity += extra
         db_line.shipped += to_ship
@@ -592,6 +600,7 @@ class Ledger:
             backorder, line, order = by_id[allocation.backorder_id]
             backorder.qty_open -= allocation.qty
             backorder.qty_released += allocation.qty
+            self._touch_writeback(order.id, order.channel)
             self._add_reservation(line, allocation.qty)
             outcome.released.append(
                 ReleasedUnits(
@@ -795,7 +804,41 @@ class Ledger:
             reservation.qty -= qty
         self.session.flush()
 
+    def _touch_writeback_for_line(self, order_line_id: int) -> None:
+        row = self.session.execute(
+            select(m.ChannelOrder.id, m.ChannelOrder.channel)
+            .join(m.OrderLine, m.OrderLine.order_id == m.ChannelOrder.id)
+            .where(m.OrderLine.id == order_line_id)
+        ).one()
+        self._touch_writeback(int(row[0]), str(row[1]))
+
+    def _touch_writeback(self, order_id: int, channel: str) -> None:
+        """The order's backorder state changed: queue a write-back to its channel (outbox)."""
+        if channel not in self.listed_channels or order_id in self._touched:
+            return
+        self._touched.add(order_id)
+        row = self.session.scalar(select(m.Writeback).where(m.Writeback.order_id == order_id))
+        if row is None:
+            self.session.add(
+                m.Writeback(
+                    order_id=order_id,
+                    channel=channel,
+                    status="pending",
+                    version=1,
+                    attempts=0,
+                    updated_at=self.now,
+                )
+            )
+        else:
+            row.status = "pending"
+            row.version += 1
+            row.attempts = 0
+            row.error = None
+            row.updated_at = self.now
+        self.session.flush()
+
     def _add_backorder(self, order_line_id: int, sku_id: int, qty: int, within: bool) -> None:
+        self._touch_writeback_for_line(order_line_id)
         self.session.add(
             m.Backorder(
                 order_line_id=order_line_id,

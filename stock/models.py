@@ -125,6 +125,8 @@ class ChannelOrder(Base):
     status: Mapped[str] = mapped_column(String(16))
     source_status: Mapped[str] = mapped_column(String(64), default="")
     source_updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # what the channel holds for this order now (external line id -> units), after write-back
+    backorder_hold: Mapped[dict[str, int] | None] = mapped_column(JSON)
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
 
 
@@ -212,3 +214,39 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ChannelState(Base):
+    """Per-channel daemon state: the poll watermark and the push lease."""
+
+    __tablename__ = "channel_state"
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    poll_watermark: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_poll_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # a lease rather than a held lock: no transaction stays open across channel I/O, and a
+    # crashed pusher's lease simply expires
+    push_lease_owner: Mapped[str | None] = mapped_column(String(64))
+    push_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Writeback(Base):
+    """An order whose backorder state must be written to its channel (transactional outbox).
+
+    `version` grows with every ledger change; the worker marks the row done only for the version
+    it read, so a change made while it talked to the channel is never lost.
+    """
+
+    __tablename__ = "writeback"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'done', 'failed')", name="status_known"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("channel_order.id"), unique=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

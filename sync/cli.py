@@ -525,6 +525,60 @@ def status(as_json: JsonFlag = False) -> None:
         emit(data, as_json, lambda: render.status(out, data))
 
 
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Bind address (default server.host).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default server.port, 8080).", min=0, max=65535)
+    ] = None,
+    threads: Annotated[int, typer.Option(help="In-process worker threads.", min=1)] = 4,
+) -> None:
+    """Run the daemon: webhooks, polling, pushes; in-process workers with `broker: memory`."""
+    from sync.daemon import Daemon
+
+    with handled():
+        config = load_config(config_path(STATE.config_file))
+        configure_logging(config)
+        daemon = Daemon(
+            config, host or config.server.host, config.server.port if port is None else port,
+            worker_threads=threads,
+        )  # fmt: skip
+        daemon.serve_forever()
+
+
+@app.command()
+def worker(
+    threads: Annotated[int, typer.Option(help="Worker threads in this process.", min=1)] = 4,
+) -> None:
+    """Run dramatiq workers for `broker: redis://...`; start more processes to scale."""
+    import signal
+    import threading
+
+    from sync.daemon import run_worker
+
+    with handled():
+        config = load_config(config_path(STATE.config_file))
+        if config.broker == "memory":
+            fail(
+                "`broker: memory` runs its workers inside `stocksync run`; "
+                "set broker: redis://... to run separate workers",
+                EXIT_BAD_INPUT,
+            )
+        configure_logging(config)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        run_worker(config, threads, stop)
+
+
+def configure_logging(config: Any) -> None:
+    from sync import logs
+    from sync.runtime import Runtime
+
+    secrets = Runtime.secrets_of(config)
+    logs.configure(config.logging.level, config.logging.json, secrets)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sandbox(
     ctx: typer.Context,

@@ -1,0 +1,191 @@
+"""`stocksync run` and `stocksync worker`: assemble runtime, broker, actors, scheduler, HTTP.
+
+Resources are made when a daemon starts and disposed when it stops; nothing happens at import.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+from dramatiq import Broker, Worker
+from dramatiq.brokers.redis import RedisBroker
+
+from rules import Config
+from sync.actors import Actors, declare_actors
+from sync.broker import get_broker
+from sync.http import create_app
+from sync.logs import get_logger
+from sync.runtime import Runtime
+
+log = get_logger("stocksync.daemon")
+
+
+def broker_ready(broker: Broker) -> bool:
+    if isinstance(broker, RedisBroker):
+        return bool(broker.client.ping())
+    return True
+
+
+@dataclass
+class Daemon:
+    """The HTTP server, the scheduler and (with `broker: memory`) in-process workers."""
+
+    config: Config
+    host: str
+    port: int
+    worker_threads: int = 4
+    runtime: Runtime = field(init=False)
+    broker: Broker = field(init=False)
+    actors: Actors = field(init=False)
+    _scheduler: BackgroundScheduler | None = field(default=None, init=False)
+    _worker: Worker | None = field(default=None, init=False)
+    _server: uvicorn.Server | None = field(default=None, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.runtime = Runtime.build(self.config)
+        self.broker = get_broker(self.config.broker)
+        self.actors = declare_actors(self.broker, self.runtime)
+
+    @property
+    def in_process_workers(self) -> bool:
+        return self.config.broker == "memory"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _start_background(self) -> None:
+        if self.in_process_workers:
+            self._worker = Worker(self.broker, worker_threads=self.worker_threads)
+            self._worker.start()
+        self._scheduler = self._make_scheduler()
+        self._scheduler.start()
+        # learn what the channels hold and what happened while we were away
+        for channel in self.runtime.channels:
+            self.actors.poll.send(channel)
+            self.actors.push.send(channel)
+        self.actors.sweep.send()
+
+    def _make_scheduler(self) -> BackgroundScheduler:
+        """Jobs only enqueue: with Redis, whichever worker is free does the work."""
+        daemon = self.config.daemon
+        scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1}
+        )
+        actors = self.actors
+        for channel in self.runtime.channels:
+            every = {
+                "poll": (actors.poll, daemon.poll_interval_s),
+                "push": (actors.push, daemon.push_interval_s),
+                "reconcile": (actors.reconcile, daemon.reconcile_interval_s),
+            }
+            for name, (actor, seconds) in every.items():
+                scheduler.add_job(
+                    actor.send, "interval", args=[channel], seconds=seconds, id=f"{name}:{channel}"
+                )
+        scheduler.add_job(
+            actors.sweep.send, "interval", seconds=daemon.sweep_interval_s, id="sweep"
+        )
+        return scheduler
+
+    def _make_server(self) -> uvicorn.Server:
+        app = create_app(self.runtime, self.actors, lambda: broker_ready(self.broker))
+        config = uvicorn.Config(
+            app, host=self.host, port=self.port, log_level="warning", lifespan="off",
+            access_log=False,
+        )  # fmt: skip
+        return uvicorn.Server(config)
+
+    def serve_forever(self) -> None:
+        """Run in the foreground until SIGINT/SIGTERM (uvicorn handles the signals)."""
+        self._start_background()
+        self._server = self._make_server()
+        log.info("daemon_started", url=self.url, broker=_broker_kind(self.config.broker))
+        try:
+            self._server.run()
+        finally:
+            self.shutdown()
+
+    def start(self) -> str:
+        """Run in background threads (tests, the demo); returns the base URL."""
+        self._start_background()
+        self._server = self._make_server()
+        self._thread = threading.Thread(target=self._server.run, name="stocksync-http",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"HTTP server did not start on {self.url}")
+            time.sleep(0.02)
+        if self.port == 0:
+            sockets = self._server.servers[0].sockets
+            self.port = int(sockets[0].getsockname()[1])
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.shutdown()
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until the in-process queue is drained (tests and the demo)."""
+        if not self.in_process_workers:
+            raise RuntimeError("wait_idle needs broker: memory")
+        stub: Any = self.broker  # StubBroker.join: only the in-process broker can be joined
+        deadline = time.monotonic() + timeout
+        for _ in range(2):  # twice: a finished job may have enqueued follow-ups
+            remaining = max(deadline - time.monotonic(), 0.1)
+            stub.join("stocksync", timeout=int(remaining * 1000), fail_fast=False)
+            if self._worker is not None:
+                self._worker.join()
+
+    def shutdown(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._scheduler = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        self.broker.close()
+        self.runtime.close()
+        log.info("daemon_stopped")
+
+
+def _broker_kind(url: str) -> str:
+    return "memory" if url == "memory" else url.split("://", 1)[0]
+
+
+def run_worker(config: Config, threads: int, stop: threading.Event) -> None:
+    """Consume jobs from Redis until `stop` is set (by SIGTERM/SIGINT in the CLI)."""
+    runtime = Runtime.build(config)
+    broker = get_broker(config.broker)
+    declare_actors(broker, runtime)
+    worker = Worker(broker, worker_threads=threads)
+    worker.start()
+    log.info("worker_started", threads=threads)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        worker.stop()
+        broker.close()
+        runtime.close()
+        log.info("worker_stopped")
+
+
+def describe(daemon: Daemon) -> dict[str, Any]:
+    return {
+        "url": daemon.url,
+        "broker": _broker_kind(daemon.config.broker),
+        "channels": sorted(daemon.runtime.channels),
+        "in_process_workers": daemon.in_process_workers,
+    }

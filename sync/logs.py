@@ -1,0 +1,69 @@
+"""structlog setup: JSON off a terminal, console on one; secrets redacted by key and by value."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+SECRET_WORDS = ("token", "secret", "password", "consumer_key", "authorization", "hmac", "signature")
+MASK = "***"
+
+
+class Redactor:
+    """A structlog processor: masks values under secret-looking keys and known secret values."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # short values would mask innocent text; real secrets are long
+        self.secrets = tuple(s for s in secrets if s and len(s) >= 6)
+
+    def __call__(
+        self, _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key in list(event):
+            event[key] = self._clean(key, event[key])
+        return event
+
+    def _clean(self, key: str, value: Any) -> Any:
+        if any(word in key.lower() for word in SECRET_WORDS):
+            return MASK
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, MASK)
+            return value
+        if isinstance(value, dict):
+            return {k: self._clean(str(k), v) for k, v in value.items()}
+        return value
+
+
+def configure(level: str = "INFO", json: bool | None = None, secrets: Iterable[str] = ()) -> None:
+    """Configure structlog and stdlib logging once per process (at daemon or worker start)."""
+    as_json = (not sys.stderr.isatty()) if json is None else json
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            Redactor(secrets),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

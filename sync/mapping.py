@@ -1,0 +1,29 @@
+"""Channel-neutral orders (connectors.base) -> ledger inputs (stock.ledger)."""
+
+from __future__ import annotations
+
+from connectors.base import ChannelOrder, OrderStatus
+from stock.ledger import LineInput, OrderInput, OrderState
+
+_STATES: dict[OrderStatus, OrderState] = {
+    OrderStatus.OPEN: "open",
+    OrderStatus.FULFILLED: "fulfilled",
+    OrderStatus.CANCELLED: "cancelled",
+}
+
+
+def to_order_input(order: ChannelOrder, channel: str) -> OrderInput:
+    """`channel` is our name for it (the config key), whatever the connector called it."""
+    merged: dict[str, LineInput] = {}
+    for line in order.lines:
+        merged[line.external_line_id] = LineInput(line.external_line_id, line.sku, line.quantity)
+    return OrderInput(
+        channel=channel,
+        external_id=order.external_id,
+        placed_at=order.placed_at,
+        updated_at=order.updated_at,
+        status=_STATES[order.status],
+        lines=tuple(merged.values()),
+        customer_key=order.customer_key,
+        source_status=order.source_status,
+    )

@@ -1,0 +1,60 @@
+"""Prometheus metrics, one registry per daemon (no global state); names documented in docs/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.webhooks = Counter(
+            "stocksync_webhooks_received", "Webhooks by outcome: stored, duplicate, rejected, ping",
+            ["channel", "outcome"], registry=r,
+        )  # fmt: skip
+        self.inbox_pending = Gauge(
+            "stocksync_inbox_pending", "Inbox events not processed yet", registry=r
+        )
+        self.inbox_failed = Gauge(
+            "stocksync_inbox_failed", "Inbox events that failed (exception queue)", registry=r
+        )
+        self.events = Counter(
+            "stocksync_events_processed", "Inbox events by outcome (applied, stale, failed)",
+            ["channel", "outcome"], registry=r,
+        )  # fmt: skip
+        self.pushes = Counter(
+            "stocksync_push", "Quantity pushes by outcome (ok, stale, error)",
+            ["channel", "outcome"], registry=r,
+        )  # fmt: skip
+        self.push_latency = Histogram(
+            "stocksync_push_latency_seconds", "From a listing turning dirty to its push landing",
+            ["channel"], registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+        )  # fmt: skip
+        self.listings_dirty = Gauge(
+            "stocksync_listings_dirty", "Listings waiting for a push", ["channel"], registry=r
+        )
+        self.backorders_open = Gauge("stocksync_backorders_open", "Open backorder rows", registry=r)
+        self.backorders_beyond = Gauge(
+            "stocksync_backorders_beyond_capacity",
+            "Open backorders accepted beyond incoming capacity", registry=r,
+        )  # fmt: skip
+        self.drift = Gauge(
+            "stocksync_drift_units", "Reconcile: units the channel differs from our last push",
+            ["channel"], registry=r,
+        )  # fmt: skip
+        self.channel_errors = Counter(
+            "stocksync_channel_errors", "Failed channel calls by code", ["channel", "code"],
+            registry=r,
+        )  # fmt: skip
+        self.poll_lag = Gauge(
+            "stocksync_poll_lag_seconds", "Now minus the poll watermark", ["channel"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

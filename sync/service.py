@@ -1,0 +1,634 @@
+"""The daemon's operations, each one job: ingest, process, push, write back, poll, sweep, reconcile.
+
+Every operation takes ids, reads fresh state, does its database work in explicit transactions
+(never open across channel I/O), and returns the follow-up jobs to enqueue *after* commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from connectors.base import (
+    BackorderHold,
+    Channel,
+    ChannelError,
+    OfferPush,
+    PayloadError,
+    WebhookRejected,
+)
+from stock import models as m
+from stock.ledger import Ledger, Outcome
+from sync.logs import get_logger
+from sync.mapping import to_order_input
+from sync.runtime import Runtime
+
+log = get_logger("stocksync.service")
+
+PUSH_BATCH = 1000  # listings per push round; the connector splits into API-sized calls
+PUSH_LEASE = timedelta(seconds=60)
+MAX_EVENT_ATTEMPTS = 5
+
+
+@dataclass
+class Followups:
+    """Jobs to enqueue after the transaction that made them necessary has committed."""
+
+    events: list[int] = field(default_factory=list)
+    pushes: set[str] = field(default_factory=set)
+    writebacks: set[int] = field(default_factory=set)  # writeback row ids
+    polls: set[str] = field(default_factory=set)
+
+    def add_outcome(self, runtime: Runtime, outcome: Outcome, ledger: Ledger) -> None:
+        if outcome.dirty_skus:
+            self.pushes |= set(runtime.channels)
+        orders = ledger.touched_orders
+        if orders:
+            ids = ledger.session.scalars(
+                select(m.Writeback.id).where(m.Writeback.order_id.in_(orders))
+            )
+            self.writebacks |= set(ids)
+
+    def merge(self, other: Followups) -> None:
+        self.events.extend(other.events)
+        self.pushes |= other.pushes
+        self.writebacks |= other.writebacks
+        self.polls |= other.polls
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert(session: Session) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+# ------------------------------------------------------------------------------ ingest
+@dataclass(frozen=True)
+class Ingested:
+    status: int  # HTTP status to answer
+    outcome: str  # stored, duplicate, rejected, ping
+    event_id: int | None = None
+    reason: str = ""
+
+
+def ingest_webhook(
+    runtime: Runtime, channel_name: str, headers: Mapping[str, str], body: bytes
+) -> Ingested:
+    """Verify, store in the inbox, commit. No channel I/O: the channel waits for our 200."""
+    channel = runtime.channels.get(channel_name)
+    if channel is None:
+        return Ingested(404, "rejected", reason=f"no connected channel {channel_name!r}")
+    try:
+        event = channel.verify_webhook(headers, body)
+    except WebhookRejected as exc:
+        return Ingested(exc.status, "rejected", reason=exc.reason)
+    if event is None:
+        return Ingested(200, "ping")
+    event_id = store_event(runtime, channel_name, event.event_key, event.topic, event.body)
+    if event_id is None:
+        return Ingested(200, "duplicate")
+    return Ingested(200, "stored", event_id)
+
+
+def store_event(
+    runtime: Runtime, channel: str, event_key: str, topic: str, body: bytes
+) -> int | None:
+    """Insert into the inbox; None when this event key was stored before (a duplicate)."""
+    with runtime.ctx.sessions.begin() as session:
+        stmt = (
+            _insert(session)(m.InboxEvent)
+            .values(
+                channel=channel,
+                event_key=event_key[:255],
+                topic=topic[:128],
+                body=body,
+                received_at=_now(),
+                attempts=0,
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "event_key"])
+            .returning(m.InboxEvent.id)
+        )
+        found = session.scalar(stmt)
+        return int(found) if found is not None else None
+
+
+# ------------------------------------------------------------------------------ process
+def process_event(runtime: Runtime, event_id: int) -> Followups:
+    """Apply one inbox event to the ledger, in one transaction with marking it processed."""
+    followups = Followups()
+    with runtime.ctx.ledger(actor="worker") as ledger:
+        session = ledger.session
+        event = session.get(m.InboxEvent, event_id, with_for_update=True)
+        if event is None or event.processed_at is not None:
+            return followups  # processing twice = once
+        channel = runtime.channels.get(event.channel)
+        event.attempts += 1
+        if channel is None:
+            event.error = f"channel {event.channel!r} is no longer configured"
+            runtime.metrics.events.labels(event.channel, "failed").inc()
+            return followups
+        try:
+            order = channel.parse_order(event.topic, event.body)
+        except PayloadError as exc:
+            # permanent: keep it visible in the exception queue (status, `stocksync inbox`)
+            event.error = str(exc)
+            runtime.metrics.events.labels(event.channel, "failed").inc()
+            log.warning("event_unparseable", event_id=event_id, error=str(exc))
+            return followups
+        outcome = ledger.record_order(to_order_input(order, event.channel))
+        event.processed_at = ledger.now
+        event.error = None
+        runtime.metrics.events.labels(
+            event.channel, "applied" if outcome.applied else "stale"
+        ).inc()
+        followups.add_outcome(runtime, outcome, ledger)
+    return followups
+
+
+def record_event_failure(runtime: Runtime, event_id: int, error: str) -> None:
+    """A transient failure used up its retries: leave it visible, the sweeper may retry later."""
+    with runtime.ctx.sessions.begin() as session:
+        event = session.get(m.InboxEvent, event_id)
+        if event is not None and event.processed_at is None:
+            event.error = error[:2000]
+
+
+# ------------------------------------------------------------------------------ receipts
+def receive_purchase_order(runtime: Runtime, ref: str, lines: Mapping[str, int]) -> Followups:
+    followups = Followups()
+    with runtime.ctx.ledger(actor="api") as ledger:
+        outcome = ledger.receive_po(ref, lines)
+        followups.add_outcome(runtime, outcome, ledger)
+    return followups
+
+
+# ------------------------------------------------------------------------------ push
+def _acquire_push_lease(runtime: Runtime, channel: str, owner: str) -> bool:
+    now = _now()
+    with runtime.ctx.sessions.begin() as session:
+        stmt = _insert(session)(m.ChannelState).values(channel=channel)
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["channel"]))
+        taken = session.execute(
+            update(m.ChannelState)
+            .where(
+                m.ChannelState.channel == channel,
+                (m.ChannelState.push_lease_until.is_(None))
+                | (m.ChannelState.push_lease_until < now)
+                | (m.ChannelState.push_lease_owner == owner),
+            )
+            .values(push_lease_owner=owner, push_lease_until=now + PUSH_LEASE)
+        )
+        return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+def _release_push_lease(runtime: Runtime, channel: str, owner: str) -> None:
+    with runtime.ctx.sessions.begin() as session:
+        session.execute(
+            update(m.ChannelState)
+            .where(m.ChannelState.channel == channel, m.ChannelState.push_lease_owner == owner)
+            .values(push_lease_owner=None, push_lease_until=None)
+        )
+
+
+@dataclass
+class PushReport:
+    busy: bool = False  # another pusher holds the channel: try again shortly
+    pushed: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    errors: int = 0
+    calls: int = 0
+    followups: Followups = field(default_factory=Followups)
+
+
+def push_channel(runtime: Runtime, channel_name: str) -> PushReport:
+    """Push offered quantities of dirty listings: changed numbers only, decreases first."""
+    report = PushReport()
+    channel = runtime.channels.get(channel_name)
+    if channel is None:
+        return report
+    owner = uuid.uuid4().hex
+    if not _acquire_push_lease(runtime, channel_name, owner):
+        report.busy = True
+        return report
+    try:
+        for _round in range(50):  # bounded: a channel that keeps failing waits for the sweeper
+            done = _push_round(runtime, channel_name, channel, report)
+            if done:
+                break
+    finally:
+        _release_push_lease(runtime, channel_name, owner)
+    return report
+
+
+@dataclass(frozen=True)
+class _Planned:
+    listing_id: int
+    sku: str
+    offered: int
+    last_seen: int | None
+    dirty_since: datetime | None
+
+
+def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: PushReport) -> bool:
+    """One round; True when nothing more is left to push."""
+    planned, unmapped = _plan_pushes(runtime, channel_name)
+    if unmapped:
+        _map_listings(runtime, channel_name, channel, unmapped)
+        planned, unmapped = _plan_pushes(runtime, channel_name)
+    if not planned:
+        return True
+    to_send = [p for p in planned if p.last_seen != p.offered]
+    unchanged = [p for p in planned if p.last_seen == p.offered]
+    results = []
+    if to_send:
+        report.calls += 1
+        try:
+            results = channel.push_offers(
+                [OfferPush(p.sku, p.offered, p.last_seen) for p in to_send]
+            )
+        except ChannelError as exc:
+            report.errors += len(to_send)
+            runtime.metrics.channel_errors.labels(channel_name, exc.code or "error").inc()
+            runtime.metrics.pushes.labels(channel_name, "error").inc(len(to_send))
+            log.warning("push_failed", channel=channel_name, error=str(exc))
+            _note_channel_error(runtime, channel_name, str(exc))
+            return True  # listings stay dirty; the sweeper retries
+    now = _now()
+    stale_seen = False
+    with runtime.ctx.sessions.begin() as session:
+        for plan in unchanged:
+            _mark_clean(session, plan, plan.offered, now)
+            report.unchanged += 1
+        for plan, result in zip(to_send, results, strict=True):
+            if result.ok:
+                _mark_clean(session, plan, plan.offered, now, pushed=True)
+                report.pushed += 1
+                runtime.metrics.pushes.labels(channel_name, "ok").inc()
+                if plan.dirty_since is not None:
+                    runtime.metrics.push_latency.labels(channel_name).observe(
+                        max((now - plan.dirty_since).total_seconds(), 0)
+                    )
+            elif result.error_code in ("CHANGE_FROM_QUANTITY_STALE", "STALE"):
+                stale_seen = True
+                report.stale += 1
+                runtime.metrics.pushes.labels(channel_name, "stale").inc()
+                session.execute(
+                    update(m.Listing)
+                    .where(m.Listing.id == plan.listing_id)
+                    .values(last_seen=result.channel_quantity)
+                )
+            else:
+                report.errors += 1
+                runtime.metrics.pushes.labels(channel_name, "error").inc()
+                runtime.metrics.channel_errors.labels(
+                    channel_name, result.error_code or "error"
+                ).inc()
+                session.execute(
+                    update(m.Listing)
+                    .where(m.Listing.id == plan.listing_id)
+                    # a SKU the channel does not sell stops being pushed; other errors retry
+                    .values(dirty=result.error_code != "UNKNOWN_SKU")
+                )
+    if stale_seen:
+        # the channel sold since we last looked: learn those orders before pushing again
+        report.followups.merge(poll_channel(runtime, channel_name, process_inline=True))
+        return False
+    return len(planned) < PUSH_BATCH
+
+
+def _mark_clean(
+    session: Session, plan: _Planned, quantity: int, now: datetime, *, pushed: bool = False
+) -> None:
+    values: dict[str, Any] = {"dirty": False, "dirty_since": None, "last_seen": quantity}
+    if pushed:
+        values |= {"last_pushed": quantity, "pushed_at": now}
+    # only if nothing re-dirtied it meanwhile (its dirty_since would have moved)
+    condition = (
+        m.Listing.dirty_since.is_(None)
+        if plan.dirty_since is None
+        else m.Listing.dirty_since == plan.dirty_since
+    )
+    session.execute(
+        update(m.Listing).where(m.Listing.id == plan.listing_id, condition).values(**values)
+    )
+    if pushed:  # a push that landed updates last_pushed even when the listing was re-dirtied
+        session.execute(
+            update(m.Listing)
+            .where(m.Listing.id == plan.listing_id)
+            .values(last_pushed=quantity, pushed_at=now, last_seen=quantity)
+        )
+
+
+def _plan_pushes(runtime: Runtime, channel_name: str) -> tuple[list[_Planned], list[str]]:
+    planned: list[_Planned] = []
+    unmapped: list[str] = []
+    with runtime.ctx.ledger(actor="push") as ledger:
+        rows = ledger.session.execute(
+            select(m.Listing, m.Sku.code)
+            .join(m.Sku, m.Sku.id == m.Listing.sku_id)
+            .where(m.Listing.channel == channel_name, m.Listing.dirty.is_(True))
+            .order_by(m.Listing.dirty_since, m.Listing.id)
+            .limit(PUSH_BATCH)
+        ).all()
+        for listing, code in rows:
+            if not listing.external_ids:
+                unmapped.append(code)
+                continue
+            offered, _terms = ledger.offer(channel_name, code)
+            planned.append(
+                _Planned(listing.id, code, offered, listing.last_seen, listing.dirty_since)
+            )
+    return planned, unmapped
+
+
+def _map_listings(runtime: Runtime, channel_name: str, channel: Channel, skus: list[str]) -> None:
+    """Find the channel's records of these SKUs and what it shows now."""
+    try:
+        found = channel.fetch_listings(skus)
+    except ChannelError as exc:
+        runtime.metrics.channel_errors.labels(channel_name, exc.code or "error").inc()
+        _note_channel_error(runtime, channel_name, str(exc))
+        raise
+    with runtime.ctx.sessions.begin() as session:
+        codes = dict(
+            session.execute(select(m.Sku.code, m.Sku.id).where(m.Sku.code.in_(skus))).all()
+        )
+        for sku in skus:
+            listing = found.get(sku)
+            values: dict[str, Any]
+            if listing is None:
+                # the channel does not sell this SKU: nothing to push until it does
+                values = {"dirty": False, "dirty_since": None, "external_ids": {}}
+            else:
+                values = {"external_ids": dict(listing.external_ids), "last_seen": listing.quantity}
+            session.execute(
+                update(m.Listing)
+                .where(m.Listing.channel == channel_name, m.Listing.sku_id == codes[sku])
+                .values(**values)
+            )
+
+
+def _note_channel_error(runtime: Runtime, channel_name: str, error: str) -> None:
+    with runtime.ctx.sessions.begin() as session:
+        session.execute(
+            update(m.ChannelState)
+            .where(m.ChannelState.channel == channel_name)
+            .values(last_error=error[:2000])
+        )
+
+
+# ------------------------------------------------------------------------------ write-back
+def write_back(runtime: Runtime, writeback_id: int) -> Followups:
+    """Bring the channel's hold for one order to the ledger's backorders (target state)."""
+    with runtime.ctx.sessions.begin() as session:
+        row = session.get(m.Writeback, writeback_id)
+        if row is None or row.status != "pending":
+            return Followups()
+        order = session.get(m.ChannelOrder, row.order_id)
+        if order is None:
+            raise LookupError(f"writeback {writeback_id}: order {row.order_id} is gone")
+        version = row.version
+        channel_name = row.channel
+        external_id = order.external_id
+        held = dict(order.backorder_hold or {})
+        desired: dict[str, int] = {}
+        if order.status == "open":
+            for line in order.lines:
+                units = session.scalar(
+                    select(func.coalesce(func.sum(m.Backorder.qty_open), 0)).where(
+                        m.Backorder.order_line_id == line.id
+                    )
+                )
+                if units:
+                    desired[line.external_line_id] = int(units)
+        order_open = order.status == "open"
+    channel = runtime.channels.get(channel_name)
+    if channel is None:
+        _finish_writeback(runtime, writeback_id, version, held, error="channel not configured")
+        return Followups()
+    if desired != held:
+        if held and order_open:
+            # released in part or whole: lift our hold, then hold what still waits
+            channel.release_backorder(BackorderHold(external_id, held))
+        if desired:
+            channel.hold_backorder(BackorderHold(external_id, desired))
+        # a cancelled or fulfilled order's holds end with it on the channel
+    _finish_writeback(runtime, writeback_id, version, desired)
+    log.info("write_back", channel=channel_name, order=external_id, held=desired)
+    return Followups()
+
+
+def _finish_writeback(
+    runtime: Runtime, writeback_id: int, version: int, held: dict[str, int], error: str = ""
+) -> None:
+    now = _now()
+    with runtime.ctx.sessions.begin() as session:
+        row = session.get(m.Writeback, writeback_id)
+        if row is None:
+            return
+        order = session.get(m.ChannelOrder, row.order_id)
+        if order is not None:
+            order.backorder_hold = held or None
+        if error:
+            row.status = "failed"
+            row.error = error
+        elif row.version == version:  # no newer change arrived while we talked to the channel
+            row.status = "done"
+            row.done_at = now
+            row.error = None
+        row.updated_at = now
+
+
+def record_writeback_failure(
+    runtime: Runtime, writeback_id: int, error: str, *, permanent: bool = False
+) -> None:
+    """Count a failed attempt; a permanent failure stops retries and shows in `status`."""
+    with runtime.ctx.sessions.begin() as session:
+        row = session.get(m.Writeback, writeback_id)
+        if row is not None:
+            row.attempts += 1
+            row.error = error[:2000]
+            row.updated_at = _now()
+            if permanent:
+                row.status = "failed"
+
+
+# ------------------------------------------------------------------------------ poll
+def poll_channel(runtime: Runtime, channel_name: str, *, process_inline: bool = False) -> Followups:
+    """Pull orders updated since the watermark (minus an overlap) into the inbox."""
+    followups = Followups()
+    channel = runtime.channels.get(channel_name)
+    if channel is None:
+        return followups
+    overlap = timedelta(seconds=runtime.config.daemon.poll_overlap_s)
+    with runtime.ctx.sessions.begin() as session:
+        state = session.get(m.ChannelState, channel_name)
+        watermark = state.poll_watermark if state and state.poll_watermark else None
+    since = (watermark - overlap) if watermark else datetime(2000, 1, 1, tzinfo=UTC)
+    newest = watermark
+    stored: list[int] = []
+    for polled in channel.pull_orders(since):
+        event_id = store_event(runtime, channel_name, polled.event_key, "poll/order", polled.body)
+        if event_id is not None:
+            stored.append(event_id)
+        if newest is None or polled.order.updated_at > newest:
+            newest = polled.order.updated_at
+    now = _now()
+    with runtime.ctx.sessions.begin() as session:
+        stmt = _insert(session)(m.ChannelState).values(channel=channel_name)
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["channel"]))
+        session.execute(
+            update(m.ChannelState)
+            .where(m.ChannelState.channel == channel_name)
+            .values(poll_watermark=newest, last_poll_at=now)
+        )
+    if newest is not None:
+        runtime.metrics.poll_lag.labels(channel_name).set((now - newest).total_seconds())
+    if process_inline:
+        for event_id in stored:
+            followups.merge(process_event(runtime, event_id))
+    else:
+        followups.events.extend(stored)
+    return followups
+
+
+# ------------------------------------------------------------------------------ sweep
+def sweep(runtime: Runtime) -> Followups:
+    """Re-enqueue work left pending (a killed worker's message, a failed push, a lost job)."""
+    age = timedelta(seconds=runtime.config.daemon.sweep_age_s)
+    cutoff = _now() - age
+    followups = Followups()
+    with runtime.ctx.sessions.begin() as session:
+        followups.events.extend(
+            session.scalars(
+                select(m.InboxEvent.id)
+                .where(
+                    m.InboxEvent.processed_at.is_(None),
+                    m.InboxEvent.received_at < cutoff,
+                    m.InboxEvent.attempts < MAX_EVENT_ATTEMPTS,
+                )
+                .order_by(m.InboxEvent.id)
+                .limit(5000)
+            )
+        )
+        followups.pushes |= set(
+            session.scalars(
+                select(m.Listing.channel)
+                .where(m.Listing.dirty.is_(True), m.Listing.dirty_since < cutoff)
+                .distinct()
+            )
+        )
+        followups.writebacks |= set(
+            session.scalars(
+                select(m.Writeback.id).where(
+                    m.Writeback.status == "pending", m.Writeback.updated_at < cutoff
+                )
+            )
+        )
+        _refresh_gauges(runtime, session)
+    return followups
+
+
+def _refresh_gauges(runtime: Runtime, session: Session) -> None:
+    metrics = runtime.metrics
+
+    def count(query: Any) -> int:
+        return int(session.scalar(query) or 0)
+
+    metrics.inbox_pending.set(
+        count(
+            select(func.count())
+            .select_from(m.InboxEvent)
+            .where(m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_(None))
+        )
+    )
+    metrics.inbox_failed.set(
+        count(
+            select(func.count())
+            .select_from(m.InboxEvent)
+            .where(m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_not(None))
+        )
+    )
+    metrics.backorders_open.set(
+        count(select(func.count()).select_from(m.Backorder).where(m.Backorder.qty_open > 0))
+    )
+    metrics.backorders_beyond.set(
+        count(
+            select(func.count())
+            .select_from(m.Backorder)
+            .where(m.Backorder.qty_open > 0, m.Backorder.accepted_within_capacity.is_(False))
+        )
+    )
+    for channel in runtime.channels:
+        metrics.listings_dirty.labels(channel).set(
+            count(
+                select(func.count())
+                .select_from(m.Listing)
+                .where(m.Listing.channel == channel, m.Listing.dirty.is_(True))
+            )
+        )
+
+
+# ------------------------------------------------------------------------------ reconcile
+@dataclass
+class Drift:
+    sku: str
+    ours: int | None
+    channel: int | None
+
+
+def reconcile_channel(runtime: Runtime, channel_name: str) -> tuple[list[Drift], Followups]:
+    """Compare the channel's quantities with what we last pushed; re-push what drifted."""
+    followups = Followups()
+    channel = runtime.channels.get(channel_name)
+    if channel is None:
+        return [], followups
+    with runtime.ctx.sessions.begin() as session:
+        rows = session.execute(
+            select(m.Listing.id, m.Sku.code, m.Listing.last_pushed)
+            .join(m.Sku, m.Sku.id == m.Listing.sku_id)
+            .where(m.Listing.channel == channel_name)
+        ).all()
+    current = channel.fetch_listings([code for _id, code, _pushed in rows])
+    drifts: list[Drift] = []
+    now = _now()
+    with runtime.ctx.sessions.begin() as session:
+        for listing_id, code, pushed in rows:
+            found = current.get(code)
+            theirs = found.quantity if found else None
+            if found is None or pushed is None or theirs == pushed:
+                continue
+            drifts.append(Drift(code, pushed, theirs))
+            session.execute(
+                update(m.Listing)
+                .where(m.Listing.id == listing_id)
+                .values(last_seen=theirs, dirty=True, dirty_since=now)
+            )
+        session.add(
+            m.AuditEntry(
+                at=now,
+                actor="reconcile",
+                action="reconcile",
+                subject=channel_name,
+                detail={"drift": [d.__dict__ for d in drifts], "checked": len(rows)},
+            )
+        )
+    runtime.metrics.drift.labels(channel_name).set(
+        sum(abs((d.channel or 0) - (d.ours or 0)) for d in drifts)
+    )
+    if drifts:
+        # a sale we have not seen explains most drift: learn orders first, then fix the numbers
+        followups.merge(poll_channel(runtime, channel_name, process_inline=True))
+        followups.pushes.add(channel_name)
+    return drifts, followups
