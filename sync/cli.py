@@ -236,7 +236,7 @@ def db_upgrade(as_json: JsonFlag = False) -> None:
 
 
 # ---------------------------------------------------------------------------- stock
-@stock_app.command("set")
+@stock_app.command("set", context_settings={"ignore_unknown_options": True})
 def stock_set(
     sku: str,
     qty: Annotated[int, typer.Argument(help="Units on hand after the count.")],
@@ -597,13 +597,18 @@ def sandbox(
 @app.command()
 def demo(
     duration: Annotated[
-        float, typer.Option(help="Seconds to run before the summary (0 = one pass).", min=0)
-    ] = 0.0,
+        float, typer.Option(help="Seconds the demo runs before its summary.", min=1)
+    ] = 20.0,
+    seed: Annotated[int, typer.Option(help="Seed of the customer traffic (repeatable).")] = 7,
+    live: Annotated[
+        bool | None,
+        typer.Option("--live/--no-live", help="Live table (default: when stdout is a terminal)."),
+    ] = None,
 ) -> None:
-    """Run a self-contained demo on a temporary SQLite ledger."""
+    """Both sandboxes and the daemon on loopback, customers buying, a live table, a summary."""
     from sync.demo import run_demo
 
-    raise typer.Exit(run_demo(out, duration))
+    raise typer.Exit(run_demo(out, duration, seed=seed, live=live))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

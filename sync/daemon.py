@@ -5,6 +5,7 @@ Resources are made when a daemon starts and disposed when it stops; nothing happ
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -107,6 +108,10 @@ class Daemon:
         self._start_background()
         self._server = self._make_server()
         log.info("daemon_started", url=self.url, broker=_broker_kind(self.config.broker))
+        # uvicorn re-raises the signal after its graceful stop, restoring the previous
+        # handlers first: Python-level handlers let that re-raise return here for our cleanup
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.signal(signal.SIGINT, lambda *_: None)
         try:
             self._server.run()
         finally:

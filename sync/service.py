@@ -208,6 +208,7 @@ class PushReport:
     stale: int = 0
     errors: int = 0
     calls: int = 0
+    polled: bool = False  # orders were pulled during this push (at most once per push job)
     followups: Followups = field(default_factory=Followups)
 
 
@@ -237,7 +238,18 @@ class _Planned:
     sku: str
     offered: int
     last_seen: int | None
+    last_pushed: int | None
     dirty_since: datetime | None
+
+    @property
+    def raises_unexplained(self) -> bool:
+        """A raise over a channel quantity we did not set ourselves: the channel may have sold
+        since (a sale whose webhook we have not seen), so orders must be pulled first."""
+        return (
+            self.last_seen is not None
+            and self.offered > self.last_seen
+            and self.last_seen != self.last_pushed
+        )
 
 
 def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: PushReport) -> bool:
@@ -248,6 +260,10 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
         planned, unmapped = _plan_pushes(runtime, channel_name)
     if not planned:
         return True
+    if not report.polled and any(p.raises_unexplained for p in planned):
+        report.polled = True
+        report.followups.merge(poll_channel(runtime, channel_name, process_inline=True))
+        planned, _unmapped = _plan_pushes(runtime, channel_name)
     to_send = [p for p in planned if p.last_seen != p.offered]
     unchanged = [p for p in planned if p.last_seen == p.offered]
     results = []
@@ -302,6 +318,7 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
                 )
     if stale_seen:
         # the channel sold since we last looked: learn those orders before pushing again
+        report.polled = True
         report.followups.merge(poll_channel(runtime, channel_name, process_inline=True))
         return False
     return len(planned) < PUSH_BATCH
@@ -347,7 +364,14 @@ def _plan_pushes(runtime: Runtime, channel_name: str) -> tuple[list[_Planned], l
                 continue
             offered, _terms = ledger.offer(channel_name, code)
             planned.append(
-                _Planned(listing.id, code, offered, listing.last_seen, listing.dirty_since)
+                _Planned(
+                    listing.id,
+                    code,
+                    offered,
+                    listing.last_seen,
+                    listing.last_pushed,
+                    listing.dirty_since,
+                )
             )
     return planned, unmapped
 

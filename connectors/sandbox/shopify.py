@@ -26,7 +26,7 @@ from connectors.sandbox.common import (
     SandboxServer,
     load_seed,
 )
-from connectors.sandbox.shopify_bucket import CostBucket
+from connectors.sandbox.shopify_bucket import CostBucket, actual_cost
 from connectors.sandbox.shopify_mutations import MutationRoot
 from connectors.sandbox.shopify_nodes import Context, Idempotent, QueryRoot, iso
 from connectors.sandbox.shopify_schema import (
@@ -170,10 +170,16 @@ class ShopifySandbox(SandboxServer):
         if result.errors:
             body["errors"] = [graphql_error_json(e, "INTERNAL_SERVER_ERROR") for e in result.errors]
         body["data"] = result.data
+        if _is_mutation(document, operation_name):
+            actual = cost
+        else:
+            # the data root is not an object Shopify bills for
+            actual = min(cost, max(actual_cost(result.data) - 1, 1))
+        self.bucket.refund(cost - actual)
         body["extensions"] = {
             "cost": {
                 "requestedQueryCost": cost,
-                "actualQueryCost": cost,
+                "actualQueryCost": actual,
                 "throttleStatus": self.bucket.status(),
             }
         }

@@ -38,6 +38,12 @@ class CostBucket:
                 self._available -= cost
             return ok, self._status()
 
+    def refund(self, points: int) -> None:
+        """Return points charged up front but not used (Shopify bills the actual cost)."""
+        with self._lock:
+            self._refill()
+            self._available = min(self.maximum, self._available + max(points, 0))
+
     def configure(self, values: dict[str, Any]) -> dict[str, float]:
         with self._lock:
             self._refill()
@@ -68,3 +74,15 @@ def _positive(values: dict[str, Any], key: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{key} must be a positive number, got {value!r}")
     return float(value)
+
+
+def actual_cost(data: Any) -> int:
+    """The cost of what a query returned: 1 per object, 2 per connection (Shopify's actual cost
+    counts the nodes that came back, not the page size that was asked for)."""
+    if isinstance(data, list):
+        return sum(actual_cost(item) for item in data)
+    if not isinstance(data, dict):
+        return 0
+    is_connection = "nodes" in data or "edges" in data
+    own = 2 if is_connection else 1
+    return own + sum(actual_cost(v) for k, v in data.items() if k != "pageInfo")

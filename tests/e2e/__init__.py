@@ -1,0 +1,144 @@
+"""End-to-end tests: the installed `stocksync` console script, run as a user runs it.
+
+The runner below is shared by the e2e test modules: one place decides which executable runs,
+with which environment, and how a finished call is described when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CALL_TIMEOUT_S = 60
+
+
+def stocksync_executable() -> str:
+    """The `stocksync` console script; the test fails (never skips) when it is not installed.
+
+    The interpreter's own script folder is searched before PATH: that is the script installed
+    for the Python running the tests (a pyenv shim on PATH may pick another version and costs
+    about 0.3 s per call).
+    """
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which("stocksync", path=search)
+    if found is None:
+        pytest.fail("`stocksync` is not installed: run `python3 -m pip install -e .`")
+    return found
+
+
+def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without stocksync settings that would leak into a test."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("STOCKSYNC_") and key not in ("COLUMNS", "LINES")
+    }
+    # wide and plain, so human output is not wrapped or coloured differently per terminal
+    env.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
+    env.update(extra or {})
+    return env
+
+
+@dataclass(frozen=True)
+class Result:
+    args: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+
+    def __str__(self) -> str:
+        return (
+            f"$ stocksync {' '.join(self.args)}\n-> exit {self.code}\n"
+            f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+        )
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.stdout)
+        except json.JSONDecodeError as exc:
+            raise AssertionError(f"stdout is not JSON ({exc}):\n{self}") from exc
+
+
+@dataclass(frozen=True)
+class Call:
+    args: tuple[str, ...]
+    cwd: Path
+    env: Mapping[str, str]
+
+
+class Cli:
+    """Runs `stocksync` in a working folder, optionally with `--config FILE` put first."""
+
+    def __init__(
+        self, cwd: Path, config: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.executable = stocksync_executable()
+        self.cwd = cwd
+        self.config = config
+        self.env = base_env(env)
+
+    def _call(self, args: Sequence[str], env: Mapping[str, str] | None, cwd: Path | None) -> Call:
+        prefix = ("--config", str(self.config)) if self.config is not None else ()
+        return Call((*prefix, *args), cwd or self.cwd, {**self.env, **(env or {})})
+
+    def __call__(
+        self,
+        *args: str,
+        expect: int | None = 0,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Result:
+        """One call; `expect` is the exit code it must end with (None: any)."""
+        return self.many([args], expect=expect, env=env, cwd=cwd)[0]
+
+    def many(
+        self,
+        calls: Sequence[Sequence[str]],
+        *,
+        expect: int | None = 0,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> list[Result]:
+        """Independent calls run at the same time (each call costs ~0.6 s of start-up)."""
+        prepared = [self._call(args, env, cwd) for args in calls]
+        procs = [
+            subprocess.Popen(
+                [self.executable, *call.args],
+                cwd=call.cwd,
+                env=dict(call.env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for call in prepared
+        ]
+        results: list[Result] = []
+        for call, proc in zip(prepared, procs, strict=True):
+            try:
+                stdout, stderr = proc.communicate(timeout=CALL_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+                pytest.fail(f"stocksync {' '.join(call.args)} hung:\n{stdout}\n{stderr}")
+            results.append(Result(call.args, proc.returncode, stdout, stderr))
+        if expect is not None:
+            for result in results:
+                assert result.code == expect, f"expected exit {expect}:\n{result}"
+        return results
+
+
+def line_of(text: str, needle: str) -> int:
+    """The 1-based line of the only line of `text` that contains `needle`."""
+    found = [number for number, line in enumerate(text.splitlines(), 1) if needle in line]
+    assert len(found) == 1, f"{needle!r} is on lines {found}, expected exactly one"
+    return found[0]

@@ -1,0 +1,192 @@
+"""The daemon with both sandboxes over real HTTP (in-process broker, SQLite ledger)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import func, select
+
+from connectors.signatures import sign
+from stock import models as m
+from tests.daemon_support import Stack, running_stack
+
+
+def shop_holds(stack: Stack, order_id: int) -> list[dict[str, Any]]:
+    state = requests.get(f"{stack.shopify.url}/_sandbox/state", timeout=5).json()
+    return [
+        hold
+        for fo in state["fulfillment_orders"]
+        if int(fo["order_id"]) == order_id
+        for hold in fo["holds"]
+    ]
+
+
+def ledger_counts(stack: Stack) -> dict[str, int]:
+    assert stack.daemon is not None
+    with stack.daemon.runtime.ctx.sessions() as session:
+        return {
+            "orders": session.scalar(select(func.count()).select_from(m.ChannelOrder)) or 0,
+            "reserved": session.scalar(select(func.coalesce(func.sum(m.Reservation.qty), 0))) or 0,
+            "backordered": session.scalar(select(func.coalesce(func.sum(m.Backorder.qty_open), 0)))
+            or 0,
+            "inbox_unprocessed": session.scalar(
+                select(func.count())
+                .select_from(m.InboxEvent)
+                .where(m.InboxEvent.processed_at.is_(None))
+            )
+            or 0,
+        }
+
+
+def test_checkout_on_shopify_lowers_woocommerce_stock(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        stack.wait_until(lambda: stack.woo_stock("DEMO-1") == 20, what="first push")
+        assert stack.checkout_shopify("DEMO-1", 3).status_code == 201
+        stack.wait_until(lambda: stack.woo_stock("DEMO-1") == 17, what="woo lowered to 17")
+        assert stack.checkout_woo("DEMO-1", 2).status_code == 201
+        stack.wait_until(lambda: stack.shop_available("DEMO-1") == 15, what="shopify at 15")
+        assert stack.daemon is not None
+        stack.daemon.wait_idle()
+        assert ledger_counts(stack)["reserved"] == 5
+        assert stack.woo_stock("DEMO-1") == 15
+
+
+def test_partial_order_is_held_on_shopify_and_released_by_a_receipt(tmp_path: Path) -> None:
+    with running_stack(tmp_path, catalog={"DEMO-2": 4}) as stack:
+        assert stack.daemon is not None
+        runtime = stack.daemon.runtime
+        with runtime.ctx.ledger(actor="test") as ledger:
+            ledger.add_po("PO-7", date.today() + timedelta(days=5), {"DEMO-2": 6})
+        stack.daemon.actors.push.send("shop")
+        # offered = 4 on hand + 6 incoming (share 1.0)
+        stack.wait_until(lambda: stack.shop_available("DEMO-2") == 10, what="offer 10")
+        reply = stack.checkout_shopify("DEMO-2", 7)
+        assert reply.status_code == 201, reply.text
+        order_id = int(reply.json()["order"]["id"]) if "order" in reply.json() else None
+        order_id = order_id or int(reply.json()["id"])
+        stack.wait_until(lambda: bool(shop_holds(stack, order_id)), what="hold placed")
+        (hold,) = shop_holds(stack, order_id)
+        assert hold["reason"] == "INVENTORY_OUT_OF_STOCK"
+        stack.daemon.wait_idle()
+        counts = ledger_counts(stack)
+        assert (counts["reserved"], counts["backordered"]) == (4, 3)
+
+        receipt = requests.post(
+            f"{stack.daemon_url}/api/purchase-orders/PO-7/receipts",
+            json={"lines": {"DEMO-2": 6}},
+            headers={"Authorization": "Bearer test-token"},
+            timeout=10,
+        )
+        assert receipt.status_code == 200, receipt.text
+        stack.wait_until(lambda: not shop_holds(stack, order_id), what="hold released")
+        stack.daemon.wait_idle()
+        counts = ledger_counts(stack)
+        assert (counts["reserved"], counts["backordered"]) == (7, 0)
+        # 10 units existed, 7 are sold: 3 left to offer
+        stack.wait_until(lambda: stack.shop_available("DEMO-2") == 3, what="shopify at 3")
+        stack.wait_until(lambda: stack.woo_stock("DEMO-2") == 3, what="woo at 3")
+
+
+def test_receipts_api_refuses_bad_requests(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        url = f"{stack.daemon_url}/api/purchase-orders/NOPE/receipts"
+        ok_headers = {"Authorization": "Bearer test-token"}
+        assert requests.post(url, json={"lines": {"DEMO-1": 1}}, timeout=5).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert (
+            requests.post(url, json={"lines": {"X": 1}}, headers=wrong, timeout=5).status_code
+            == 401
+        )
+        assert requests.post(url, data=b"{", headers=ok_headers, timeout=5).status_code == 400
+        bad_qty = {"lines": {"DEMO-1": -2}}
+        assert requests.post(url, json=bad_qty, headers=ok_headers, timeout=5).status_code == 400
+        missing = requests.post(url, json={"lines": {"DEMO-1": 1}}, headers=ok_headers, timeout=5)
+        assert missing.status_code == 404
+        assert "no such purchase order" in missing.json()["error"]
+
+
+def test_forged_unsigned_and_malformed_webhooks_are_refused(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        url = f"{stack.daemon_url}/webhooks/shop"
+        body = b'{"id": 1}'
+        base = {
+            "X-Shopify-Topic": "orders/create",
+            "X-Shopify-Event-Id": "evt-1",
+            "X-Shopify-Webhook-Id": "w-1",
+            "X-Shopify-Shop-Domain": "sandbox.myshopify.com",
+            "Content-Type": "application/json",
+        }
+        unsigned = requests.post(url, data=body, headers=base, timeout=5)
+        forged = requests.post(
+            url,
+            data=body,
+            headers={**base, "X-Shopify-Hmac-Sha256": sign("wrong", body)},
+            timeout=5,
+        )
+        not_json = requests.post(
+            url,
+            data=b"not json",
+            headers={**base, "X-Shopify-Hmac-Sha256": sign("sandbox-secret", b"not json")},
+            timeout=5,
+        )
+        unknown = requests.post(f"{stack.daemon_url}/webhooks/nope", data=body, timeout=5)
+        assert [unsigned.status_code, forged.status_code, not_json.status_code] == [401, 401, 400]
+        assert unknown.status_code == 404
+        # a WooCommerce creation ping is acknowledged and stores nothing
+        ping = requests.post(
+            f"{stack.daemon_url}/webhooks/woo",
+            data=b"webhook_id=9",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=5,
+        )
+        assert ping.status_code == 200
+        assert ledger_counts(stack)["inbox_unprocessed"] == 0
+        assert stack.daemon is not None
+        with stack.daemon.runtime.ctx.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(m.InboxEvent)) == 0
+        metrics = requests.get(f"{stack.daemon_url}/metrics", timeout=5).text
+        assert 'stocksync_webhooks_received_total{channel="shop",outcome="rejected"} 3.0' in metrics
+
+
+def test_duplicated_reordered_and_dropped_webhooks_end_in_the_same_ledger(tmp_path: Path) -> None:
+    faults = {
+        "webhook_drop_rate": 0.3,
+        "webhook_duplicate_rate": 0.5,
+        "webhook_reorder_rate": 0.5,
+        "seed": 7,
+    }
+    with running_stack(tmp_path, poll_interval=1.0) as stack:
+        for sandbox in (stack.shopify.url, stack.woo.url):
+            assert requests.put(f"{sandbox}/_sandbox/faults", json=faults, timeout=5).ok
+        sold = 0
+        for i in range(12):
+            sku = f"DEMO-{1 + i % 3}"
+            checkout = stack.checkout_shopify if i % 2 else stack.checkout_woo
+            if checkout(sku, 1 + i % 2, email=f"c{i}@example.com").status_code == 201:
+                sold += 1 + i % 2
+        assert sold == sum(1 + i % 2 for i in range(12))
+
+        def settled() -> bool:
+            counts = ledger_counts(stack)
+            return counts["orders"] == 12 and counts["reserved"] == sold
+
+        # polling (every second) catches what the dropped webhooks never delivered
+        stack.wait_until(settled, timeout=30, what="all 12 orders in the ledger")
+        assert stack.daemon is not None
+        stack.daemon.wait_idle()
+        counts = ledger_counts(stack)
+        assert counts == {**counts, "orders": 12, "reserved": sold, "backordered": 0}
+        for sku in ("DEMO-1", "DEMO-2", "DEMO-3"):
+            with stack.daemon.runtime.ctx.ledger() as ledger:
+                offered_woo, _ = ledger.offer("woo", sku)
+                offered_shop, _ = ledger.offer("shop", sku)
+            stack.wait_until(
+                lambda s=sku, o=offered_woo: stack.woo_stock(s) == o, what=f"woo {sku} converged"
+            )
+            stack.wait_until(
+                lambda s=sku, o=offered_shop: stack.shop_available(s) == o,
+                what=f"shopify {sku} converged",
+            )
