@@ -1,4 +1,4 @@
-"""A whole stack on loopback: both sandboxes, the daemon, a ledger; for integration and e2e tests."""
+"""A whole stack on loopback: both sandboxes, the daemon and a ledger, for integration tests."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ def test_partial_order_is_held_on_shopify_and_released_by_a_receipt(tmp_path: Pa
         assert stack.daemon is not None
         runtime = stack.daemon.runtime
         with runtime.ctx.ledger(actor="test") as ledger:
-            ledger.add_po("PO-7", date.today() + timedelta(days=5), {"DEMO-2": 6})
+            ledger.add_po("PO-7", ledger.now.date() + timedelta(days=5), {"DEMO-2": 6})
         stack.daemon.actors.push.send("shop")
         # offered = 4 on hand + 6 incoming (share 1.0)
         stack.wait_until(lambda: stack.shop_available("DEMO-2") == 10, what="offer 10")
