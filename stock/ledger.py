@@ -523,8 +523,8 @@ class Ledger:
         self.audit(action, ref, {"eta": eta.isoformat(), "lines": dict(lines)})
         return po
 
-    def receive_po(self, ref: str, received: Mapping[str, int]) -> Outcome:
-        """Book received units into on_hand and release backorders with them."""
+    def receive_po(self, ref: str, received: Mapping[str, int], *, release: bool = True) -> Outcome:
+        """Book received units into on_hand and (unless a worker will) release backorders."""
         if not received:
             raise LedgerInputError(ref, "a receipt needs at least one SKU=QTY")
         po = self.session.scalar(select(m.PurchaseOrder).where(m.PurchaseOrder.ref == ref))
@@ -551,12 +551,38 @@ class Ledger:
             po.status = "received"
         self.session.flush()
         self.audit("po.receive", ref, {"received": dict(received), "status": po.status})
-        outcome = self.release(sku_ids)
+        outcome = self.release(sku_ids) if release else Outcome()
         outcome.dirty_skus |= set(received)
         self.mark_dirty(sku_ids)
         return outcome
 
     # ------------------------------------------------------------------ release
+    def release_codes(self, codes: Iterable[str]) -> Outcome:
+        """Release by SKU code (what jobs carry); unknown codes are ignored."""
+        wanted = sorted(set(codes))
+        ids = self.session.scalars(select(m.Sku.id).where(m.Sku.code.in_(wanted))).all()
+        outcome = self.release(ids)
+        self.mark_dirty(ids)
+        return outcome
+
+    def releasable_skus(self) -> list[str]:
+        """SKUs with sellable stock beside open backorders: a release is due (sweeper)."""
+        reserved = (
+            select(m.Reservation.sku_id, func.sum(m.Reservation.qty).label("units"))
+            .group_by(m.Reservation.sku_id)
+            .subquery()
+        )
+        waiting = select(m.Backorder.sku_id).where(m.Backorder.qty_open > 0).distinct().subquery()
+        rows = self.session.execute(
+            select(m.Sku.code)
+            .join(m.StockLevel, m.StockLevel.sku_id == m.Sku.id)
+            .join(waiting, waiting.c.sku_id == m.Sku.id)
+            .outerjoin(reserved, reserved.c.sku_id == m.Sku.id)
+            .where(m.StockLevel.on_hand - func.coalesce(reserved.c.units, 0) > 0)
+            .order_by(m.Sku.code)
+        ).all()
+        return [str(code) for (code,) in rows]
+
     def release(self, sku_ids: Iterable[int]) -> Outcome:
         """Fill open backorders of these SKUs from sellable stock, in the configured order."""
         ids = sorted(set(sku_ids))

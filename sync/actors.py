@@ -46,6 +46,7 @@ class Actors:
     poll: dramatiq.Actor[Any, Any]
     sweep: dramatiq.Actor[Any, Any]
     reconcile: dramatiq.Actor[Any, Any]
+    release: dramatiq.Actor[Any, Any]
 
     def dispatch(self, followups: service.Followups) -> None:
         """Enqueue follow-up jobs; call only after the transaction that made them committed."""
@@ -57,6 +58,8 @@ class Actors:
             self.push.send(channel)
         for channel in sorted(followups.polls):
             self.poll.send(channel)
+        if followups.releases:
+            self.release.send(sorted(followups.releases))
 
 
 def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
@@ -125,6 +128,13 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
         finally:
             structlog.contextvars.clear_contextvars()
 
+    def release(codes: list[str]) -> None:
+        structlog.contextvars.bind_contextvars(job="release", skus=codes)
+        try:
+            actors().dispatch(service.release_skus(runtime, codes))
+        finally:
+            structlog.contextvars.clear_contextvars()
+
     def sweep() -> None:
         structlog.contextvars.bind_contextvars(job="sweep")
         try:
@@ -154,6 +164,7 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
             poll=actor(poll, "poll"),
             sweep=actor(sweep, "sweep", max_retries=0),
             reconcile=actor(reconcile, "reconcile"),
+            release=actor(release, "release"),
         )
     )
     return holder[0]

@@ -369,13 +369,26 @@ def po_receive(
     with handled(as_json):
         quantities = parse_pairs(lines)
         ctx = open_app()
+        # with Redis, running workers release (and write back); otherwise release right here
+        via_workers = ctx.config.broker != "memory"
         try:
             with ctx.ledger() as ledger:
-                outcome = ledger.receive_po(ref, quantities)
+                outcome = ledger.receive_po(ref, quantities, release=not via_workers)
                 detail = queries.po_detail(ledger.session, ref)
         finally:
             ctx.close()
-        data = {"ok": True, **detail, **outcome_json(outcome)}
+        if via_workers:
+            from redis.exceptions import RedisError
+
+            from sync.enqueue import enqueue
+
+            try:
+                enqueue(ctx.config.broker, "release", sorted(quantities))
+            except RedisError as exc:
+                # the units are booked; the daemon's sweeper releases them when it next runs
+                err.print(f"warning: could not queue the release ({exc}); the sweeper will")
+        data = {"ok": True, **detail, **outcome_json(outcome), "release": "queued" if via_workers
+                else "done"}  # fmt: skip
         emit(data, as_json, lambda: render.receipt(out, data))
 
 

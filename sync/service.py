@@ -26,6 +26,7 @@ from connectors.base import (
     WebhookRejected,
 )
 from stock import models as m
+from stock.db import lock_stock_rows
 from stock.ledger import Ledger, Outcome
 from sync.logs import get_logger
 from sync.mapping import to_order_input
@@ -46,6 +47,7 @@ class Followups:
     pushes: set[str] = field(default_factory=set)
     writebacks: set[int] = field(default_factory=set)  # writeback row ids
     polls: set[str] = field(default_factory=set)
+    releases: set[str] = field(default_factory=set)  # SKU codes
 
     def add_outcome(self, runtime: Runtime, outcome: Outcome, ledger: Ledger) -> None:
         if outcome.dirty_skus:
@@ -62,6 +64,7 @@ class Followups:
         self.pushes |= other.pushes
         self.writebacks |= other.writebacks
         self.polls |= other.polls
+        self.releases |= other.releases
 
 
 def _now() -> datetime:
@@ -165,10 +168,23 @@ def record_event_failure(runtime: Runtime, event_id: int, error: str) -> None:
 
 # ------------------------------------------------------------------------------ receipts
 def receive_purchase_order(runtime: Runtime, ref: str, lines: Mapping[str, int]) -> Followups:
+    """Book the units now; a worker releases backorders with them (job `release`)."""
     followups = Followups()
     with runtime.ctx.ledger(actor="api") as ledger:
-        outcome = ledger.receive_po(ref, lines)
+        outcome = ledger.receive_po(ref, lines, release=False)
         followups.add_outcome(runtime, outcome, ledger)
+    followups.releases |= set(lines)
+    return followups
+
+
+def release_skus(runtime: Runtime, codes: list[str]) -> Followups:
+    """Fill open backorders of these SKUs in the configured order, in one transaction."""
+    followups = Followups()
+    with runtime.ctx.ledger(actor="worker") as ledger:
+        outcome = ledger.release_codes(codes)
+        followups.add_outcome(runtime, outcome, ledger)
+        if outcome.released:
+            log.info("released", units=sum(r.qty for r in outcome.released), skus=codes)
     return followups
 
 
@@ -282,13 +298,16 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
             return True  # listings stay dirty; the sweeper retries
     now = _now()
     stale_seen = False
-    with runtime.ctx.sessions.begin() as session:
+    with runtime.ctx.ledger(actor="push") as ledger:
+        session = ledger.session
+        cleaned = list(unchanged)
         for plan in unchanged:
             _mark_clean(session, plan, plan.offered, now)
             report.unchanged += 1
         for plan, result in zip(to_send, results, strict=True):
             if result.ok:
                 _mark_clean(session, plan, plan.offered, now, pushed=True)
+                cleaned.append(plan)
                 report.pushed += 1
                 runtime.metrics.pushes.labels(channel_name, "ok").inc()
                 if plan.dirty_since is not None:
@@ -316,12 +335,30 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
                     # a SKU the channel does not sell stops being pushed; other errors retry
                     .values(dirty=result.error_code != "UNKNOWN_SKU")
                 )
+        _redirty_moved(ledger, channel_name, cleaned, now)
     if stale_seen:
         # the channel sold since we last looked: learn those orders before pushing again
         report.polled = True
         report.followups.merge(poll_channel(runtime, channel_name, process_inline=True))
         return False
     return len(planned) < PUSH_BATCH
+
+
+def _redirty_moved(ledger: Ledger, channel_name: str, plans: list[_Planned], now: datetime) -> None:
+    """Keep dirty what changed while we pushed: an order recorded meanwhile finds its listing
+    already dirty and leaves `dirty_since` alone, so `_mark_clean` alone would hide it."""
+    if not plans:
+        return
+    # wait for writers of these SKUs (PostgreSQL) so their orders are in the offer we compare
+    lock_stock_rows(ledger.session, [ledger.sku_id(plan.sku) for plan in plans])
+    for plan in plans:
+        offered, _terms = ledger.offer(channel_name, plan.sku)
+        if offered != plan.offered:
+            ledger.session.execute(
+                update(m.Listing)
+                .where(m.Listing.id == plan.listing_id, m.Listing.dirty.is_(False))
+                .values(dirty=True, dirty_since=now)
+            )
 
 
 def _mark_clean(
@@ -561,6 +598,9 @@ def sweep(runtime: Runtime) -> Followups:
             )
         )
         _refresh_gauges(runtime, session)
+    # a release that died with its worker (or never got enqueued) is due again
+    with runtime.ctx.ledger(actor="sweeper") as ledger:
+        followups.releases |= set(ledger.releasable_skus())
     return followups
 
 

@@ -1,0 +1,23 @@
+"""Enqueue jobs from outside a daemon (the CLI), by actor name: no runtime, no actors needed."""
+
+from __future__ import annotations
+
+from dramatiq import Message
+
+from sync.broker import get_broker
+
+QUEUE = "stocksync"
+
+
+def enqueue(broker_url: str, actor_name: str, *args: object) -> None:
+    """Send one job to the shared Redis queue (the in-process broker has no one to listen)."""
+    if broker_url == "memory":
+        raise ValueError("the in-process broker cannot take jobs from another process")
+    broker = get_broker(broker_url)
+    try:
+        broker.declare_queue(QUEUE)
+        broker.enqueue(
+            Message(queue_name=QUEUE, actor_name=actor_name, args=args, kwargs={}, options={})
+        )
+    finally:
+        broker.close()
