@@ -35,10 +35,15 @@ stock_app = typer.Typer(help="Count stock on hand.", no_args_is_help=True)
 po_app = typer.Typer(help="Purchase orders: incoming stock.", no_args_is_help=True)
 order_app = typer.Typer(help="Orders of manual channels (pop-ups, phone, wholesale).")
 db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
+inbox_app = typer.Typer(
+    help="Received webhooks and polled orders; failed ones form the exception queue.",
+    no_args_is_help=True,
+)
 app.add_typer(stock_app, name="stock")
 app.add_typer(po_app, name="po")
 app.add_typer(order_app, name="order", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(inbox_app, name="inbox")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -536,6 +541,58 @@ def status(as_json: JsonFlag = False) -> None:
         finally:
             ctx.close()
         emit(data, as_json, lambda: render.status(out, data))
+
+
+@inbox_app.command("list")
+def inbox_list(
+    failed: Annotated[bool, typer.Option("--failed", help="Only the exception queue.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List inbox events: pending, processed, or failed with their error."""
+    with handled(as_json):
+        ctx = open_app()
+        try:
+            with ctx.ledger() as ledger:
+                rows = queries.inbox(ledger.session, failed_only=failed, limit=limit)
+        finally:
+            ctx.close()
+        emit({"events": rows}, as_json, lambda: render.inbox(out, rows))
+
+
+@inbox_app.command("retry")
+def inbox_retry(
+    event_ids: Annotated[list[int] | None, typer.Argument(help="Event ids to retry.")] = None,
+    all_failed: Annotated[
+        bool, typer.Option("--all-failed", help="Retry the whole exception queue.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Process failed events again now (after fixing what made them fail)."""
+    from sync import service
+    from sync.runtime import Runtime
+
+    with handled(as_json):
+        if not event_ids and not all_failed:
+            fail("name event ids or --all-failed", EXIT_BAD_INPUT)
+        config = load_config(config_path(STATE.config_file))
+        runtime = Runtime.build(config)
+        try:
+            with runtime.ctx.ledger() as ledger:
+                ids = queries.retryable_events(ledger.session, event_ids or [], all_failed)
+            results = []
+            for event_id in ids:
+                service.reset_event(runtime, event_id)
+                service.process_event(runtime, event_id)
+                with runtime.ctx.ledger() as ledger:
+                    results.extend(queries.inbox(ledger.session, event_ids=[event_id]))
+        finally:
+            runtime.close()
+        still_failed = [r for r in results if r["error"]]
+        data = {"ok": not still_failed, "events": results}
+        emit(data, as_json, lambda: render.inbox(out, results))
+        if still_failed:
+            raise typer.Exit(EXIT_FAILURE)
 
 
 @app.command()

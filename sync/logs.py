@@ -59,10 +59,15 @@ def configure(level: str = "INFO", json: bool | None = None, secrets: Iterable[s
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # resolve sys.stderr at each use: it may be replaced (tests, daemonising) after configure()
+    return structlog.PrintLogger(file=sys.stderr)
 
 
 def get_logger(name: str) -> Any:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from backorders.release import OpenBackorder, rank_key
 from stock import models as m
 from stock.db import current_revision, head_revision, safe_url
-from stock.ledger import DEFAULT_RELEASE_ORDER, Ledger
+from stock.ledger import DEFAULT_RELEASE_ORDER, Ledger, LedgerInputError
 from sync.context import AppContext
 
 
@@ -203,3 +203,48 @@ def status(ctx: AppContext, ledger: Ledger, db_revision: dict[str, str | None]) 
         ),
         "skus": skus,
     }
+
+
+def inbox(
+    session: Session,
+    *,
+    failed_only: bool = False,
+    limit: int = 50,
+    event_ids: list[int] | None = None,
+) -> list[dict[str, Any]]:
+    query = select(m.InboxEvent).order_by(m.InboxEvent.id.desc()).limit(limit)
+    if failed_only:
+        query = query.where(m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_not(None))
+    if event_ids is not None:
+        query = query.where(m.InboxEvent.id.in_(event_ids))
+    return [
+        {
+            "id": event.id,
+            "channel": event.channel,
+            "topic": event.topic,
+            "event_key": event.event_key,
+            "received_at": event.received_at.isoformat(),
+            "processed_at": event.processed_at.isoformat() if event.processed_at else None,
+            "attempts": event.attempts,
+            "error": event.error,
+        }
+        for event in session.scalars(query)
+    ]
+
+
+def retryable_events(session: Session, event_ids: list[int], all_failed: bool) -> list[int]:
+    """Unprocessed events among those named (or every failed one); unknown ids are an error."""
+    if all_failed:
+        query = select(m.InboxEvent.id).where(
+            m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_not(None)
+        )
+        return list(session.scalars(query.order_by(m.InboxEvent.id)))
+    found = dict(
+        session.execute(
+            select(m.InboxEvent.id, m.InboxEvent.processed_at).where(m.InboxEvent.id.in_(event_ids))
+        ).all()
+    )
+    missing = sorted(set(event_ids) - set(found))
+    if missing:
+        raise LedgerInputError(f"inbox {missing}", "no such event")
+    return [event_id for event_id in event_ids if found[event_id] is None]

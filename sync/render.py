@@ -167,3 +167,18 @@ def status(console: Console, data: dict[str, Any]) -> None:
         f"inbox pending {data['inbox_pending']}, failed {data['inbox_failed']}; "
         f"dirty listings {data['listings_dirty']}"
     )
+
+
+def inbox(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("The inbox is empty.")
+        return
+    table = _table("Inbox (newest first)", "id", "channel", "topic", "received", "state",
+                   "attempts", "error")  # fmt: skip
+    for row in rows:
+        state = "processed" if row["processed_at"] else ("FAILED" if row["error"] else "pending")
+        table.add_row(
+            str(row["id"]), row["channel"], row["topic"], row["received_at"][:19], state,
+            str(row["attempts"]), (row["error"] or "")[:80],
+        )  # fmt: skip
+    console.print(table)

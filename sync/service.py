@@ -36,7 +36,6 @@ log = get_logger("stocksync.service")
 
 PUSH_BATCH = 1000  # listings per push round; the connector splits into API-sized calls
 PUSH_LEASE = timedelta(seconds=60)
-MAX_EVENT_ATTEMPTS = 5
 
 
 @dataclass
@@ -158,12 +157,22 @@ def process_event(runtime: Runtime, event_id: int) -> Followups:
     return followups
 
 
+def reset_event(runtime: Runtime, event_id: int) -> None:
+    """Give a failed event a fresh start (operator's retry after a fix)."""
+    with runtime.ctx.sessions.begin() as session:
+        event = session.get(m.InboxEvent, event_id)
+        if event is not None and event.processed_at is None:
+            event.error = None
+            event.attempts = 0
+
+
 def record_event_failure(runtime: Runtime, event_id: int, error: str) -> None:
-    """A transient failure used up its retries: leave it visible, the sweeper may retry later."""
+    """A failure that retrying will not fix: the event joins the visible exception queue."""
     with runtime.ctx.sessions.begin() as session:
         event = session.get(m.InboxEvent, event_id)
         if event is not None and event.processed_at is None:
             event.error = error[:2000]
+            event.attempts += 1
 
 
 # ------------------------------------------------------------------------------ receipts
@@ -576,8 +585,9 @@ def sweep(runtime: Runtime) -> Followups:
                 select(m.InboxEvent.id)
                 .where(
                     m.InboxEvent.processed_at.is_(None),
+                    # failed ones form the exception queue: an operator retries them
+                    m.InboxEvent.error.is_(None),
                     m.InboxEvent.received_at < cutoff,
-                    m.InboxEvent.attempts < MAX_EVENT_ATTEMPTS,
                 )
                 .order_by(m.InboxEvent.id)
                 .limit(5000)

@@ -14,10 +14,9 @@ BAD_CSV = "sku,on_hand\nB,1\nC,x\n,3\nD,-1\nB,2\nE,1,2\n"
 def test_bad_input_exits_2_and_changes_nothing(tmp_path: Path) -> None:
     config = init(tmp_path)
     cli = Cli(tmp_path, config)
-    cli.many([("stock", "set", "A", "3"), ("po", "add", "PO-1", "--eta", "2026-12-01", "A=5")])
+    cli("stock", "set", "A", "3")
     bad_csv = tmp_path / "count.csv"
     bad_csv.write_text(BAD_CSV, encoding="utf-8")
-    missing_csv = tmp_path / "missing.csv"
     csv_problems = "\n".join(
         [
             f"{bad_csv}:3: on_hand 'x' is not a whole number",
@@ -31,33 +30,14 @@ def test_bad_input_exits_2_and_changes_nothing(tmp_path: Path) -> None:
         ("stock", "set", "A", "-3"): "A: on hand cannot be negative, got -3",
         ("stock", "adjust", "A", "-5"): "A: adjusting 3 by -5 would leave -2",
         ("stock", "import", str(bad_csv)): csv_problems,
-        (
-            "stock",
-            "import",
-            str(missing_csv),
-        ): f"{missing_csv}: cannot read: No such file or directory",
         ("order", "add", "popup", "X", "A"): "'A': expected SKU=QTY",
-        ("order", "add", "popup", "X", "A=two"): "'A=two': quantity 'two' is not a whole number",
-        ("order", "add", "popup", "X", "A=0"): "A: quantity must be positive, got 0",
         ("order", "add", "market", "X", "A=1"): "unknown channel 'market'; configured: popup",
-        ("order", "add", "popup", "X", "A=1", "--tier", "gold"): (
-            "unknown tier 'gold'; configured tiers: vip, regular"
-        ),
-        ("order", "add", "popup", "X", "A=1", "--placed-at", "noon"): (
-            "'noon': expected an ISO time like 2026-11-23T10:00:00+00:00"
-        ),
         ("order", "cancel", "popup", "NOPE"): "popup/NOPE: no such order",
-        ("po", "add", "PO-2", "--eta", "2026-13-01", "A=1"): (
-            "'2026-13-01': expected a date as YYYY-MM-DD"
-        ),
         ("po", "receive", "NOPE", "A=1"): "NOPE: no such purchase order",
-        ("po", "receive", "PO-1", "B=1"): "PO-1: B is not on this purchase order",
         ("explain", "NOPE"): "NOPE: unknown SKU",
-        ("explain", "A", "--channel", "market"): "market: unknown channel",
     }
     human_cases: dict[tuple[str, ...], str] = {
         ("stock", "import", str(bad_csv)): csv_problems,
-        ("order", "add", "market", "X", "A=1"): "unknown channel 'market'; configured: popup",
         ("sandbox", "ftp"): "unknown sandbox 'ftp': choose shopify or woocommerce",
     }
     results = cli.many([(*args, "--json") for args in json_cases] + list(human_cases), expect=2)
@@ -67,40 +47,33 @@ def test_bad_input_exits_2_and_changes_nothing(tmp_path: Path) -> None:
             assert result.stderr == "", result
         else:
             assert (result.stdout, result.stderr) == ("", f"error: {message}\n"), result
-    again = Cli(tmp_path)("init", "shop", expect=2)
-    assert (
-        again.stderr == f"error: {Path('shop/stocksync.yaml')} already exists; not overwriting it\n"
-    )
 
-    # all or nothing: no valid CSV row, order or PO of a refused command was kept
-    status_run, pos_run = cli.many([("status", "--json"), ("po", "list", "--json")])
-    status = status_run.json()
+    # all or nothing: neither the CSV's valid row B nor any order was kept
+    status = cli("status", "--json").json()
     assert [(s["sku"], s["on_hand"]) for s in status["skus"]] == [("A", 3)]
     assert status["orders_open"] == 0
-    assert [po["ref"] for po in pos_run.json()["purchase_orders"]] == ["PO-1"]
 
 
 def test_unmigrated_or_unreachable_database_exits_1(tmp_path: Path) -> None:
-    config = init(tmp_path)
-    other_db = tmp_path / "shop" / "other.db"
+    """A config pointing at a new database file, as after editing the one `init` wrote."""
+    config = tmp_path / "stocksync.yaml"
     config.write_text(
         "database: sqlite:///other.db\nchannels:\n  popup: {kind: manual}\n", encoding="utf-8"
     )
+    other_db = tmp_path / "other.db"
     no_folder = tmp_path / "nowhere.yaml"
     no_folder.write_text("database: sqlite:///missing/ledger.db\n", encoding="utf-8")
-    cli = Cli(tmp_path, config)
-    check, *failed = cli.many(
+    check, unreachable, *failed = Cli(tmp_path).many(
         [
             ("check", "--json"),
+            ("--config", str(no_folder), "status", "--json"),
             ("status",),
-            ("status", "--json"),
             ("stock", "set", "A", "1", "--json"),
-            ("order", "add", "popup", "P-1", "A=1"),
         ],
         expect=None,
     )
+    assert check.code == 0, check  # check reports the revision; it needs no tables
     revision = check.json()["revision"]
-    assert check.code == 0, check  # check reports the revision; it does not need tables
     assert revision["current"] is None
     message = (
         f"database sqlite:///{other_db} is at revision none, the code needs {revision['head']}: "
@@ -112,20 +85,19 @@ def test_unmigrated_or_unreachable_database_exits_1(tmp_path: Path) -> None:
             assert result.json() == {"ok": False, "error": message}
         else:
             assert result.stderr == f"error: {message}\n"
-    unreachable = Cli(tmp_path, no_folder)("status", "--json", expect=1).json()
+    assert unreachable.code == 1, unreachable
     missing = tmp_path / "missing"
-    assert unreachable == {
+    assert unreachable.json() == {
         "ok": False,
         "error": f"database: sqlite:///{missing}/ledger.db: folder {missing} does not exist",
     }
 
-    upgraded = cli("db", "upgrade", "--json").json()
+    upgraded = Cli(tmp_path)("db", "upgrade", "--json").json()
     assert upgraded == {
         "ok": True,
         "database": f"sqlite:///{other_db}",
         "revision": {"current": revision["head"], "head": revision["head"]},
     }
-    assert cli("status", "--json").json()["database"]["current"] == revision["head"]
 
 
 BAD_CONFIG = """\
@@ -177,12 +149,11 @@ def test_bad_config_exits_2_with_file_line_key_messages(tmp_path: Path) -> None:
     text = "".join(f"bad.yaml:{line}: {path}: {message}\n" for line, path, message in expected)
 
     cli = Cli(tmp_path)
-    check, check_json, status, missing, no_default = cli.many(
+    check, check_json, status, no_default = cli.many(
         [
             ("--config", "bad.yaml", "check"),
             ("--config", "bad.yaml", "check", "--json"),
             ("--config", "bad.yaml", "stock", "set", "A", "1"),
-            ("--config", "absent.yaml", "status"),
             ("status",),  # ./stocksync.yaml, which this folder does not have
         ],
         expect=2,
@@ -197,5 +168,4 @@ def test_bad_config_exits_2_with_file_line_key_messages(tmp_path: Path) -> None:
             for line, path, message in expected
         ],
     }
-    assert missing.stderr == "absent.yaml:0: config file not found\n"
     assert no_default.stderr == "stocksync.yaml:0: config file not found\n"

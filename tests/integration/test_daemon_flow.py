@@ -190,3 +190,106 @@ def test_duplicated_reordered_and_dropped_webhooks_end_in_the_same_ledger(tmp_pa
                 lambda s=sku, o=offered_shop: stack.shop_available(s) == o,
                 what=f"shopify {sku} converged",
             )
+
+
+def woo_order(stack: Stack, order_id: int) -> dict[str, Any]:
+    state = requests.get(f"{stack.woo.url}/_sandbox/state", timeout=5).json()
+    orders = state["orders"]
+    found = orders.get(str(order_id)) if isinstance(orders, dict) else None
+    if found is None:
+        found = next(o for o in orders if int(o.get("id", -1)) == order_id)
+    return dict(found)
+
+
+def test_cancellation_and_refund_free_units_and_release_waiting_backorders(tmp_path: Path) -> None:
+    with running_stack(tmp_path, catalog={"DEMO-3": 4}) as stack:
+        assert stack.daemon is not None
+        with stack.daemon.runtime.ctx.ledger(actor="test") as ledger:
+            ledger.add_po("PO-3", ledger.now.date() + timedelta(days=5), {"DEMO-3": 6})
+        stack.daemon.actors.push.send("woo")
+        stack.daemon.actors.push.send("shop")
+        stack.wait_until(lambda: stack.woo_stock("DEMO-3") == 10, what="woo offers 10")
+        stack.wait_until(lambda: stack.shop_available("DEMO-3") == 10, what="shop offers 10")
+        first = stack.checkout_shopify("DEMO-3", 4)
+        assert first.status_code == 201
+        shop_order = int(first.json()["id"])
+        stack.wait_until(lambda: stack.woo_stock("DEMO-3") == 6, what="woo at 6")
+        second = stack.checkout_woo("DEMO-3", 3)
+        assert second.status_code == 201, second.text
+        woo_id = int(second.json()["id"])
+        stack.wait_until(lambda: woo_order(stack, woo_id)["status"] == "on-hold", what="woo hold")
+        stack.daemon.wait_idle()
+        assert ledger_counts(stack)["backordered"] == 3
+
+        # the merchant cancels the Shopify order: its 4 units free up and fill the backorder
+        reply = requests.post(f"{stack.shopify.url}/_sandbox/orders/{shop_order}/cancel", timeout=5)
+        assert reply.ok, reply.text
+        stack.wait_until(
+            lambda: woo_order(stack, woo_id)["status"] == "processing", what="woo released"
+        )
+        stack.daemon.wait_idle()
+        counts = ledger_counts(stack)
+        assert (counts["reserved"], counts["backordered"]) == (3, 0)
+        # 4 on hand - 3 reserved + 6 incoming = 7 offered everywhere
+        stack.wait_until(lambda: stack.woo_stock("DEMO-3") == 7, what="woo at 7")
+        stack.wait_until(lambda: stack.shop_available("DEMO-3") == 7, what="shop at 7")
+
+        # a refund of one unit of a new Shopify order frees that unit
+        third = stack.checkout_shopify("DEMO-3", 2)
+        assert third.status_code == 201
+        third_id = int(third.json()["id"])
+        line_id = int(third.json()["line_items"][0]["id"])
+        stack.wait_until(lambda: stack.woo_stock("DEMO-3") == 5, what="woo at 5")
+        refund = requests.post(
+            f"{stack.shopify.url}/_sandbox/orders/{third_id}/refund",
+            json={"line_items": [{"id": line_id, "quantity": 1}], "restock": True},
+            timeout=5,
+        )
+        assert refund.ok, refund.text
+        stack.wait_until(lambda: stack.woo_stock("DEMO-3") == 6, what="woo at 6 after refund")
+        stack.daemon.wait_idle()
+        assert ledger_counts(stack)["reserved"] == 4
+
+
+def test_an_unparseable_order_lands_in_the_visible_exception_queue(tmp_path: Path) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    with running_stack(tmp_path) as stack:
+        body = json.dumps({"id": 991, "line_items": "not a list"}).encode()
+        headers = {
+            "X-Shopify-Topic": "orders/create",
+            "X-Shopify-Event-Id": "evt-broken",
+            "X-Shopify-Webhook-Id": "w-9",
+            "X-Shopify-Shop-Domain": "sandbox.myshopify.com",
+            "X-Shopify-Hmac-Sha256": sign("sandbox-secret", body),
+            "Content-Type": "application/json",
+        }
+        reply = requests.post(
+            f"{stack.daemon_url}/webhooks/shop", data=body, headers=headers, timeout=5
+        )
+        assert reply.status_code == 200  # stored: nothing the channel sent is lost
+        assert stack.daemon is not None
+        stack.daemon.wait_idle()
+        stocksync = shutil.which("stocksync") or "stocksync"
+        listed = subprocess.run(
+            [stocksync, "--config", str(stack.config_path), "inbox", "list", "--failed", "--json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        (event,) = json.loads(listed.stdout)["events"]
+        assert event["event_key"] == "evt-broken" and event["attempts"] == 1
+        assert "line_items" in event["error"]
+        status = subprocess.run(
+            [stocksync, "--config", str(stack.config_path), "status", "--json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert json.loads(status.stdout)["inbox_failed"] == 1
+        retried = subprocess.run(
+            [stocksync, "--config", str(stack.config_path), "inbox", "retry", str(event["id"])],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert retried.returncode == 1  # still broken: still in the queue, visibly
+        metrics = requests.get(f"{stack.daemon_url}/metrics", timeout=5).text
+        assert "stocksync_inbox_failed 1.0" in metrics
