@@ -239,18 +239,24 @@ class Ledger:
         """Apply one version of a channel order; older versions than the stored one are ignored."""
         self._check_order(order)
         codes = {line.sku for line in order.lines}
+        sku_ids = self.ensure_skus(codes)
+        # Lock first, read second: two versions of one new order (a webhook and a poll) share
+        # SKUs, so the second waits here and then sees the order the first one created.
+        lock_stock_rows(self.session, sku_ids.values())
         existing = self.session.scalar(
-            select(m.ChannelOrder).where(
+            select(m.ChannelOrder)
+            .where(
                 m.ChannelOrder.channel == order.channel,
                 m.ChannelOrder.external_id == order.external_id,
             )
+            .execution_options(populate_existing=True)
         )
         old_lines: list[m.OrderLine] = list(existing.lines) if existing else []
-        sku_ids = self.ensure_skus(codes)
         all_sku_ids = set(sku_ids.values()) | {line.sku_id for line in old_lines}
-        lock_stock_rows(self.session, all_sku_ids)
+        # an edit may have dropped a line of another SKU: lock that too (a rare out-of-order
+        # lock; PostgreSQL turns a resulting deadlock into an error the job retries)
+        lock_stock_rows(self.session, all_sku_ids - set(sku_ids.values()))
         if existing is not None:
-            self.session.refresh(existing)  # re-read under the lock: another writer may have won
             if order.updated_at < existing.source_updated_at:
                 self.audit(
                     "order.stale_ignored",

@@ -15,7 +15,7 @@ import dramatiq
 import structlog
 from dramatiq import Broker
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from connectors.base import ChannelError
 from stock.ledger import LedgerInputError
@@ -35,6 +35,8 @@ def is_transient(exc: BaseException) -> bool:
         return exc.retryable
     if isinstance(exc, OperationalError | RedisError | ConnectionError | TimeoutError):
         return True
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent writer inserted the same row first: a retry sees it
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 

@@ -96,3 +96,47 @@ PostgresLedgerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestPostgresLedger = PostgresLedgerMachine.TestCase
+
+
+def _record_same_order(url: str, index: int, barrier: multiprocessing.synchronize.Barrier) -> None:
+    from datetime import timedelta
+
+    from stock.ledger import LineInput, OrderInput
+
+    engine = make_engine(url)
+    ctx = AppContext(load_rules(), engine, session_factory(engine))
+    placed = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    barrier.wait(timeout=30)
+    # a webhook and polls deliver versions of one new order at the same moment
+    with ctx.ledger(actor=f"writer-{index}") as ledger:
+        ledger.record_order(
+            OrderInput(
+                "popup", "SAME", placed, placed + timedelta(seconds=index % 2), "open",
+                (LineInput("1", "A", 2),),
+            )
+        )  # fmt: skip
+    ctx.close()
+
+
+def test_concurrent_versions_of_one_new_order_make_one_order(pg_url: str) -> None:
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    ctx = AppContext(load_rules(), engine, session_factory(engine))
+    with ctx.ledger() as ledger:
+        ledger.set_stock("A", 5)
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(4)
+    writers = [
+        spawn.Process(target=_record_same_order, args=(pg_url, i, barrier)) for i in range(4)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=60)
+    assert [w.exitcode for w in writers] == [0] * 4
+    with ctx.sessions() as session:
+        orders = session.scalar(select(func.count()).select_from(m.ChannelOrder))
+        lines = session.scalar(select(func.count()).select_from(m.OrderLine))
+        reserved = session.scalar(select(func.sum(m.Reservation.qty)))
+    ctx.close()
+    assert (orders, lines, reserved) == (1, 1, 2)
