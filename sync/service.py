@@ -670,20 +670,22 @@ def reconcile_channel(runtime: Runtime, channel_name: str) -> tuple[list[Drift],
         return [], followups
     with runtime.ctx.sessions.begin() as session:
         rows = session.execute(
-            select(m.Listing.id, m.Sku.code, m.Listing.last_pushed)
+            select(m.Listing.id, m.Sku.code, m.Listing.last_pushed, m.Listing.last_seen)
             .join(m.Sku, m.Sku.id == m.Listing.sku_id)
-            .where(m.Listing.channel == channel_name)
+            .where(m.Listing.channel == channel_name, m.Listing.external_ids != {})
         ).all()
-    current = channel.fetch_listings([code for _id, code, _pushed in rows])
+    current = channel.fetch_listings([row.code for row in rows])
     drifts: list[Drift] = []
     now = _now()
     with runtime.ctx.sessions.begin() as session:
-        for listing_id, code, pushed in rows:
+        for listing_id, code, pushed, seen in rows:
             found = current.get(code)
+            # what the channel should show: our last push, else what we last read there
+            expected = pushed if pushed is not None else seen
             theirs = found.quantity if found else None
-            if found is None or pushed is None or theirs == pushed:
+            if found is None or expected is None or theirs == expected:
                 continue
-            drifts.append(Drift(code, pushed, theirs))
+            drifts.append(Drift(code, expected, theirs))
             session.execute(
                 update(m.Listing)
                 .where(m.Listing.id == listing_id)

@@ -293,3 +293,43 @@ def test_an_unparseable_order_lands_in_the_visible_exception_queue(tmp_path: Pat
         assert retried.returncode == 1  # still broken: still in the queue, visibly
         metrics = requests.get(f"{stack.daemon_url}/metrics", timeout=5).text
         assert "stocksync_inbox_failed 1.0" in metrics
+
+
+def test_reconcile_reports_drift_and_fixes_it(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        assert stack.daemon is not None
+        stack.wait_until(lambda: stack.shop_available("DEMO-4") == 20, what="first push")
+        stack.wait_until(lambda: stack.woo_stock("DEMO-4") == 20, what="first push to woo")
+        stack.daemon.wait_idle()  # the first push has mapped every listing
+        # a merchant edits quantities by hand in both admins
+        stack.shopify.set_inventory("DEMO-4", 50)
+        state = requests.get(f"{stack.woo.url}/_sandbox/state", timeout=5).json()
+        product = next(p for p in state["products"] if p.get("sku") == "DEMO-5")
+        path = (
+            f"products/{product['parent_id']}/variations/{product['id']}"
+            if product.get("parent_id")
+            else f"products/{product['id']}"
+        )
+        from woocommerce import API
+
+        api = API(url=stack.woo.url, consumer_key="ck_sandbox", consumer_secret="cs_sandbox",
+                  version="wc/v3", timeout=10)  # fmt: skip
+        edited = api.put(path, {"manage_stock": True, "stock_quantity": 3})
+        assert edited.status_code == 200, edited.text
+        assert stack.woo_stock("DEMO-5") == 3
+
+        stack.daemon.actors.reconcile.send("shop")
+        stack.daemon.actors.reconcile.send("woo")
+        stack.wait_until(lambda: stack.shop_available("DEMO-4") == 20, what="shopify fixed")
+        stack.wait_until(lambda: stack.woo_stock("DEMO-5") == 20, what="woo fixed")
+        stack.daemon.wait_idle()
+        metrics = requests.get(f"{stack.daemon_url}/metrics", timeout=5).text
+        drift_lines = [line for line in metrics.splitlines() if line.startswith("stocksync_drift")]
+        assert 'stocksync_drift_units{channel="shop"} 30.0' in drift_lines, drift_lines
+        assert 'stocksync_drift_units{channel="woo"} 17.0' in drift_lines, drift_lines
+        with stack.daemon.runtime.ctx.sessions() as session:
+            audits = session.scalars(
+                select(m.AuditEntry).where(m.AuditEntry.action == "reconcile")
+            ).all()
+        drifted = {d["sku"] for a in audits for d in a.detail["drift"]}
+        assert drifted == {"DEMO-4", "DEMO-5"}
