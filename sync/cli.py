@@ -237,7 +237,11 @@ def db_upgrade(as_json: JsonFlag = False) -> None:
         revision = queries.revision(ctx)
         ctx.close()
         data = {"ok": True, "database": safe_url(config.database), "revision": revision}
-        emit(data, as_json, lambda: out.print(f"{data['database']} is at revision {revision}"))
+        emit(
+            data,
+            as_json,
+            lambda: out.print(f"{data['database']} is at revision {revision['current']}"),
+        )
 
 
 # ---------------------------------------------------------------------------- stock
@@ -619,6 +623,13 @@ def run(
 @app.command()
 def worker(
     threads: Annotated[int, typer.Option(help="Worker threads in this process.", min=1)] = 4,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's Prometheus metrics on this port.", min=1, max=65535),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Bind address for --metrics-port.")] = (
+        "127.0.0.1"
+    ),
 ) -> None:
     """Run dramatiq workers for `broker: redis://...`; start more processes to scale."""
     import signal
@@ -638,7 +649,7 @@ def worker(
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        run_worker(config, threads, stop)
+        run_worker(config, threads, stop, metrics_host=metrics_host, metrics_port=metrics_port)
 
 
 def configure_logging(config: Any) -> None:

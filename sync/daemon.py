@@ -169,14 +169,29 @@ def _broker_kind(url: str) -> str:
     return "memory" if url == "memory" else url.split("://", 1)[0]
 
 
-def run_worker(config: Config, threads: int, stop: threading.Event) -> None:
-    """Consume jobs from Redis until `stop` is set (by SIGTERM/SIGINT in the CLI)."""
+def run_worker(
+    config: Config,
+    threads: int,
+    stop: threading.Event,
+    *,
+    metrics_host: str = "127.0.0.1",
+    metrics_port: int | None = None,
+) -> None:
+    """Consume jobs from Redis until `stop` is set (by SIGTERM/SIGINT in the CLI).
+
+    With `metrics_port`, the worker serves its own counters (pushes, events, latency) at
+    /metrics: they happen in this process, not in `stocksync run`.
+    """
     runtime = Runtime.build(config)
     broker = get_broker(config.broker)
     declare_actors(broker, runtime)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host, registry=runtime.metrics.registry)
     worker = Worker(broker, worker_threads=threads)
     worker.start()
-    log.info("worker_started", threads=threads)
+    log.info("worker_started", threads=threads, metrics_port=metrics_port)
     try:
         while not stop.wait(0.5):
             pass

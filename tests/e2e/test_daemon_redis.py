@@ -74,6 +74,7 @@ def test_processes_over_redis_lose_and_double_nothing_when_a_worker_dies(
     redis.Redis.from_url(redis_url).flushdb()
     catalog = {"DEMO-1": 20, "DROP-1": 2}
     port = free_port()
+    metrics_port = free_port()
     daemon = f"http://127.0.0.1:{port}"
     with (
         ShopifySandbox(catalog=catalog, webhook_url=f"{daemon}/webhooks/shop") as shop,
@@ -92,7 +93,15 @@ def test_processes_over_redis_lose_and_double_nothing_when_a_worker_dies(
         with (
             process(config, "run", "--port", str(port), log=tmp_path / "run.log") as run,
             process(config, "worker", "--threads", "2", log=tmp_path / "w1.log") as victim,
-            process(config, "worker", "--threads", "2", log=tmp_path / "w2.log") as survivor,
+            process(
+                config,
+                "worker",
+                "--threads",
+                "2",
+                "--metrics-port",
+                str(metrics_port),
+                log=tmp_path / "w2.log",
+            ) as survivor,
         ):
             wait_until(lambda: _ok(f"{daemon}/readyz"), 30, "daemon ready")
             wait_until(lambda: woo_stock(woo, "DEMO-1") == 20, 30, "first push to woo")
@@ -151,6 +160,10 @@ def test_processes_over_redis_lose_and_double_nothing_when_a_worker_dies(
             # 12 existed, 12 are sold: nothing more to offer anywhere
             wait_until(lambda: shop.available("DROP-1") == 0, 30, "shopify DROP-1 at 0")
             wait_until(lambda: woo_stock(woo, "DROP-1") == 0, 30, "woo DROP-1 at 0")
+
+            # the surviving worker did the pushes after the kill, and says so on its own port
+            worker_metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+            assert 'stocksync_push_total{channel="shop",outcome="ok"}' in worker_metrics.text
 
             for proc in (run, survivor):
                 proc.send_signal(signal.SIGTERM)
