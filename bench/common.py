@@ -167,9 +167,7 @@ class DelayRelay:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                headers = {
-                    k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS
-                }
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

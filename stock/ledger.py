@@ -257,7 +257,7 @@ class Ledger:
         # lock; PostgreSQL turns a resulting deadlock into an error the job retries)
         lock_stock_rows(self.session, all_sku_ids - set(sku_ids.values()))
         if existing is not None:
-            if order.updated_at < existing.source_updated_at:
+            if _is_older(order, existing):
                 self.audit(
                     "order.stale_ignored",
                     f"{order.channel}/{order.external_id}",
@@ -607,36 +607,53 @@ class Ledger:
         if not rows or all(units <= 0 for units in available.values()):
             return outcome
         tiers = self.rules.tiers
+        # One candidate per order line: a line may hold several backorder rows (within and
+        # beyond capacity), and `partial: false` speaks of the line, not of a row.
+        per_line: dict[int, list[m.Backorder]] = defaultdict(list)
+        context: dict[int, tuple[m.OrderLine, m.ChannelOrder]] = {}
+        for backorder, line, order in rows:
+            per_line[line.id].append(backorder)
+            context[line.id] = (line, order)
         candidates: list[OpenBackorder] = []
         orders: set[tuple[ReleaseKey, ...]] = set()
-        by_id: dict[int, tuple[m.Backorder, m.OrderLine, m.ChannelOrder]] = {}
-        for backorder, line, order in rows:
-            rule = self.rules.rule_for(order.channel, codes[backorder.sku_id])
+        by_candidate: dict[int, int] = {}  # candidate id (first row id) -> line id
+        for line_id, line_rows in per_line.items():
+            line, order = context[line_id]
+            code = codes[line.sku_id]
+            rule = self.rules.rule_for(order.channel, code)
             orders.add(tuple(rule.release_order.value))
-            tier_rank = tiers.index(order.tier) if order.tier in tiers else len(tiers)
+            first_id = min(row.id for row in line_rows)
+            by_candidate[first_id] = line_id
             candidates.append(
                 OpenBackorder(
-                    backorder_id=backorder.id,
-                    sku=codes[backorder.sku_id],
-                    qty_open=backorder.qty_open,
+                    backorder_id=first_id,
+                    sku=code,
+                    qty_open=sum(row.qty_open for row in line_rows),
                     channel_priority=rule.priority.value,
-                    tier_rank=tier_rank,
+                    tier_rank=tiers.index(order.tier) if order.tier in tiers else len(tiers),
                     placed_at=order.placed_at,
                     partial_allowed=rule.release_partial.value,
                 )
             )
-            by_id[backorder.id] = (backorder, line, order)
         # one total order is needed to rank across channels; rules normally set it in `defaults`
         release_order = orders.pop() if len(orders) == 1 else DEFAULT_RELEASE_ORDER
         for allocation in plan_release(candidates, available, release_order):
-            backorder, line, order = by_id[allocation.backorder_id]
-            backorder.qty_open -= allocation.qty
-            backorder.qty_released += allocation.qty
+            line_id = by_candidate[allocation.backorder_id]
+            line, order = context[line_id]
+            left = allocation.qty
+            # promises made within capacity are settled first, then the flagged ones
+            for backorder in sorted(
+                per_line[line_id], key=lambda b: (not b.accepted_within_capacity, b.id)
+            ):
+                take = min(left, backorder.qty_open)
+                backorder.qty_open -= take
+                backorder.qty_released += take
+                left -= take
             self._touch_writeback(order.id, order.channel)
             self._add_reservation(line, allocation.qty)
             outcome.released.append(
                 ReleasedUnits(
-                    backorder_id=backorder.id,
+                    backorder_id=allocation.backorder_id,
                     order_id=order.id,
                     channel=order.channel,
                     order_external_id=order.external_id,
@@ -882,6 +899,19 @@ class Ledger:
             )
         )
         self.session.flush()
+
+
+def _is_older(order: OrderInput, stored: m.ChannelOrder) -> bool:
+    """Is `order` an older version than the stored one?
+
+    Both channels stamp orders to the second, so two versions can share a stamp (a sale cancelled
+    within its second). Orders only move forward (Shopify cannot reopen a cancelled order), so on
+    a tie the version that would reopen a closed order is the older one; without this a late
+    create re-reserves a cancelled order's units for good (its poll has the same event key).
+    """
+    if order.updated_at != stored.source_updated_at:
+        return order.updated_at < stored.source_updated_at
+    return stored.status != "open" and order.status == "open"
 
 
 def _rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any]]:

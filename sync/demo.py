@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
+import requests
 import structlog
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -30,6 +31,8 @@ from sync.demo_ledger import SkuLedger, inbox_pending, sku_rows, totals
 from sync.demo_plan import (
     CATALOG,
     CHANNELS,
+    NEXT_PO_ETA_DAYS,
+    NEXT_PO_REF,
     PO_ETA_DAYS,
     PO_LINES,
     PO_REF,
@@ -44,11 +47,12 @@ from sync.demo_watch import ShopView, Watcher
 DEFAULT_SEED = 7
 REFRESH_S = 0.25  # the live table's refresh, ~4 per second
 SNAPSHOT_EVERY_S = 5.0  # off a terminal, print the table this often
-SNAPSHOT_WIDTH = 120  # off a terminal rich assumes 80 columns: too narrow for the table
 WARMUP_TIMEOUT_S = 10.0  # the daemon's first pushes must land before customers come
 RAISE_WAIT_S = 4.0  # after the receipt, how long to wait for each listing's raise
 
-Show = Callable[..., None]  # show(renderable, force=False)
+
+class Show(Protocol):
+    def __call__(self, renderable: RenderableType, force: bool = False) -> None: ...
 
 
 def run_demo(
@@ -66,11 +70,18 @@ def run_demo(
                 markup=False,
                 highlight=False,
             )
-            stack = start_stack(folder, datetime.now(UTC).date())
             try:
-                summary = DemoDay(console, stack, started, duration, seed).run(live)
-            finally:
-                stack.stop()
+                stack = start_stack(folder, datetime.now(UTC).date())
+                try:
+                    summary = DemoDay(console, stack, started, duration, seed).run(live)
+                finally:
+                    stack.stop()
+            except (RuntimeError, OSError, requests.RequestException) as exc:
+                # setup or the daemon failed: say what, and where the log was
+                console.print(f"demo failed: {exc}", markup=False, highlight=False)
+                for line in log_path.read_text(encoding="utf-8").splitlines()[-5:]:
+                    console.print(f"  log: {line}", markup=False, highlight=False)
+                return 1
         log_lines = [ln for ln in log_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     summary = replace(summary, warnings_logged=len(log_lines))
     for line in summary_lines(summary):
@@ -95,7 +106,7 @@ class DemoDay:
     seed: int
     tracker: LagTracker = field(default_factory=lambda: LagTracker(CHANNELS))
     pushes: PushCounter = field(default_factory=PushCounter)
-    phase: str = f"{PO_REF} due in {PO_ETA_DAYS} days"
+    phase: str = f"{PO_REF} due in {PO_ETA_DAYS} days, {NEXT_PO_REF} in {NEXT_PO_ETA_DAYS}"
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -106,8 +117,8 @@ class DemoDay:
         watcher = Watcher(self.stack, self.tracker)
         plan = plan_traffic(self.seed, times.traffic_end - times.traffic_start)
         customers = Customers(
-            plan, self.stack.sandbox_urls, lambda ch, sku: self.stack.shown()[ch][sku],
-            self.tracker, self.started + times.traffic_start,
+            plan, self.stack.sandbox_urls, self.stack.shown_one, self.tracker,
+            self.started + times.traffic_start,
         )  # fmt: skip
         watcher.start()
         customers.start()
@@ -231,14 +242,12 @@ def _display(console: Console, live: bool) -> Iterator[Show]:
             yield update
         return
     last = [float("-inf")]
-    # rich never prints wider than its console; off a terminal that is 80 columns
-    wide = Console(file=console.file, width=max(console.width, SNAPSHOT_WIDTH), highlight=False)
 
     def snapshot(renderable: RenderableType, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - last[0] >= SNAPSHOT_EVERY_S:
             last[0] = now
-            wide.print(renderable)
+            console.print(renderable)
 
     yield snapshot
 

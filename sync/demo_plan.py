@@ -8,11 +8,16 @@ from dataclasses import dataclass
 
 # Small stock so the shop sells out and backorders happen within a short demo.
 CATALOG: dict[str, int] = {"DEMO-1": 6, "DEMO-2": 8, "DEMO-3": 10, "DEMO-4": 12, "DEMO-5": 15}
-PO_REF = "PO-1"
+PO_REF = "PO-1"  # due in a few days; received halfway through the demo
 PO_ETA_DAYS = 3
 PO_LINES: dict[str, int] = dict.fromkeys(CATALOG, 8)
+# The next PO stays open: what it brings still backs sales after PO-1 is in, so two shops
+# selling the last units at once (before a push lands) end as a flagged backorder, not a loss.
+NEXT_PO_REF = "PO-2"
+NEXT_PO_ETA_DAYS = 10
+NEXT_PO_LINES: dict[str, int] = dict.fromkeys(CATALOG, 6)
 CHANNELS: tuple[str, ...] = ("shop", "woo")  # names of the two sandboxes in the demo config
-RATE_PER_S = 6.0  # checkouts per second across both shops: "a few", enough to sell out
+RATE_PER_S = 5.0  # checkouts per second across both shops: "a few", enough to sell out
 QUANTITY_WEIGHTS: dict[int, int] = {1: 6, 2: 3, 3: 1}  # most customers buy one
 CUSTOMERS = 12
 
@@ -73,13 +78,15 @@ class Timeline:
 MIN_TRAFFIC_S = 2.0
 SETTLE_S = 2.0  # left at the end for the last webhooks, events and pushes to land
 MIN_SETTLE_S = 1.0
+SETTLE_GRACE_S = 3.0  # a loaded machine may need longer; settling ends as soon as it is done
 
 
 def timeline(duration: float, setup_took: float) -> Timeline:
     """Traffic fills what setup left of `duration`, minus a settle time; the PO arrives halfway."""
     start = setup_took
     end = max(duration - SETTLE_S, start + MIN_TRAFFIC_S)
-    return Timeline(start, start + (end - start) / 2, end, max(duration, end + MIN_SETTLE_S))
+    settled_by = max(duration, end + MIN_SETTLE_S) + SETTLE_GRACE_S
+    return Timeline(start, start + (end - start) / 2, end, settled_by)
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -46,13 +47,14 @@ def sku_table(
     pushes: Mapping[str, int],
     channels: Sequence[str],
 ) -> Table:
-    table = Table(title_justify="left", header_style="bold")
-    table.add_column("SKU")
-    numeric = ["on hand", "reserved", "backordered", "incoming"]
-    numeric += [f"offered {ch}" for ch in channels] + [f"{ch} shows" for ch in channels]
-    numeric += ["pushes", "lag p50"]
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", padding=0, show_edge=False)
+    table.add_column("SKU", no_wrap=True)
+    # two-line headers keep the table within 80 columns
+    numeric = ["on\nhand", "re-\nserved", "back-\nordered", "in-\ncoming"]
+    numeric += [f"offered\n{ch}" for ch in channels] + [f"{ch}\nshows" for ch in channels]
+    numeric += ["pushes", "lag\np50"]
     for name in numeric:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
         shown: list[Text] = []
         for ch in channels:
@@ -156,9 +158,10 @@ def summarize(
     incoming = {row.sku: row.incoming for row in rows}
     skus = sorted(set(opening) | set(sold))
     oversold = {}
+    recorded = {row.sku: row.oversold for row in rows}  # the ledger's own count, if any
     for sku in skus:
         covered = opening.get(sku, 0) + totals.received.get(sku, 0) + incoming.get(sku, 0)
-        beyond = sold.get(sku, 0) - covered
+        beyond = max(sold.get(sku, 0) - covered, recorded.get(sku, 0))
         if beyond > 0:
             oversold[sku] = beyond
     mismatch = []

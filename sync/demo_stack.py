@@ -15,7 +15,15 @@ from connectors.sandbox.woocommerce import WooCommerceSandbox
 from rules import load_config
 from stock.db import upgrade
 from sync.daemon import Daemon
-from sync.demo_plan import CATALOG, PO_ETA_DAYS, PO_LINES, PO_REF
+from sync.demo_plan import (
+    CATALOG,
+    NEXT_PO_ETA_DAYS,
+    NEXT_PO_LINES,
+    NEXT_PO_REF,
+    PO_ETA_DAYS,
+    PO_LINES,
+    PO_REF,
+)
 
 DEMO_CONFIG = """\
 database: sqlite:///{database}
@@ -51,7 +59,7 @@ defaults:
   release: {{order: [priority, tier, placed_at], partial: true}}
 channel_rules:
   shop: {{priority: 1}}
-  woo: {{priority: 2}}
+  woo: {{priority: 2, safety_buffer: 2}}  # no compare-and-set on WooCommerce: keep more back
 """
 
 
@@ -94,6 +102,9 @@ class DemoStack:
             stock = self.woo.store.stock()
         return {"shop": shop, "woo": {sku: int(stock.get(sku) or 0) for sku in CATALOG}}
 
+    def shown_one(self, channel: str, sku: str) -> int:
+        return self.shown()[channel][sku]
+
     def shopify_hold_ids(self) -> set[int]:
         """Fulfillment holds on the Shopify sandbox now (a split shares its hold ids)."""
         with self.shopify.lock:
@@ -129,7 +140,7 @@ class DemoStack:
 
 
 def start_stack(folder: Path, today: date, worker_threads: int = 4) -> DemoStack:
-    """Start sandboxes, migrate and seed the ledger (stock, one PO), start the daemon."""
+    """Start sandboxes, migrate and seed the ledger (stock, two POs), start the daemon."""
     port = free_port()
     daemon_url = f"http://127.0.0.1:{port}"
     shopify = ShopifySandbox(catalog=CATALOG, webhook_url=f"{daemon_url}/webhooks/shop")
@@ -145,8 +156,9 @@ def start_stack(folder: Path, today: date, worker_threads: int = 4) -> DemoStack
             with daemon.runtime.ctx.ledger(actor="demo") as ledger:
                 for sku, qty in CATALOG.items():
                     ledger.set_stock(sku, qty, "opening count")
-                eta = today + timedelta(days=PO_ETA_DAYS)
-                ledger.add_po(PO_REF, eta, PO_LINES, "Demo Supplies")
+                soon, later = (today + timedelta(days=d) for d in (PO_ETA_DAYS, NEXT_PO_ETA_DAYS))
+                ledger.add_po(PO_REF, soon, PO_LINES, "Demo Supplies")
+                ledger.add_po(NEXT_PO_REF, later, NEXT_PO_LINES, "Demo Supplies")
             daemon.start()
         except BaseException:
             daemon.shutdown()

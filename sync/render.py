@@ -26,6 +26,8 @@ def check(console: Console, data: dict[str, Any]) -> None:
     console.print(f"database {data['database']}: revision {revision['current']} ({state})")
     for name, kind in data["channels"].items():
         console.print(f"  channel {name}: {kind}")
+    for warning in data["settings"]["warnings"]:
+        console.print(f"warning: {warning}", markup=False)
 
 
 def stock_change(console: Console, data: dict[str, Any]) -> None:

@@ -485,7 +485,9 @@ def write_back(runtime: Runtime, writeback_id: int) -> Followups:
         order_open = order.status == "open"
     channel = runtime.channels.get(channel_name)
     if channel is None:
-        _finish_writeback(runtime, writeback_id, version, held, error="channel not configured")
+        _finish_writeback(
+            runtime, writeback_id, version, held, held, error="channel not configured"
+        )
         return Followups()
     if desired != held:
         if held and order_open:
@@ -494,30 +496,50 @@ def write_back(runtime: Runtime, writeback_id: int) -> Followups:
         if desired:
             channel.hold_backorder(BackorderHold(external_id, desired))
         # a cancelled or fulfilled order's holds end with it on the channel
-    _finish_writeback(runtime, writeback_id, version, desired)
+    again = _finish_writeback(runtime, writeback_id, version, held, desired)
     log.info("write_back", channel=channel_name, order=external_id, held=desired)
-    return Followups()
+    # another job wrote to the channel meanwhile: go again from fresh state
+    return Followups(writebacks={writeback_id}) if again else Followups()
 
 
 def _finish_writeback(
-    runtime: Runtime, writeback_id: int, version: int, held: dict[str, int], error: str = ""
-) -> None:
+    runtime: Runtime,
+    writeback_id: int,
+    version: int,
+    read_hold: dict[str, int],
+    new_hold: dict[str, int],
+    error: str = "",
+) -> bool:
+    """Record what the channel now holds; True when the order must be written back again.
+
+    Two jobs of one order can overlap (one per ledger change, plus the sweeper's): a job that
+    read an older version, or whose view of the channel's hold was replaced by another job while
+    it ran, may have left the channel out of date (a hold placed after its release), so the row
+    stays pending and goes again, until a pass sees no concurrent change.
+    """
     now = _now()
     with runtime.ctx.sessions.begin() as session:
-        row = session.get(m.Writeback, writeback_id)
+        row = session.get(m.Writeback, writeback_id, with_for_update=True)
         if row is None:
-            return
+            return False
         order = session.get(m.ChannelOrder, row.order_id)
-        if order is not None:
-            order.backorder_hold = held or None
+        current = dict(order.backorder_hold or {}) if order is not None else {}
+        raced = current != read_hold
+        if order is not None and (new_hold != read_hold or not raced):
+            order.backorder_hold = new_hold or None  # we talked to the channel last
+        again = False
         if error:
             row.status = "failed"
             row.error = error
-        elif row.version == version:  # no newer change arrived while we talked to the channel
+        elif row.version == version and not raced:
             row.status = "done"
             row.done_at = now
             row.error = None
+        else:
+            row.status = "pending"
+            again = True
         row.updated_at = now
+    return again
 
 
 def record_writeback_failure(

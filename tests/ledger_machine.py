@@ -299,6 +299,8 @@ class LedgerMachine(RuleBasedStateMachine):
         outcome = self.run("receive_po", ref, {sku: qty})
         # release never gives more than the receipt plus what was already free
         assert sum(r.qty for r in outcome.released) <= qty + sellable_before
+        # SKU B's rule says `partial: false`: a line is released whole or not at all
+        assert all(r.complete for r in outcome.released if r.sku == "B")
 
     def _po_line(self, ref: str) -> tuple[int, int, str]:
         found = [v for (r, _sku), v in snapshot(self.ctx)["pos"].items() if r == ref]

@@ -1,6 +1,6 @@
 """End-to-end tests: the installed `stocksync` console script, run as a user runs it.
 
-The runner below is shared by the e2e test modules: one place decides which executable runs,
+The runner and `init` below are shared by the e2e modules: one place decides which executable runs,
 with which environment, and how a finished call is described when an assertion fails.
 """
 
@@ -136,6 +136,21 @@ def _run(executable: str, call: Call) -> Result:
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"stocksync {' '.join(call.args)} ran over {CALL_TIMEOUT_S} s: {exc}")
     return Result(call.args, done.returncode, done.stdout, done.stderr)
+
+
+def init(tmp_path: Path, folder: str = "shop") -> Path:
+    """`stocksync init DIR` as a user types it; returns the config it wrote."""
+    data = Cli(tmp_path)("init", folder, "--json").json()
+    config = tmp_path / folder / "stocksync.yaml"
+    database = tmp_path / folder / "stocksync.db"
+    assert data == {
+        "ok": True,
+        "config": f"{folder}/stocksync.yaml",
+        "database": f"sqlite:///{database}",
+    }
+    assert config.is_file()
+    assert database.is_file()
+    return config
 
 
 def line_of(text: str, needle: str) -> int:

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.e2e import Cli, line_of
+import pytest
+
+from tests.e2e import Cli, init, line_of
 
 OUTCOME_KEYS = {"reserved", "backordered", "beyond_capacity", "released", "oversold"}
 RELEASED_KEYS = {"channel", "order", "line", "sku", "qty", "complete"}
@@ -63,41 +65,31 @@ def check_backorder_shape(rows: list[dict[str, Any]]) -> None:
         assert set(row) == BACKORDER_KEYS
 
 
-def init(tmp_path: Path, folder: str = "shop") -> Path:
-    """`stocksync init DIR` as a user types it; returns the config it wrote."""
-    data = Cli(tmp_path)("init", folder, "--json").json()
-    config = tmp_path / folder / "stocksync.yaml"
-    database = tmp_path / folder / "stocksync.db"
-    assert data == {
-        "ok": True,
-        "config": f"{folder}/stocksync.yaml",
-        "database": f"sqlite:///{database}",
-    }
-    assert config.is_file()
-    assert database.is_file()
-    return config
-
-
 # ------------------------------------------------------------------------------ pop-up ledger
+@pytest.mark.slow
 def test_popup_ledger_stock_orders_and_cancel(tmp_path: Path) -> None:
     config = init(tmp_path)
-    again = Cli(tmp_path)("init", "shop", expect=2)
-    assert "already exists; not overwriting it" in again.stderr
     cli = Cli(tmp_path, config)
-
-    counted = cli("stock", "set", "TEE", "10", "--reason", "opening count", "--json").json()
-    assert set(counted) == STOCK_CHANGE_KEYS
-    assert counted["ok"] is True
-    assert (counted["sku"], counted["on_hand"]) == ("TEE", 10)
+    csv_file = tmp_path / "count.csv"
+    csv_file.write_text("sku,on_hand\nMUG,5\nCAP,0\n", encoding="utf-8")
+    counted, imported, again = cli.many(
+        [
+            ("stock", "set", "TEE", "10", "--reason", "opening count", "--json"),
+            ("stock", "import", str(csv_file), "--json"),
+            ("init", "shop"),
+        ],
+        expect=None,
+    )
+    assert (counted.code, imported.code, again.code) == (0, 0, 2)
+    assert set(counted.json()) == STOCK_CHANGE_KEYS
+    assert counted.json()["ok"] is True
+    assert (counted.json()["sku"], counted.json()["on_hand"]) == ("TEE", 10)
+    assert imported.json() == {"ok": True, "file": str(csv_file), "skus": 2, "released_units": 0}
+    assert again.stderr == "error: shop/stocksync.yaml already exists; not overwriting it\n"
     # a negative delta is an argument, not an option
     adjusted = cli("stock", "adjust", "TEE", "-3", "--reason", "damaged", "--json").json()
     assert set(adjusted) == STOCK_CHANGE_KEYS
     assert adjusted["on_hand"] == 7
-
-    csv_file = tmp_path / "count.csv"
-    csv_file.write_text("sku,on_hand\nMUG,5\nCAP,0\n", encoding="utf-8")
-    imported = cli("stock", "import", str(csv_file), "--json").json()
-    assert imported == {"ok": True, "file": str(csv_file), "skus": 2, "released_units": 0}
 
     first = cli(
         "order", "add", "popup", "P-1", "TEE=4", "MUG=2", "--customer", "ann@example.com",
@@ -130,10 +122,14 @@ def test_popup_ledger_stock_orders_and_cancel(tmp_path: Path) -> None:
     ]
     assert released(cancelled) == [("popup", "P-2", "TEE", 2, True)]
 
-    # ./stocksync.yaml in the working folder is the default config
-    here = Cli(config.parent)
-    status_run, explain_run = here.many(
-        [("status", "--json"), ("explain", "TEE", "--channel", "popup")]
+    # $STOCKSYNC_CONFIG names the config when --config is not given
+    via_env = Cli(tmp_path, env={"STOCKSYNC_CONFIG": str(config)})
+    status_run, explain_run, history_run = via_env.many(
+        [
+            ("status", "--json"),
+            ("explain", "TEE", "--channel", "popup"),
+            ("backorders", "--all", "--json"),
+        ]
     )
     status = status_run.json()
     assert set(status) == STATUS_KEYS
@@ -152,10 +148,7 @@ def test_popup_ledger_stock_orders_and_cancel(tmp_path: Path) -> None:
     assert rows["MUG"]["offered"] == {"popup": 5}
     assert "TEE: 7 on hand, 5 reserved, 0 backordered" in explain_run.stdout
     assert "channel popup: offered 2" in explain_run.stdout
-
-    # $STOCKSYNC_CONFIG names the config when --config is not given
-    via_env = Cli(tmp_path, env={"STOCKSYNC_CONFIG": str(config)})
-    history = via_env("backorders", "--all", "--json").json()
+    history = history_run.json()
     assert set(history) == {"backorders"}
     check_backorder_shape(history["backorders"])
     assert [
@@ -229,6 +222,7 @@ def expected_rules(config: Path) -> dict[str, dict[str, tuple[Any, str]]]:
     }
 
 
+@pytest.mark.slow
 def test_explain_and_receipts_release_in_configured_order(tmp_path: Path) -> None:
     config = init(tmp_path)
     config.write_text(RULES_CONFIG, encoding="utf-8")  # same database file, already migrated

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e import Cli, line_of
-from tests.e2e.test_cli import init
+import pytest
+
+from tests.e2e import Cli, init, line_of
 
 BAD_CSV = "sku,on_hand\nB,1\nC,x\n,3\nD,-1\nB,2\nE,1,2\n"
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_and_changes_nothing(tmp_path: Path) -> None:
     config = init(tmp_path)
     cli = Cli(tmp_path, config)

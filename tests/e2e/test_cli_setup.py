@@ -11,8 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.e2e import Cli, base_env, stocksync_executable
-from tests.e2e.test_cli import init
+from tests.e2e import Cli, base_env, init, line_of, stocksync_executable
 
 CHECK_KEYS = {"ok", "config", "database", "revision", "channels", "settings"}
 SETTINGS_KEYS = {
@@ -23,10 +22,13 @@ SETTINGS_KEYS = {
 SECRETS = {
     "SHOPIFY_TOKEN": "shpat_e2e_token_5f1c",
     "OLD_HOOK_SECRET": "whsec_e2e_previous_77aa",
+    "WC_HOOK": "whsec_e2e_woo_3e3e",
 }
-HOOK_SECRET = "whsec_e2e_from_file_9d2e"
-API_TOKEN = "api_e2e_from_var_file_31bb"
+HOOK_SECRET = "whsec_e2e_from_file_9d2e"  # webhook_secret_file
+API_TOKEN = "api_e2e_from_var_file_31bb"  # $E2E_API_TOKEN_FILE
 URL_PASSWORD = "pw_e2e_in_url_c0de"
+DEFAULT_SECRET = "cs_e2e_default_8080"  # ${WC_SECRET:-...}
+LITERAL_SECRET = "ck_e2e_literal_4411"  # written in the file: a warning, still never shown
 
 SHOP_CONFIG = f"""\
 database: sqlite:///stocksync.db
@@ -39,6 +41,12 @@ channels:
     webhook_secret_file: hook.secret
     previous_webhook_secret: ${{OLD_HOOK_SECRET:-}}
     api_url: http://sandbox:{URL_PASSWORD}@127.0.0.1:8081
+  woo:
+    kind: woocommerce
+    url: https://woo.example.com
+    consumer_key: {LITERAL_SECRET}
+    consumer_secret: ${{WC_SECRET:-{DEFAULT_SECRET}}}
+    webhook_secret: ${{WC_HOOK}}
 server:
   api_token: ${{E2E_API_TOKEN}}
 """
@@ -52,14 +60,17 @@ def test_check_shows_settings_but_never_a_secret(tmp_path: Path) -> None:
     token_file.write_text(API_TOKEN, encoding="utf-8")
     env = {**SECRETS, "E2E_API_TOKEN_FILE": str(token_file), "STOCKSYNC_CONFIG": str(config)}
 
-    as_json, human = Cli(tmp_path).many([("check", "--json"), ("check",)], env=env)
-    for result in (as_json, human):
-        for secret in [*SECRETS.values(), HOOK_SECRET, API_TOKEN, URL_PASSWORD]:
+    as_json, human, upgrade = Cli(tmp_path).many(
+        [("check", "--json"), ("check",), ("db", "upgrade")], env=env
+    )
+    secrets = [*SECRETS.values(), HOOK_SECRET, API_TOKEN, URL_PASSWORD, DEFAULT_SECRET]
+    for result in (as_json, human, upgrade):
+        for secret in [*secrets, LITERAL_SECRET]:
             assert secret not in result.stdout + result.stderr, (secret, result)
     data = as_json.json()
     assert set(data) == CHECK_KEYS
     assert (data["ok"], data["config"]) == (True, str(config))
-    assert data["channels"] == {"popup": "manual", "shop": "shopify"}
+    assert data["channels"] == {"popup": "manual", "shop": "shopify", "woo": "woocommerce"}
     assert data["revision"]["current"] == data["revision"]["head"]
     settings = data["settings"]
     assert set(settings) == SETTINGS_KEYS
@@ -69,10 +80,21 @@ def test_check_shows_settings_but_never_a_secret(tmp_path: Path) -> None:
         "previous_webhook_secret": "***", "api_url": "http://sandbox:***@127.0.0.1:8081",
         "poll": True,
     }  # fmt: skip
+    assert settings["channels"]["woo"] == {
+        "kind": "woocommerce", "line": 11, "url": "https://woo.example.com",
+        "consumer_key": "***", "consumer_secret": "***", "webhook_secret": "***", "poll": True,
+    }  # fmt: skip
     assert settings["server"] == {"host": "127.0.0.1", "port": 8080, "api_token": "***"}
-    assert settings["warnings"] == []
+    warning = (
+        f"{config}:{line_of(SHOP_CONFIG, 'consumer_key')}: channels.woo.consumer_key: "
+        "secret written in the file; use ${VAR} or consumer_key_file instead"
+    )
+    assert settings["warnings"] == [warning]
     assert f"config {config} is valid" in human.stdout
     assert "channel shop: shopify" in human.stdout
+    assert f"warning: {warning}" in human.stdout
+    head = data["revision"]["head"]
+    assert upgrade.stdout == f"sqlite:///{config.parent / 'stocksync.db'} is at revision {head}\n"
 
 
 def test_sandbox_prints_its_url_first_and_serves(tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ def test_demo_runs_a_balanced_day(tmp_path: Path) -> None:
     assert "PO-1 due in 3 days" in out  # off a terminal: snapshots of the table
     assert "day over" in out
     assert "Traceback" not in out + result.stderr
-    assert took < 8 + 8, f"demo took {took:.1f} s"
+    # duration + ~5 s when the machine is idle; the slack is for loaded CI machines
+    assert took < 8 + 12, f"demo took {took:.1f} s"
     assert list(tmp_path.iterdir()) == []  # the ledger lived in a temporary folder
 
 
@@ -65,7 +66,7 @@ def test_plan_is_repeatable_and_in_bounds() -> None:
     plan = plan_traffic(11, 10.0)
     assert plan == plan_traffic(11, 10.0)
     assert plan != plan_traffic(12, 10.0)
-    assert 30 <= len(plan) <= 90  # about 6 per second
+    assert 25 <= len(plan) <= 80  # about 5 per second
     assert all(0 <= b.at < 10.0 for b in plan)
     assert [b.at for b in plan] == sorted(b.at for b in plan)
     assert {b.channel for b in plan} == set(CHANNELS)
@@ -85,7 +86,7 @@ def test_timeline_keeps_within_duration_and_receives_halfway() -> None:
     assert times.traffic_start == 3.0
     assert times.traffic_end == 18.0
     assert times.receipt_at == pytest.approx(10.5)
-    assert times.settled_by == 20.0
+    assert times.settled_by == 20.0 + 3.0  # a grace period; settling ends when it is done
     short = timeline(3.0, 2.5)  # setup ate the duration: still a little traffic
     assert short.traffic_end - short.traffic_start == pytest.approx(2.0)
     assert short.settled_by > short.traffic_end

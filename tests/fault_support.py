@@ -1,0 +1,836 @@
+"""Shared by the fault suite: ONE checker run after every scenario, and private service instances.
+
+The checker compares what the channels (the sandboxes' `/_sandbox/state`) say with the ledger, and
+states the guarantees of issue #6 precisely:
+
+1. No order lost: every order a sandbox accepted is a `channel_order` with the channel's status
+   (Shopify: cancelled_at / fulfillment_status; WooCommerce: STATUS_MAP of the connector) and, per
+   line, the channel's current quantity live (reserved + backordered) when open, nothing live when
+   cancelled, everything shipped when fulfilled. The ledger holds no order the channels do not.
+2. No unit allocated twice, checked on every sample (these hold at every instant, mid-flight too):
+   - per line: quantity == reserved + backordered + shipped + cancelled;
+   - per line: Σ backorder.qty_released <= reserved + shipped + cancelled (a released unit became
+     a reservation of that same line, and nothing else did);
+   - per SKU: Σ reservations <= on_hand, on_hand >= 0, no negative open backorder;
+   - per SKU, conservation: on_hand == units in (stock set/adjust deltas from the audit trail
+     + Σ po_line.received) - Σ shipped + oversold (no unit appears or vanishes);
+   - per SKU: Σ qty_released <= units in + Σ cancelled (a release only hands out received or
+     freed units);
+   and, once settled, per SKU: Σ over the channels' open orders of the line quantities (the units
+   owed) == Σ reserved + Σ backordered of those orders' lines.
+3. Convergence: each sandbox's quantity for each SKU equals `Ledger.offer(channel, sku)`; no inbox
+   event pending (failed ones only as many as the scenario deliberately made), no write-back
+   pending or failed, no listing dirty; Shopify holds exist exactly for orders with open
+   backorders, and a WooCommerce open order is on-hold exactly when it has open backorders.
+
+`Checker.wait_consistent` samples until (1)-(3) hold or a deadline passes, failing at once when a
+sample breaks (2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from connectors.base import OrderStatus
+from connectors.sandbox.shopify import ShopifySandbox
+from connectors.sandbox.woocommerce import WooCommerceSandbox
+from connectors.woocommerce_parse import STATUS_MAP
+from stock import models as m
+from stock.ledger import Ledger
+from sync.context import AppContext
+
+SHOP = "shop"
+API_TOKEN = "test-token"  # the receipts token of tests/daemon_support.CONFIG
+WOO = "woo"
+_LEDGER_STATUS = {
+    OrderStatus.OPEN: "open",
+    OrderStatus.FULFILLED: "fulfilled",
+    OrderStatus.CANCELLED: "cancelled",
+}
+
+
+# ------------------------------------------------------------------------------ channel side
+@dataclass(frozen=True)
+class ChannelLine:
+    external_line_id: str
+    sku: str
+    quantity: int  # the channel's current quantity (after edits and refunds)
+
+
+@dataclass(frozen=True)
+class ChannelOrderView:
+    channel: str
+    external_id: str
+    status: str  # open, fulfilled, cancelled: the ledger's words
+    lines: tuple[ChannelLine, ...]
+    on_hold: bool  # Shopify: a fulfillment hold exists; WooCommerce: status on-hold
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    orders: dict[tuple[str, str], ChannelOrderView]
+    quantities: dict[str, dict[str, int]]  # channel -> sku -> quantity the channel offers
+
+
+def _get_json(url: str) -> Any:
+    reply = requests.get(url, timeout=10)
+    reply.raise_for_status()
+    return reply.json()
+
+
+def shopify_view(state: Mapping[str, Any], channel: str = SHOP) -> ChannelView:
+    held = {int(fo["order_id"]) for fo in state["fulfillment_orders"] if fo["holds"]}
+    orders: dict[tuple[str, str], ChannelOrderView] = {}
+    for order in state["orders"]:
+        if order.get("cancelled_at") is not None:
+            status = "cancelled"
+        elif order.get("fulfillment_status") == "fulfilled":
+            status = "fulfilled"
+        else:
+            status = "open"
+        lines = tuple(
+            ChannelLine(str(li["id"]), str(li["sku"]), int(li["current_quantity"]))
+            for li in order["line_items"]
+            if li.get("sku")
+        )
+        key = (channel, str(order["id"]))
+        orders[key] = ChannelOrderView(channel, key[1], status, lines, int(order["id"]) in held)
+    quantities = {sku: int(level["available"]) for sku, level in state["inventory"].items()}
+    return ChannelView(orders, {channel: quantities})
+
+
+def woo_view(state: Mapping[str, Any], channel: str = WOO) -> ChannelView:
+    orders: dict[tuple[str, str], ChannelOrderView] = {}
+    for order in state["orders"]:
+        status = _LEDGER_STATUS[STATUS_MAP[order["status"]]]
+        lines = tuple(
+            ChannelLine(str(li["id"]), str(li["sku"]), int(li["quantity"]))
+            for li in order["lines"]
+            if li.get("sku")
+        )
+        key = (channel, str(order["id"]))
+        orders[key] = ChannelOrderView(channel, key[1], status, lines, order["status"] == "on-hold")
+    quantities = {str(sku): int(qty) for sku, qty in state["stock"].items() if qty is not None}
+    return ChannelView(orders, {channel: quantities})
+
+
+def fetch_channels(shop_url: str, woo_url: str) -> ChannelView:
+    shop = shopify_view(_get_json(f"{shop_url}/_sandbox/state"))
+    woo = woo_view(_get_json(f"{woo_url}/_sandbox/state"))
+    return ChannelView({**shop.orders, **woo.orders}, {**shop.quantities, **woo.quantities})
+
+
+# ------------------------------------------------------------------------------ ledger side
+@dataclass
+class LineRow:
+    order_key: tuple[str, str]
+    external_line_id: str
+    sku: str
+    quantity: int
+    reserved: int
+    backordered: int
+    released: int
+    shipped: int
+    cancelled: int
+
+    @property
+    def live(self) -> int:
+        return self.reserved + self.backordered
+
+
+@dataclass
+class SkuRow:
+    on_hand: int
+    oversold: int
+    units_in: int  # stock set/adjust deltas + units received on POs
+
+
+@dataclass
+class LedgerView:
+    orders: dict[tuple[str, str], str]  # (channel, external id) -> status
+    lines: list[LineRow]
+    skus: dict[str, SkuRow]
+    offers: dict[str, dict[str, int]]  # channel -> sku -> offered
+    inbox_pending: int
+    inbox_failed: int
+    inbox_total: int
+    writebacks_open: dict[str, int]  # status -> count, for pending and failed
+    dirty_listings: list[str]
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """What must not change when a duplicate, replayed or forged webhook arrives."""
+        lines = sorted(
+            (
+                line.order_key,
+                line.external_line_id,
+                line.quantity,
+                line.reserved,
+                line.backordered,
+                line.released,
+                line.shipped,
+                line.cancelled,
+            )
+            for line in self.lines
+        )
+        skus = sorted((sku, row.on_hand, row.oversold) for sku, row in self.skus.items())
+        return (sorted(self.orders.items()), lines, skus, self.inbox_total)
+
+
+def read_ledger(ctx: AppContext, channels: tuple[str, ...]) -> LedgerView:
+    """Everything the checker needs, read in ONE snapshot (REPEATABLE READ on PostgreSQL)."""
+    with ctx.sessions() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        ledger = Ledger(
+            session,
+            ctx.config,
+            ctx.channel_names,
+            now=datetime.now(UTC),
+            actor="checker",
+            listed_channels=ctx.listed_channel_names,
+        )
+        return _read(session, ledger, channels)
+
+
+def _sum_by(session: Session, column: Any, key: Any) -> dict[int, int]:
+    rows = session.execute(select(key, func.coalesce(func.sum(column), 0)).group_by(key)).all()
+    return {int(k): int(v) for k, v in rows}
+
+
+def _read(session: Session, ledger: Ledger, channels: tuple[str, ...]) -> LedgerView:
+    codes = {int(i): str(c) for i, c in session.execute(select(m.Sku.id, m.Sku.code)).all()}
+    orders = {
+        (str(ch), str(ext)): str(status)
+        for ch, ext, status in session.execute(
+            select(m.ChannelOrder.channel, m.ChannelOrder.external_id, m.ChannelOrder.status)
+        ).all()
+    }
+    reserved = _sum_by(session, m.Reservation.qty, m.Reservation.order_line_id)
+    backordered = _sum_by(session, m.Backorder.qty_open, m.Backorder.order_line_id)
+    released = _sum_by(session, m.Backorder.qty_released, m.Backorder.order_line_id)
+    lines = [
+        LineRow(
+            (str(ch), str(ext)),
+            str(line.external_line_id),
+            codes[line.sku_id],
+            line.quantity,
+            reserved.get(line.id, 0),
+            backordered.get(line.id, 0),
+            released.get(line.id, 0),
+            line.shipped,
+            line.cancelled,
+        )
+        for line, ch, ext in session.execute(
+            select(m.OrderLine, m.ChannelOrder.channel, m.ChannelOrder.external_id).join(
+                m.ChannelOrder, m.ChannelOrder.id == m.OrderLine.order_id
+            )
+        ).all()
+    ]
+    units_in: dict[str, int] = defaultdict(int)
+    for subject, detail in session.execute(
+        select(m.AuditEntry.subject, m.AuditEntry.detail).where(
+            m.AuditEntry.action.in_(("stock.set", "stock.adjust"))
+        )
+    ).all():
+        units_in[str(subject)] += int(detail["after"]) - int(detail["before"])
+    for sku_id, received in _sum_by(session, m.PoLine.received, m.PoLine.sku_id).items():
+        units_in[codes[sku_id]] += received
+    skus = {
+        codes[level.sku_id]: SkuRow(level.on_hand, level.oversold, units_in[codes[level.sku_id]])
+        for level in session.scalars(select(m.StockLevel))
+    }
+    offers = {ch: {code: ledger.offer(ch, code)[0] for code in skus} for ch in channels}
+    inbox_pending = session.scalar(
+        select(func.count())
+        .select_from(m.InboxEvent)
+        .where(m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_(None))
+    )
+    inbox_failed = session.scalar(
+        select(func.count())
+        .select_from(m.InboxEvent)
+        .where(m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_not(None))
+    )
+    inbox_total = session.scalar(select(func.count()).select_from(m.InboxEvent))
+    writebacks = dict(
+        session.execute(
+            select(m.Writeback.status, func.count())
+            .where(m.Writeback.status != "done")
+            .group_by(m.Writeback.status)
+        ).all()
+    )
+    dirty = [
+        f"{ch}:{codes[sku_id]}"
+        for ch, sku_id in session.execute(
+            select(m.Listing.channel, m.Listing.sku_id).where(m.Listing.dirty.is_(True))
+        ).all()
+    ]
+    return LedgerView(
+        orders,
+        lines,
+        skus,
+        offers,
+        int(inbox_pending or 0),
+        int(inbox_failed or 0),
+        int(inbox_total or 0),
+        {str(k): int(v) for k, v in writebacks.items()},
+        sorted(dirty),
+    )
+
+
+# ------------------------------------------------------------------------------ the checks
+def safety_problems(view: LedgerView) -> list[str]:
+    """(2): must hold in every snapshot, while faults are still going on."""
+    problems: list[str] = []
+    reserved: dict[str, int] = defaultdict(int)
+    released: dict[str, int] = defaultdict(int)
+    shipped: dict[str, int] = defaultdict(int)
+    cancelled: dict[str, int] = defaultdict(int)
+    for line in view.lines:
+        where = f"{line.order_key[0]}/{line.order_key[1]} line {line.external_line_id}"
+        total = line.reserved + line.backordered + line.shipped + line.cancelled
+        if line.quantity != total:
+            problems.append(
+                f"{where}: quantity {line.quantity} != reserved {line.reserved} + backordered "
+                f"{line.backordered} + shipped {line.shipped} + cancelled {line.cancelled}"
+            )
+        if line.released > line.reserved + line.shipped + line.cancelled:
+            problems.append(f"{where}: {line.released} released but only {total} allocated")
+        if min(line.reserved, line.backordered, line.shipped, line.cancelled) < 0:
+            problems.append(f"{where}: a negative count {line}")
+        reserved[line.sku] += line.reserved
+        released[line.sku] += line.released
+        shipped[line.sku] += line.shipped
+        cancelled[line.sku] += line.cancelled
+    for sku, row in view.skus.items():
+        if row.on_hand < 0:
+            problems.append(f"{sku}: on_hand {row.on_hand} < 0")
+        if reserved[sku] > row.on_hand:
+            problems.append(f"{sku}: {reserved[sku]} reserved > {row.on_hand} on hand")
+        expected = row.units_in - shipped[sku] + row.oversold
+        if row.on_hand != expected:
+            problems.append(
+                f"{sku}: on_hand {row.on_hand} != units in {row.units_in} - shipped "
+                f"{shipped[sku]} + oversold {row.oversold} (a unit appeared or vanished)"
+            )
+        if released[sku] > row.units_in + cancelled[sku]:
+            problems.append(
+                f"{sku}: {released[sku]} released > {row.units_in} units in + "
+                f"{cancelled[sku]} freed"
+            )
+    return problems
+
+
+def order_problems(view: LedgerView, channels: ChannelView) -> list[str]:
+    """(1) and the units owed: every channel order in the ledger, with its status and lines."""
+    problems: list[str] = []
+    by_order: dict[tuple[str, str], dict[str, LineRow]] = defaultdict(dict)
+    for line in view.lines:
+        by_order[line.order_key][line.external_line_id] = line
+    owed: dict[str, int] = defaultdict(int)
+    held: dict[str, int] = defaultdict(int)
+    for key, order in channels.orders.items():
+        name = f"{key[0]}/{key[1]}"
+        status = view.orders.get(key)
+        if status is None:
+            problems.append(f"{name}: the channel has it ({order.status}), the ledger does not")
+            continue
+        if status != order.status:
+            problems.append(f"{name}: ledger status {status}, channel {order.status}")
+        rows = dict(by_order.get(key, {}))
+        for line in order.lines:
+            row = rows.pop(line.external_line_id, None)
+            if row is None:
+                problems.append(f"{name} line {line.external_line_id}: missing in the ledger")
+                continue
+            if row.sku != line.sku:
+                problems.append(f"{name} line {line.external_line_id}: sku {row.sku}/{line.sku}")
+            want_live = line.quantity - row.shipped if order.status == "open" else 0
+            if row.live != want_live:
+                problems.append(
+                    f"{name} line {line.external_line_id} ({order.status}): "
+                    f"{row.live} live in the ledger, channel owes {want_live}"
+                )
+            if order.status == "fulfilled" and row.shipped != line.quantity:
+                problems.append(f"{name} line {line.external_line_id}: shipped {row.shipped}")
+            if order.status == "open":
+                owed[line.sku] += line.quantity - row.shipped
+        for row in rows.values():
+            if row.live:
+                problems.append(f"{name} line {row.external_line_id}: live, not on the channel")
+        for row in by_order.get(key, {}).values():
+            held[row.sku] += row.live
+    extra = set(view.orders) - set(channels.orders)
+    problems.extend(f"{ch}/{ext}: in the ledger, unknown to the channel" for ch, ext in extra)
+    for sku in sorted(set(owed) | set(held)):
+        if owed[sku] != held[sku]:
+            problems.append(
+                f"{sku}: channels' open orders owe {owed[sku]}, ledger holds {held[sku]} "
+                "reserved + backordered"
+            )
+    return problems
+
+
+def convergence_problems(
+    view: LedgerView, channels: ChannelView, expected_failed: int = 0
+) -> list[str]:
+    """(3): channels show the offers, nothing left to do, holds match backorders."""
+    problems: list[str] = []
+    for channel, offers in view.offers.items():
+        shown = channels.quantities.get(channel, {})
+        for sku, offered in sorted(offers.items()):
+            if sku in shown and shown[sku] != offered:
+                problems.append(f"{channel}:{sku} shows {shown[sku]}, ledger offers {offered}")
+    if view.inbox_pending:
+        problems.append(f"{view.inbox_pending} inbox events unprocessed")
+    if view.inbox_failed != expected_failed:
+        problems.append(f"{view.inbox_failed} inbox events failed, expected {expected_failed}")
+    if view.writebacks_open:
+        problems.append(f"write-backs not done: {view.writebacks_open}")
+    if view.dirty_listings:
+        problems.append(f"dirty listings: {view.dirty_listings}")
+    waiting: dict[tuple[str, str], int] = defaultdict(int)
+    for line in view.lines:
+        waiting[line.order_key] += line.backordered
+    for key, order in channels.orders.items():
+        if order.status == "open" and order.on_hold != bool(waiting[key]):
+            problems.append(
+                f"{key[0]}/{key[1]}: on hold {order.on_hold} on the channel, "
+                f"{waiting[key]} units backordered in the ledger"
+            )
+    return problems
+
+
+@dataclass
+class Report:
+    samples: int
+    seconds: float
+    orders: int
+    skus: int
+
+
+@dataclass
+class Checker:
+    """The one checker: `ctx` reads the ledger, the sandbox URLs give the channels' truth."""
+
+    ctx: AppContext
+    shop_url: str
+    woo_url: str
+    channels: tuple[str, ...] = (SHOP, WOO)
+    history: list[str] = field(default_factory=list)
+
+    def problems(self, expected_failed: int = 0) -> tuple[list[str], list[str]]:
+        """(safety problems, other problems) of one sample."""
+        view = read_ledger(self.ctx, self.channels)
+        channels = fetch_channels(self.shop_url, self.woo_url)
+        return safety_problems(view), order_problems(view, channels) + convergence_problems(
+            view, channels, expected_failed
+        )
+
+    def assert_safe(self) -> None:
+        """(2) alone, on one snapshot: for use while faults are going on."""
+        broken = safety_problems(read_ledger(self.ctx, self.channels))
+        assert not broken, "a unit was allocated twice or lost:\n" + "\n".join(broken)
+
+    def wait_consistent(
+        self, timeout: float = 60.0, expected_failed: int = 0, what: str = "scenario"
+    ) -> Report:
+        started = time.monotonic()
+        deadline = started + timeout
+        samples = 0
+        last: list[str] = []
+        while True:
+            samples += 1
+            try:
+                broken, pending = self.problems(expected_failed)
+            except (OperationalError, requests.RequestException) as exc:
+                broken, pending = [], [f"cannot read yet: {exc!r:.300}"]
+            assert not broken, f"{what}: invariant broken:\n" + "\n".join(broken)
+            if not pending:
+                view = read_ledger(self.ctx, self.channels)
+                report = Report(
+                    samples, time.monotonic() - started, len(view.orders), len(view.skus)
+                )
+                self.history.append(f"{what}: {report}")
+                return report
+            last = pending
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{what}: not consistent after {timeout}s ({samples} samples):\n"
+                    + "\n".join(last[:40])
+                )
+            time.sleep(0.25)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll with a deadline (never a sleep used as an assertion)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------ processes
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stocksync_executable() -> str:
+    """The console script installed beside this interpreter (not a slower shim on PATH)."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which("stocksync", path=search)
+    assert found is not None, "`stocksync` is not installed: run `python3 -m pip install -e .`"
+    return found
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Proc:
+    """A child process whose output goes to a log file; stopped politely unless killed."""
+
+    args: list[str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind, as the OOM killer or a power cut would do."""
+        if self.alive():
+            assert self.popen is not None
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of our own on a free port, without persistence: a restart loses all."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+    proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None, "redis-server is not installed"
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.folder),
+        ]
+        self.proc = Proc(args, self.folder / "redis.log").start()
+        wait_until(lambda: _port_open(self.port), 10, f"redis on port {self.port}")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@dataclass
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster (initdb into a temp folder owned by `postgres`), so the
+    shared server at 5432 is never restarted under other tests."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        command = [str(PG_BIN / args[0]), *args[1:]]
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}{done.stderr}"
+
+    def _options(self) -> str:
+        # fsync off: a test cluster needs no durability across power cuts, only speed
+        return f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+    def init(self) -> None:
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            self._options(),
+            "-l",
+            str(self.folder / "pg.log"),
+            "-w",
+            "start",
+        )
+
+    def restart(self) -> None:
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            self._options(),
+            "-m",
+            "fast",
+            "-l",
+            str(self.folder / "pg.log"),
+            "-w",
+            "restart",
+        )
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    # not under pytest's tmp_path: its parents are private to root and `postgres` must enter
+    folder = Path(tempfile.mkdtemp(prefix="stocksync-pg-"))
+    cluster = PrivatePostgres(folder)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_redis(folder: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(folder)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def stocksync(config: Path, *args: str, timeout: float = 60) -> str:
+    """One CLI call that must succeed; returns its stdout."""
+    done = subprocess.run(
+        [stocksync_executable(), "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"stocksync {' '.join(args)}:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def daemon_process(config: Path, command: str, log: Path, *args: str) -> Proc:
+    return Proc([stocksync_executable(), "--config", str(config), command, *args], log).start()
+
+
+def ready(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def checkout(base_url: str, lines: list[tuple[str, int]], email: str) -> requests.Response:
+    return requests.post(
+        f"{base_url}/_sandbox/checkout",
+        json={"lines": [{"sku": s, "quantity": q} for s, q in lines], "email": email},
+        timeout=10,
+    )
+
+
+def set_faults(base_url: str, **values: Any) -> None:
+    requests.put(f"{base_url}/_sandbox/faults", json=values, timeout=10).raise_for_status()
+
+
+def receive(daemon_url: str, ref: str, lines: Mapping[str, int], token: str = API_TOKEN) -> None:
+    reply = requests.post(
+        f"{daemon_url}/api/purchase-orders/{ref}/receipts",
+        json={"lines": dict(lines)},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+
+
+# ------------------------------------------------------------------------------ process stack
+@dataclass
+class ProcessStack:
+    """Both sandboxes in this process; `stocksync run` and workers as child processes over
+    Redis and PostgreSQL, as users run them; a ledger context of our own for the checker."""
+
+    folder: Path
+    config: Path
+    shopify: ShopifySandbox
+    woo: WooCommerceSandbox
+    port: int
+    ctx: AppContext
+    run: Proc | None = None
+    workers: list[Proc] = field(default_factory=list)
+
+    @property
+    def daemon_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def checker(self) -> Checker:
+        return Checker(self.ctx, self.shopify.url, self.woo.url)
+
+    def start_run(self) -> Proc:
+        log = self.folder / "run.log"
+        self.run = daemon_process(self.config, "run", log, "--port", str(self.port))
+        wait_until(lambda: ready(self.daemon_url), 60, "`stocksync run` ready")
+        return self.run
+
+    def start_worker(self, threads: int = 2) -> Proc:
+        log = self.folder / f"worker-{len(self.workers) + 1}.log"
+        proc = daemon_process(self.config, "worker", log, "--threads", str(threads))
+        self.workers.append(proc)
+        return proc
+
+    def stop_all(self) -> dict[str, int | None]:
+        """SIGTERM everything still running; exit codes by log name."""
+        procs = [*self.workers, *([self.run] if self.run else [])]
+        return {proc.log.name: proc.stop() for proc in procs if proc.alive()}
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+            for path in sorted(self.folder.glob("*.log"))
+        )
+
+
+@contextlib.contextmanager
+def process_stack(
+    folder: Path,
+    *,
+    database: str,
+    broker: str,
+    catalog: Mapping[str, int],
+    purchase_orders: Mapping[str, Mapping[str, int]] | None = None,
+    poll_interval: float = 2.0,
+) -> Iterator[ProcessStack]:
+    """Sandboxes up, database migrated and stocked (opening counts, POs due in 5 days)."""
+    from datetime import timedelta
+
+    from rules import load_config
+    from stock.db import upgrade
+    from tests.daemon_support import write_stack_config
+
+    port = free_port()
+    daemon_url = f"http://127.0.0.1:{port}"
+    shopify = ShopifySandbox(catalog=dict(catalog), webhook_url=f"{daemon_url}/webhooks/shop")
+    woo = WooCommerceSandbox(catalog=dict(catalog), webhook_url=f"{daemon_url}/webhooks/woo")
+    shopify.start()
+    woo.start()
+    ctx: AppContext | None = None
+    stack: ProcessStack | None = None
+    try:
+        config = write_stack_config(
+            folder,
+            shopify.url,
+            woo.url,
+            database=database,
+            broker=broker,
+            poll_interval=poll_interval,
+            sweep_age=1,
+        )
+        upgrade(database)
+        ctx = AppContext.open(load_config(config))
+        with ctx.ledger(actor="test") as ledger:
+            for sku, qty in catalog.items():
+                ledger.set_stock(sku, qty, "opening count")
+            eta = ledger.now.date() + timedelta(days=5)
+            for ref, lines in (purchase_orders or {}).items():
+                ledger.add_po(ref, eta, lines)
+        stack = ProcessStack(folder, config, shopify, woo, port, ctx)
+        yield stack
+    finally:
+        if stack is not None:
+            stack.stop_all()
+        if ctx is not None:
+            ctx.close()
+        shopify.stop()
+        woo.stop()
