@@ -770,8 +770,11 @@ class Ledger:
             for sku_id in ids:
                 listing = existing.get((channel, sku_id))
                 if listing is None:
-                    listing = m.Listing(channel=channel, sku_id=sku_id, external_ids={})
+                    listing = m.Listing(
+                        channel=channel, sku_id=sku_id, external_ids={}, dirty_version=0
+                    )
                     self.session.add(listing)
+                listing.dirty_version = (listing.dirty_version or 0) + 1
                 if not listing.dirty or listing.dirty_since is None:
                     listing.dirty = True
                     listing.dirty_since = self.now

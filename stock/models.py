@@ -190,6 +190,9 @@ class Listing(Base):
     pushed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     dirty: Mapped[bool] = mapped_column(Boolean, default=True)
     dirty_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # bumped by every change that may move the offer; a push clears `dirty` only for the
+    # version it computed, so a change made while it talked to the channel is never hidden
+    dirty_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class InboxEvent(Base):

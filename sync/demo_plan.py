@@ -78,14 +78,15 @@ class Timeline:
 MIN_TRAFFIC_S = 2.0
 SETTLE_S = 2.0  # left at the end for the last webhooks, events and pushes to land
 MIN_SETTLE_S = 1.0
-SETTLE_GRACE_S = 3.0  # a loaded machine may need longer; settling ends as soon as it is done
+SETTLE_GRACE_S = 3.0  # settling ends as soon as the shops show the ledger's numbers
 
 
 def timeline(duration: float, setup_took: float) -> Timeline:
     """Traffic fills what setup left of `duration`, minus a settle time; the PO arrives halfway."""
     start = setup_took
     end = max(duration - SETTLE_S, start + MIN_TRAFFIC_S)
-    settled_by = max(duration, end + MIN_SETTLE_S) + SETTLE_GRACE_S
+    # a slow start means a loaded machine: give the last pushes as long to land
+    settled_by = max(duration, end + MIN_SETTLE_S) + max(SETTLE_GRACE_S, setup_took)
     return Timeline(start, start + (end - start) / 2, end, settled_by)
 
 

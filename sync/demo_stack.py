@@ -134,9 +134,11 @@ class DemoStack:
         self.woo.outbox.flush()
 
     def stop(self) -> None:
-        self.daemon.stop()
-        self.shopify.stop()
-        self.woo.stop()
+        try:
+            self.daemon.stop()
+        finally:
+            self.shopify.stop()
+            self.woo.stop()
 
 
 def start_stack(folder: Path, today: date, worker_threads: int = 4) -> DemoStack:

@@ -6,6 +6,8 @@ Every operation takes ids, reads fresh state, does its database work in explicit
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +28,6 @@ from connectors.base import (
     WebhookRejected,
 )
 from stock import models as m
-from stock.db import lock_stock_rows
 from stock.ledger import Ledger, Outcome
 from sync.logs import get_logger
 from sync.mapping import to_order_input
@@ -198,6 +199,33 @@ def release_skus(runtime: Runtime, codes: list[str]) -> Followups:
 
 
 # ------------------------------------------------------------------------------ push
+def push_lease_owner() -> str:
+    """`<random>@<pid>@<host>`: unique per push, and says which local process holds a lease."""
+    return f"{uuid.uuid4().hex[:16]}@{os.getpid()}@{socket.gethostname()}"[:64]
+
+
+def _owner_parts(owner: str | None) -> tuple[str, int, str] | None:
+    parts = (owner or "").split("@", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None  # an owner written by another version
+    return parts[0], int(parts[1]), parts[2]
+
+
+def _holder_is_dead(owner: str | None) -> bool:
+    """A lease held by a process of this host that no longer runs (SIGKILL, OOM): without
+    this, every push of the channel would wait out the lease after a worker crash."""
+    holder, mine = _owner_parts(owner), _owner_parts(push_lease_owner())
+    if holder is None or mine is None or holder[2] != mine[2]:
+        return False  # another host's process: we cannot tell, the lease expiry decides
+    try:
+        os.kill(holder[1], 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # it exists, as another user
+    return False
+
+
 def _acquire_push_lease(runtime: Runtime, channel: str, owner: str) -> bool:
     now = _now()
     with runtime.ctx.sessions.begin() as session:
@@ -213,7 +241,20 @@ def _acquire_push_lease(runtime: Runtime, channel: str, owner: str) -> bool:
             )
             .values(push_lease_owner=owner, push_lease_until=now + PUSH_LEASE)
         )
-        return bool(taken.rowcount)  # type: ignore[attr-defined]
+        if taken.rowcount:  # type: ignore[attr-defined]
+            return True
+        holder = session.scalar(
+            select(m.ChannelState.push_lease_owner).where(m.ChannelState.channel == channel)
+        )
+        if not _holder_is_dead(holder):
+            return False
+        log.warning("push_lease_taken_over", channel=channel, dead_owner=holder)
+        stolen = session.execute(
+            update(m.ChannelState)
+            .where(m.ChannelState.channel == channel, m.ChannelState.push_lease_owner == holder)
+            .values(push_lease_owner=owner, push_lease_until=now + PUSH_LEASE)
+        )
+        return bool(stolen.rowcount)  # type: ignore[attr-defined]
 
 
 def _release_push_lease(runtime: Runtime, channel: str, owner: str) -> None:
@@ -243,7 +284,7 @@ def push_channel(runtime: Runtime, channel_name: str) -> PushReport:
     channel = runtime.channels.get(channel_name)
     if channel is None:
         return report
-    owner = uuid.uuid4().hex
+    owner = push_lease_owner()
     if not _acquire_push_lease(runtime, channel_name, owner):
         report.busy = True
         return report
@@ -265,6 +306,7 @@ class _Planned:
     last_seen: int | None
     last_pushed: int | None
     dirty_since: datetime | None
+    dirty_version: int
 
     @property
     def raises_unexplained(self) -> bool:
@@ -307,16 +349,13 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
             return True  # listings stay dirty; the sweeper retries
     now = _now()
     stale_seen = False
-    with runtime.ctx.ledger(actor="push") as ledger:
-        session = ledger.session
-        cleaned = list(unchanged)
+    with runtime.ctx.sessions.begin() as session:
         for plan in unchanged:
             _mark_clean(session, plan, plan.offered, now)
             report.unchanged += 1
         for plan, result in zip(to_send, results, strict=True):
             if result.ok:
                 _mark_clean(session, plan, plan.offered, now, pushed=True)
-                cleaned.append(plan)
                 report.pushed += 1
                 runtime.metrics.pushes.labels(channel_name, "ok").inc()
                 if plan.dirty_since is not None:
@@ -344,7 +383,6 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
                     # a SKU the channel does not sell stops being pushed; other errors retry
                     .values(dirty=result.error_code != "UNKNOWN_SKU")
                 )
-        _redirty_moved(ledger, channel_name, cleaned, now)
     if stale_seen:
         # the channel sold since we last looked: learn those orders before pushing again
         report.polled = True
@@ -353,37 +391,17 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
     return len(planned) < PUSH_BATCH
 
 
-def _redirty_moved(ledger: Ledger, channel_name: str, plans: list[_Planned], now: datetime) -> None:
-    """Keep dirty what changed while we pushed: an order recorded meanwhile finds its listing
-    already dirty and leaves `dirty_since` alone, so `_mark_clean` alone would hide it."""
-    if not plans:
-        return
-    # wait for writers of these SKUs (PostgreSQL) so their orders are in the offer we compare
-    lock_stock_rows(ledger.session, [ledger.sku_id(plan.sku) for plan in plans])
-    for plan in plans:
-        offered, _terms = ledger.offer(channel_name, plan.sku)
-        if offered != plan.offered:
-            ledger.session.execute(
-                update(m.Listing)
-                .where(m.Listing.id == plan.listing_id, m.Listing.dirty.is_(False))
-                .values(dirty=True, dirty_since=now)
-            )
-
-
 def _mark_clean(
     session: Session, plan: _Planned, quantity: int, now: datetime, *, pushed: bool = False
 ) -> None:
     values: dict[str, Any] = {"dirty": False, "dirty_since": None, "last_seen": quantity}
     if pushed:
         values |= {"last_pushed": quantity, "pushed_at": now}
-    # only if nothing re-dirtied it meanwhile (its dirty_since would have moved)
-    condition = (
-        m.Listing.dirty_since.is_(None)
-        if plan.dirty_since is None
-        else m.Listing.dirty_since == plan.dirty_since
-    )
+    # only if no change arrived since we computed the offer (it would have bumped the version)
     session.execute(
-        update(m.Listing).where(m.Listing.id == plan.listing_id, condition).values(**values)
+        update(m.Listing)
+        .where(m.Listing.id == plan.listing_id, m.Listing.dirty_version == plan.dirty_version)
+        .values(**values)
     )
     if pushed:  # a push that landed updates last_pushed even when the listing was re-dirtied
         session.execute(
@@ -417,6 +435,7 @@ def _plan_pushes(runtime: Runtime, channel_name: str) -> tuple[list[_Planned], l
                     listing.last_seen,
                     listing.last_pushed,
                     listing.dirty_since,
+                    listing.dirty_version,
                 )
             )
     return planned, unmapped
@@ -459,6 +478,20 @@ def _note_channel_error(runtime: Runtime, channel_name: str, error: str) -> None
 
 
 # ------------------------------------------------------------------------------ write-back
+# Key in `channel_order.backorder_hold` written before a job talks to the channel: until the job
+# records what the channel holds, that is unknown (a killed job may have placed or lifted a hold).
+UNSURE = "?"
+
+
+def _merge(*holds: Mapping[str, int]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for hold in holds:
+        for line, units in hold.items():
+            if line != UNSURE:
+                merged[line] = max(merged.get(line, 0), units)
+    return merged
+
+
 def write_back(runtime: Runtime, writeback_id: int) -> Followups:
     """Bring the channel's hold for one order to the ledger's backorders (target state)."""
     with runtime.ctx.sessions.begin() as session:
@@ -470,8 +503,9 @@ def write_back(runtime: Runtime, writeback_id: int) -> Followups:
             raise LookupError(f"writeback {writeback_id}: order {row.order_id} is gone")
         version = row.version
         channel_name = row.channel
+        order_id = order.id
         external_id = order.external_id
-        held = dict(order.backorder_hold or {})
+        recorded = dict(order.backorder_hold or {})
         desired: dict[str, int] = {}
         if order.status == "open":
             for line in order.lines:
@@ -483,23 +517,45 @@ def write_back(runtime: Runtime, writeback_id: int) -> Followups:
                 if units:
                     desired[line.external_line_id] = int(units)
         order_open = order.status == "open"
+    held = _merge(recorded)
+    unsure = UNSURE in recorded
     channel = runtime.channels.get(channel_name)
     if channel is None:
         _finish_writeback(
-            runtime, writeback_id, version, held, held, error="channel not configured"
+            runtime, writeback_id, version, recorded, recorded, error="channel not configured"
         )
         return Followups()
-    if desired != held:
-        if held and order_open:
+    if desired == held and not unsure:
+        again = _finish_writeback(runtime, writeback_id, version, recorded, desired)
+        return Followups(writebacks={writeback_id}) if again else Followups()
+    ahead = _write_ahead(runtime, order_id, held, desired)
+    if order_open:
+        # after a job died mid-call the channel may hold any of these lines: lift them all
+        lift = _merge(held, desired) if unsure else held
+        if lift:
             # released in part or whole: lift our hold, then hold what still waits
-            channel.release_backorder(BackorderHold(external_id, held))
+            channel.release_backorder(BackorderHold(external_id, lift))
         if desired:
             channel.hold_backorder(BackorderHold(external_id, desired))
-        # a cancelled or fulfilled order's holds end with it on the channel
-    again = _finish_writeback(runtime, writeback_id, version, held, desired)
+    # a cancelled or fulfilled order's holds end with it on the channel
+    again = _finish_writeback(runtime, writeback_id, version, ahead, desired, talked=True)
     log.info("write_back", channel=channel_name, order=external_id, held=desired)
     # another job wrote to the channel meanwhile: go again from fresh state
     return Followups(writebacks={writeback_id}) if again else Followups()
+
+
+def _write_ahead(
+    runtime: Runtime, order_id: int, held: dict[str, int], desired: dict[str, int]
+) -> dict[str, int]:
+    """Before talking to the channel, record that what it holds is unknown (up to these lines),
+    so that if this process dies mid-call the next job lifts whatever it may have left."""
+    with runtime.ctx.sessions.begin() as session:
+        order = session.get(m.ChannelOrder, order_id, with_for_update=True)
+        if order is None:
+            raise LookupError(f"order {order_id} is gone")
+        ahead = {**_merge(order.backorder_hold or {}, held, desired), UNSURE: 1}
+        order.backorder_hold = ahead
+    return ahead
 
 
 def _finish_writeback(
@@ -508,6 +564,8 @@ def _finish_writeback(
     version: int,
     read_hold: dict[str, int],
     new_hold: dict[str, int],
+    *,
+    talked: bool = False,
     error: str = "",
 ) -> bool:
     """Record what the channel now holds; True when the order must be written back again.
@@ -522,11 +580,14 @@ def _finish_writeback(
         row = session.get(m.Writeback, writeback_id, with_for_update=True)
         if row is None:
             return False
-        order = session.get(m.ChannelOrder, row.order_id)
+        order = session.get(m.ChannelOrder, row.order_id, with_for_update=True)
         current = dict(order.backorder_hold or {}) if order is not None else {}
         raced = current != read_hold
-        if order is not None and (new_hold != read_hold or not raced):
-            order.backorder_hold = new_hold or None  # we talked to the channel last
+        if order is not None and not raced:
+            order.backorder_hold = new_hold or None
+        elif order is not None and talked:
+            # another job talked to the channel meanwhile: which call landed last is unknown
+            order.backorder_hold = {**_merge(current, new_hold), UNSURE: 1}
         again = False
         if error:
             row.status = "failed"
@@ -711,7 +772,12 @@ def reconcile_channel(runtime: Runtime, channel_name: str) -> tuple[list[Drift],
             session.execute(
                 update(m.Listing)
                 .where(m.Listing.id == listing_id)
-                .values(last_seen=theirs, dirty=True, dirty_since=now)
+                .values(
+                    last_seen=theirs,
+                    dirty=True,
+                    dirty_since=now,
+                    dirty_version=m.Listing.dirty_version + 1,
+                )
             )
         session.add(
             m.AuditEntry(

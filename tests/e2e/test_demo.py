@@ -56,8 +56,8 @@ def test_demo_runs_a_balanced_day(tmp_path: Path) -> None:
     assert "PO-1 due in 3 days" in out  # off a terminal: snapshots of the table
     assert "day over" in out
     assert "Traceback" not in out + result.stderr
-    # duration + ~5 s when the machine is idle; the slack is for loaded CI machines
-    assert took < 8 + 12, f"demo took {took:.1f} s"
+    # duration + ~5 s on an idle machine; a loaded one starts slowly and settles longer
+    assert took < 30, f"demo took {took:.1f} s"
     assert list(tmp_path.iterdir()) == []  # the ledger lived in a temporary folder
 
 
@@ -90,6 +90,8 @@ def test_timeline_keeps_within_duration_and_receives_halfway() -> None:
     short = timeline(3.0, 2.5)  # setup ate the duration: still a little traffic
     assert short.traffic_end - short.traffic_start == pytest.approx(2.0)
     assert short.settled_by > short.traffic_end
+    loaded = timeline(8.0, 7.5)  # a slow start: settling may take as long
+    assert loaded.settled_by == pytest.approx(loaded.traffic_end + 1.0 + 7.5)
 
 
 def test_percentile_nearest_rank() -> None:
