@@ -10,13 +10,16 @@ other channel. No I/O and no clock reads: times are passed in.
 Propagation (a sale of q units on channel A, completed at time t): it has landed on channel B at
 the first sample where
 
-    shown_B + (units sold on B after that sale)  <=  max(S - (units sold on both channels up to
-                                                          and including that sale), 0)
+    shown_B + (units sold on B after that sale)  <=  S - (units sold on both channels up to and
+                                                         including that sale)
 
 with S the units both channels started with. Adding B's own later sales back means B's own
 checkouts never count as propagation; "up to and including" means B must reflect this sale and
 every earlier one. Sales still in flight (sent, not answered) count as sold on both sides of
-the inequality, so uncertainty can only delay a landing, never advance it.
+the inequality, so uncertainty can only delay a landing, never advance it. Sales beyond S
+(oversells) open no probe; a probe where B itself later sold more than that sale left (B
+oversold, so no quantity of B can satisfy the rule) is "overtaken": neither landed nor
+unresolved.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import random
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -142,8 +145,9 @@ def landed(
     shown: Mapping[str, int],
     initial: int,
     open_probes: set[tuple[int, str]],
-) -> list[tuple[int, str]]:
-    """The probes (sale seq, channel B) whose sale has landed on B, given what B shows now."""
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """Probes (sale seq, channel B) that landed on B given what B shows now, and probes that
+    B's own later sales overtook (B sold more than was left: it cannot show the sale)."""
     through = sold_through(sales)
     # units sold on each channel after each live sale
     after: dict[tuple[int, str], int] = {}
@@ -155,14 +159,18 @@ def landed(
             after[(sale.seq, channel)] = running[channel]
         if sale.channel in running:
             running[sale.channel] += sale.quantity
-    done = []
+    done: list[tuple[int, str]] = []
+    overtaken: list[tuple[int, str]] = []
     for seq, channel in sorted(open_probes):
         if seq not in through:
             continue  # refused after all: nothing to land
-        target = max(initial - through[seq], 0)
-        if shown[channel] + after[(seq, channel)] <= target:
+        left = initial - through[seq]
+        own = after[(seq, channel)]
+        if own > left:
+            overtaken.append((seq, channel))
+        elif shown[channel] + own <= left:
             done.append((seq, channel))
-    return done
+    return done, overtaken
 
 
 @dataclass
@@ -179,6 +187,7 @@ class Propagation:
     open: dict[tuple[int, str], float] = field(default_factory=dict)  # probe -> sale completed
     done: set[tuple[int, str]] = field(default_factory=set)
     oversells: set[int] = field(default_factory=set)
+    overtaken: int = 0  # the other shop itself oversold after the sale
 
     def observe(self, sales: Sequence[Sale], shown: Mapping[str, int], now: float) -> None:
         through = sold_through(sales)
@@ -192,9 +201,14 @@ class Propagation:
                 key = (sale.seq, other)
                 if other != sale.channel and key not in self.open and key not in self.done:
                     self.open[key] = sale.done_at
-        for key in landed(sales, shown, self.initial, set(self.open)):
+        done, overtaken = landed(sales, shown, self.initial, set(self.open))
+        for key in done:
             self.lags.append(max(now - self.open.pop(key), 0.0))
             self.done.add(key)
+        for key in overtaken:
+            del self.open[key]
+            self.done.add(key)
+            self.overtaken += 1
 
 
 # ====================================================================================== harness
@@ -282,7 +296,7 @@ class StocksyncStrategy:
                 database=database,
             )
         )
-        self._daemon.wait_idle(timeout=30)
+        wait_for(lambda: _listings_ready(self._daemon), 30, "the daemon's first push")
 
     def stop(self) -> None:
         self._stack.close()
@@ -354,6 +368,27 @@ class EventStrategy:
 
     def details(self) -> dict[str, Any]:
         return {"handled": self._baseline.handled if self._baseline else 0, "workers": 4}
+
+
+def _listings_ready(daemon: Any) -> bool:
+    """Every listing of the drop SKU is mapped and clean: the daemon's start-up push is done."""
+    from sqlalchemy import select
+
+    from stock import models as m
+
+    with daemon.runtime.ctx.sessions() as session:
+        listings = session.scalars(select(m.Listing)).all()
+    return len(listings) == len(CHANNELS) and all(
+        li.external_ids and not li.dirty for li in listings
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def strategies(plan: DropPlan, *, postgres_admin: str | None = None) -> list[Strategy]:
@@ -523,7 +558,11 @@ def run_strategy(strategy: Strategy, plan: DropPlan, folder: Path) -> dict[str, 
         "buyer_units_sold": sum(s.quantity for s in sales if s.state is SaleState.SOLD),
         "final_shown": final,
         "propagation": latency_summary(prop.lags)
-        | {"unresolved": len(prop.open), "oversell_sales": len(prop.oversells)},
+        | {
+            "unresolved": len(prop.open),
+            "overtaken": prop.overtaken,
+            "oversell_sales": len(prop.oversells),
+        },
         "api_calls": {name: api_calls(calls[name]) for name in CHANNELS},
         "api_calls_total": sum(api_calls(c) for c in calls.values()),
         "api_calls_by_route": calls,
@@ -581,7 +620,7 @@ def table(report: Mapping[str, Any]) -> str:
         "p50 ms",
         "p95 ms",
         "p99 ms",
-        "unresolved",
+        "landed / overtaken / unresolved",
         "API calls (shop/woo)",
     ]
     rows = []
@@ -595,7 +634,7 @@ def table(report: Mapping[str, Any]) -> str:
                 p["p50_ms"],
                 p["p95_ms"],
                 p["p99_ms"],
-                p["unresolved"],
+                f"{p['count']} / {p['overtaken']} / {p['unresolved']}",
                 f"{r['api_calls_total']} ({r['api_calls']['shop']}/{r['api_calls']['woo']})",
             ]
         )

@@ -431,11 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", default=PG_ADMIN_URL, help="admin URL for fresh databases")
     parser.add_argument("--sqlite-only", action="store_true")
     parser.add_argument("--only", action="append", choices=["ingest", "release", "plan"])
-    parser.add_argument("--plan-skus", type=int)
+    parser.add_argument("--orders", type=int, help="orders to ingest")
+    parser.add_argument("--backorders", type=int, help="backorders to release")
+    parser.add_argument("--plan-skus", type=int, help="SKUs whose pushes are planned")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    if args.plan_skus is not None:
-        plan = replace(plan, plan_skus=args.plan_skus)
+    overrides = {"orders": args.orders, "backorders": args.backorders, "plan_skus": args.plan_skus}
+    plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})
     lock = threading.Lock()
 
     def progress(message: str) -> None:

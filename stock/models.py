@@ -231,6 +231,9 @@ class ChannelState(Base):
     push_lease_owner: Mapped[str | None] = mapped_column(String(64))
     push_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
+    # when the channel's quantities last moved by themselves (a sale we may not know yet);
+    # raising a number over such a quantity waits for a poll that finished after it
+    moved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Writeback(Base):

@@ -7,8 +7,10 @@ them (the inbox's exception queue, a failed write-back) and never retried blindl
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
@@ -26,6 +28,7 @@ from sync.runtime import Runtime
 log = get_logger("stocksync.actors")
 
 PUSH_BUSY_DELAY_MS = 300
+PUSH_COALESCE_MS = 50  # a burst of orders shares one push per channel
 PUSH_BUSY_BOUNCES = 200  # about a minute: longer than a push lease lives
 
 
@@ -49,6 +52,22 @@ class Actors:
     sweep: dramatiq.Actor[Any, Any]
     reconcile: dramatiq.Actor[Any, Any]
     release: dramatiq.Actor[Any, Any]
+    _push_windows: dict[str, float] = field(default_factory=dict)
+    _push_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def request_push(self, channel: str) -> None:
+        """Coalesce push requests: one delayed push serves every request made before it starts.
+
+        A request inside the window of an already scheduled push is covered by it (that push
+        starts after the request, so it reads the committed change); otherwise a new push is
+        scheduled PUSH_COALESCE_MS from now.
+        """
+        now = time.monotonic()
+        with self._push_lock:
+            if self._push_windows.get(channel, 0.0) > now:
+                return
+            self._push_windows[channel] = now + PUSH_COALESCE_MS / 1000
+        self.push.send_with_options(args=(channel,), delay=PUSH_COALESCE_MS)
 
     def dispatch(self, followups: service.Followups) -> None:
         """Enqueue follow-up jobs; call only after the transaction that made them committed."""
@@ -57,7 +76,7 @@ class Actors:
         for writeback_id in sorted(followups.writebacks):
             self.write_back.send(writeback_id)
         for channel in sorted(followups.pushes):
-            self.push.send(channel)
+            self.request_push(channel)
         for channel in sorted(followups.polls):
             self.poll.send(channel)
         if followups.releases:

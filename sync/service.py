@@ -274,7 +274,7 @@ class PushReport:
     stale: int = 0
     errors: int = 0
     calls: int = 0
-    polled: bool = False  # orders were pulled during this push (at most once per push job)
+    deferred: int = 0  # raises held back until orders explain the channel's quantity
     followups: Followups = field(default_factory=Followups)
 
 
@@ -327,10 +327,17 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
         planned, unmapped = _plan_pushes(runtime, channel_name)
     if not planned:
         return True
-    if not report.polled and any(p.raises_unexplained for p in planned):
-        report.polled = True
-        report.followups.merge(poll_channel(runtime, channel_name, process_inline=True))
-        planned, _unmapped = _plan_pushes(runtime, channel_name)
+    if any(p.raises_unexplained for p in planned) and not _explained_by_poll(runtime, channel_name):
+        # Raising over a quantity the channel reached by itself (a sale we may not know yet)
+        # waits for a poll that finished after it moved; decreases go out now regardless.
+        deferred = [p for p in planned if p.raises_unexplained]
+        report.deferred += len(deferred)
+        report.followups.polls.add(channel_name)
+        planned = [p for p in planned if not p.raises_unexplained]
+        if not planned:
+            return True
+    else:
+        deferred = []
     to_send = [p for p in planned if p.last_seen != p.offered]
     unchanged = [p for p in planned if p.last_seen == p.offered]
     results = []
@@ -364,6 +371,7 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
                     )
             elif result.error_code in ("CHANGE_FROM_QUANTITY_STALE", "STALE"):
                 stale_seen = True
+                _note_moved(session, channel_name, now)
                 report.stale += 1
                 runtime.metrics.pushes.labels(channel_name, "stale").inc()
                 session.execute(
@@ -384,19 +392,52 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
                     .values(dirty=result.error_code != "UNKNOWN_SKU")
                 )
     if stale_seen:
-        # the channel sold since we last looked: learn those orders before pushing again
-        report.polled = True
-        report.followups.merge(poll_channel(runtime, channel_name, process_inline=True))
+        # The channel sold since we last looked. We now know what it holds: the next round
+        # lowers what must come down at once; raises wait until orders explain the gap.
         return False
-    return len(planned) < PUSH_BATCH
+    return len(planned) + len(deferred) < PUSH_BATCH
+
+
+def _explained_by_poll(runtime: Runtime, channel_name: str) -> bool:
+    """True when the ledger knows every order behind the channel's last move of its own: a poll
+    started after the move, and the channel's inbox is fully processed."""
+    with runtime.ctx.sessions() as session:
+        state = session.get(m.ChannelState, channel_name)
+        if state is None or state.moved_at is None:
+            return True
+        if state.last_poll_at is None or state.last_poll_at <= state.moved_at:
+            return False
+        waiting = session.scalar(
+            select(func.count())
+            .select_from(m.InboxEvent)
+            .where(
+                m.InboxEvent.channel == channel_name,
+                m.InboxEvent.processed_at.is_(None),
+                m.InboxEvent.error.is_(None),
+            )
+        )
+        return not waiting
+
+
+def _note_moved(session: Session, channel_name: str, now: datetime) -> None:
+    session.execute(
+        update(m.ChannelState).where(m.ChannelState.channel == channel_name).values(moved_at=now)
+    )
 
 
 def _mark_clean(
     session: Session, plan: _Planned, quantity: int, now: datetime, *, pushed: bool = False
 ) -> None:
-    values: dict[str, Any] = {"dirty": False, "dirty_since": None, "last_seen": quantity}
+    # an unchanged listing holds what we want: count that as our number (last_pushed), so a
+    # later raise over it needs no pull, while pushed_at still says when we last wrote
+    values: dict[str, Any] = {
+        "dirty": False,
+        "dirty_since": None,
+        "last_seen": quantity,
+        "last_pushed": quantity,
+    }
     if pushed:
-        values |= {"last_pushed": quantity, "pushed_at": now}
+        values |= {"pushed_at": now}
     # only if no change arrived since we computed the offer (it would have bumped the version)
     session.execute(
         update(m.Listing)
@@ -629,6 +670,7 @@ def poll_channel(runtime: Runtime, channel_name: str, *, process_inline: bool = 
         state = session.get(m.ChannelState, channel_name)
         watermark = state.poll_watermark if state and state.poll_watermark else None
     since = (watermark - overlap) if watermark else datetime(2000, 1, 1, tzinfo=UTC)
+    started = _now()  # what the channel held from here on is in what we pull
     newest = watermark
     stored: list[int] = []
     for polled in channel.pull_orders(since):
@@ -644,7 +686,7 @@ def poll_channel(runtime: Runtime, channel_name: str, *, process_inline: bool = 
         session.execute(
             update(m.ChannelState)
             .where(m.ChannelState.channel == channel_name)
-            .values(poll_watermark=newest, last_poll_at=now)
+            .values(poll_watermark=newest, last_poll_at=started)
         )
     if newest is not None:
         runtime.metrics.poll_lag.labels(channel_name).set((now - newest).total_seconds())

@@ -658,6 +658,10 @@ class PrivatePostgres:
             "restart",
         )
 
+    def stop_fast(self) -> None:
+        """What `restart -m fast` does first: disconnect every client, shut down cleanly."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
@@ -774,6 +778,13 @@ class ProcessStack:
         """SIGTERM everything still running; exit codes by log name."""
         procs = [*self.workers, *([self.run] if self.run else [])]
         return {proc.log.name: proc.stop() for proc in procs if proc.alive()}
+
+    def failed_deliveries(self) -> int:
+        """Webhooks the daemon did not answer with 200 (after waiting for those queued)."""
+        for sandbox in (self.shopify, self.woo):
+            sandbox.outbox.flush()
+        sent = [*self.shopify.outbox.sent, *self.woo.outbox.sent]
+        return sum(d.status != 200 for d in sent if not d.body.startswith(b"webhook_id="))
 
     def logs(self) -> str:
         return "\n".join(

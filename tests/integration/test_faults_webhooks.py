@@ -123,6 +123,13 @@ def test_duplicated_reordered_forged_and_replayed_webhooks(tmp_path: Path) -> No
         for delivery in shop_hooks:
             fresh = {**delivery.headers, "X-Shopify-Event-Id": str(uuid.uuid4())}
             assert post(delivery, fresh).status_code == 200
+        # WooCommerce's Delivery-ID is not unique anyway: its event key comes from the body
+        woo_hooks = [d for d in order_hooks if "X-WC-Webhook-Delivery-ID" in d.headers]
+        assert woo_hooks
+        for delivery in woo_hooks:
+            fresh = {**delivery.headers, "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex}
+            replay = post(delivery, fresh)
+            assert replay.status_code == 200 and replay.json()["outcome"] == "duplicate"
         stack.daemon.wait_idle()
         checker.wait_consistent(30, what="replayed deliveries")
         after = read_ledger(ctx, checker.channels)
