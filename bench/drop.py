@@ -297,6 +297,8 @@ class StocksyncStrategy:
             )
         )
         wait_for(lambda: _listings_ready(self._daemon), 30, "the daemon's first push")
+        # a merchant's daemon runs long before a drop: start from a settled, idle one
+        self._daemon.wait_idle(timeout=30)
 
     def stop(self) -> None:
         self._stack.close()

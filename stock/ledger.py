@@ -152,6 +152,14 @@ class Ledger:
         for code in wanted:
             if not code or len(code) > 255:
                 raise LedgerInputError(code or "(empty)", "a SKU code must be 1-255 characters")
+        known = {
+            str(code): int(sku_id)
+            for code, sku_id in self.session.execute(
+                select(m.Sku.code, m.Sku.id).where(m.Sku.code.in_(wanted))
+            ).all()
+        }
+        if len(known) == len(wanted):
+            return known  # the common case: no insert, no conflict handling
         insert = pg_insert if self._dialect() == "postgresql" else sqlite_insert
         ins = insert(m.Sku).values([{"code": code, "created_at": self.now} for code in wanted])
         self.session.execute(ins.on_conflict_do_nothing(index_elements=["code"]))
@@ -396,13 +404,10 @@ class Ledger:
         outcome: Outcome,
     ) -> None:
         sku_ids = {line.sku_id for line, _ in growth}
-        availability = {
-            code_of[sku_id]: Availability(
-                sellable_now=self._on_hand(sku_id) - self._reserved(sku_id),
-                backorder_capacity=self._offer_inputs(channel, sku_id, code_of[sku_id])[1],
-            )
-            for sku_id in sku_ids
-        }
+        availability: dict[str, Availability] = {}
+        for sku_id in sku_ids:
+            terms, capacity = self._offer_inputs(channel, sku_id, code_of[sku_id])
+            availability[code_of[sku_id]] = Availability(terms["sellable_now"], capacity)
         by_key = {str(line.id): line for line, _ in growth}
         demand = [LineDemand(str(line.id), code_of[line.sku_id], extra) for line, extra in growth]
         for split in split_lines(demand, availability):
