@@ -16,31 +16,19 @@ from typing import Any
 import dramatiq
 import structlog
 from dramatiq import Broker
-from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from connectors.base import ChannelError
 from stock.ledger import LedgerInputError
 from sync import service
 from sync.logs import get_logger
 from sync.runtime import Runtime
+from sync.service import is_transient
 
 log = get_logger("stocksync.actors")
 
 PUSH_BUSY_DELAY_MS = 300
 PUSH_COALESCE_MS = 50  # a burst of orders shares one push per channel
 PUSH_BUSY_BOUNCES = 200  # about a minute: longer than a push lease lives
-
-
-def is_transient(exc: BaseException) -> bool:
-    """One place that says which failures are worth a retry."""
-    if isinstance(exc, ChannelError):
-        return exc.retryable
-    if isinstance(exc, OperationalError | RedisError | ConnectionError | TimeoutError):
-        return True
-    if isinstance(exc, IntegrityError):
-        return True  # a concurrent writer inserted the same row first: a retry sees it
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 @dataclass

@@ -587,7 +587,7 @@ def inbox_retry(
             results = []
             for event_id in ids:
                 service.reset_event(runtime, event_id)
-                service.process_event(runtime, event_id)
+                service.process_event(runtime, event_id, drain=False)
                 with runtime.ctx.ledger() as ledger:
                     results.extend(queries.inbox(ledger.session, event_ids=[event_id]))
         finally:

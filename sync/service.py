@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import (
@@ -126,36 +129,81 @@ def store_event(
 
 
 # ------------------------------------------------------------------------------ process
-def process_event(runtime: Runtime, event_id: int) -> Followups:
-    """Apply one inbox event to the ledger, in one transaction with marking it processed."""
+DRAIN_BATCH = 25  # later inbox events applied in the same transaction as the one asked for
+
+
+def is_transient(exc: BaseException) -> bool:
+    """One place that says which failures are worth a retry."""
+    if isinstance(exc, ChannelError):
+        return exc.retryable
+    if isinstance(exc, OperationalError | RedisError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent writer inserted the same row first: a retry sees it
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def process_event(runtime: Runtime, event_id: int, *, drain: bool = True) -> Followups:
+    """Apply one inbox event to the ledger, in one transaction with marking it processed.
+
+    With `drain`, up to DRAIN_BATCH later pending events ride along in the same transaction
+    (each in a savepoint): in a burst, one lock and one commit serve many orders, and the jobs
+    of the drained events find them done.
+    """
     followups = Followups()
     with runtime.ctx.ledger(actor="worker") as ledger:
         session = ledger.session
         event = session.get(m.InboxEvent, event_id, with_for_update=True)
         if event is None or event.processed_at is not None:
             return followups  # processing twice = once
-        channel = runtime.channels.get(event.channel)
-        event.attempts += 1
-        if channel is None:
-            event.error = f"channel {event.channel!r} is no longer configured"
-            runtime.metrics.events.labels(event.channel, "failed").inc()
+        _apply_event(runtime, ledger, event, followups)
+        if not drain:
             return followups
-        try:
-            order = channel.parse_order(event.topic, event.body)
-        except PayloadError as exc:
-            # permanent: keep it visible in the exception queue (status, `stocksync inbox`)
-            event.error = str(exc)
-            runtime.metrics.events.labels(event.channel, "failed").inc()
-            log.warning("event_unparseable", event_id=event_id, error=str(exc))
-            return followups
-        outcome = ledger.record_order(to_order_input(order, event.channel))
-        event.processed_at = ledger.now
-        event.error = None
-        runtime.metrics.events.labels(
-            event.channel, "applied" if outcome.applied else "stale"
-        ).inc()
-        followups.add_outcome(runtime, outcome, ledger)
+        others = session.scalars(
+            select(m.InboxEvent)
+            .where(
+                m.InboxEvent.processed_at.is_(None),
+                m.InboxEvent.error.is_(None),
+                m.InboxEvent.id != event_id,
+            )
+            .order_by(m.InboxEvent.id)
+            .limit(DRAIN_BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for other in others:
+            try:
+                with session.begin_nested():
+                    _apply_event(runtime, ledger, other, followups)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # its own job applies it alone and records the failure there
+                log.warning("drain_skipped", event_id=other.id, error=repr(exc))
     return followups
+
+
+def _apply_event(
+    runtime: Runtime, ledger: Ledger, event: m.InboxEvent, followups: Followups
+) -> None:
+    channel = runtime.channels.get(event.channel)
+    event.attempts += 1
+    if channel is None:
+        event.error = f"channel {event.channel!r} is no longer configured"
+        runtime.metrics.events.labels(event.channel, "failed").inc()
+        return
+    try:
+        order = channel.parse_order(event.topic, event.body)
+    except PayloadError as exc:
+        # permanent: keep it visible in the exception queue (status, `stocksync inbox`)
+        event.error = str(exc)
+        runtime.metrics.events.labels(event.channel, "failed").inc()
+        log.warning("event_unparseable", event_id=event.id, error=str(exc))
+        return
+    outcome = ledger.record_order(to_order_input(order, event.channel))
+    event.processed_at = ledger.now
+    event.error = None
+    runtime.metrics.events.labels(event.channel, "applied" if outcome.applied else "stale").inc()
+    followups.add_outcome(runtime, outcome, ledger)
 
 
 def reset_event(runtime: Runtime, event_id: int) -> None:
@@ -521,7 +569,10 @@ def _note_channel_error(runtime: Runtime, channel_name: str, error: str) -> None
 # ------------------------------------------------------------------------------ write-back
 # Key in `channel_order.backorder_hold` written before a job talks to the channel: until the job
 # records what the channel holds, that is unknown (a killed job may have placed or lifted a hold).
-UNSURE = "?"
+UNSURE = "?"  # key in backorder_hold: a job died mid-call; its value is when (epoch seconds)
+# A call sent by a job that then died may still land after the next job's lift: a write-back
+# that found such a mark repeats (via the sweeper) until this long after the mark.
+IN_FLIGHT_GRACE_S = 5
 
 
 def _merge(*holds: Mapping[str, int]) -> dict[str, int]:
@@ -579,7 +630,12 @@ def write_back(runtime: Runtime, writeback_id: int) -> Followups:
         if desired:
             channel.hold_backorder(BackorderHold(external_id, desired))
     # a cancelled or fulfilled order's holds end with it on the channel
-    again = _finish_writeback(runtime, writeback_id, version, ahead, desired, talked=True)
+    died_at = recorded.get(UNSURE)
+    linger = died_at is not None and time.time() - died_at < IN_FLIGHT_GRACE_S
+    again = _finish_writeback(
+        runtime, writeback_id, version, ahead, desired, talked=True,
+        linger_mark=died_at if linger else None,
+    )  # fmt: skip
     log.info("write_back", channel=channel_name, order=external_id, held=desired)
     # another job wrote to the channel meanwhile: go again from fresh state
     return Followups(writebacks={writeback_id}) if again else Followups()
@@ -594,7 +650,7 @@ def _write_ahead(
         order = session.get(m.ChannelOrder, order_id, with_for_update=True)
         if order is None:
             raise LookupError(f"order {order_id} is gone")
-        ahead = {**_merge(order.backorder_hold or {}, held, desired), UNSURE: 1}
+        ahead = {**_merge(order.backorder_hold or {}, held, desired), UNSURE: int(time.time())}
         order.backorder_hold = ahead
     return ahead
 
@@ -608,6 +664,7 @@ def _finish_writeback(
     *,
     talked: bool = False,
     error: str = "",
+    linger_mark: int | None = None,
 ) -> bool:
     """Record what the channel now holds; True when the order must be written back again.
 
@@ -626,6 +683,9 @@ def _finish_writeback(
         raced = current != read_hold
         if order is not None and not raced:
             order.backorder_hold = new_hold or None
+            if linger_mark is not None:
+                # a dead job's call may still land: keep the mark so a later pass lifts again
+                order.backorder_hold = {**new_hold, UNSURE: linger_mark}
         elif order is not None and talked:
             # another job talked to the channel meanwhile: which call landed last is unknown
             order.backorder_hold = {**_merge(current, new_hold), UNSURE: 1}
@@ -633,6 +693,8 @@ def _finish_writeback(
         if error:
             row.status = "failed"
             row.error = error
+        elif linger_mark is not None and not raced:
+            row.status = "pending"  # the sweeper runs it again once the grace has passed
         elif row.version == version and not raced:
             row.status = "done"
             row.done_at = now
