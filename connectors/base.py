@@ -173,7 +173,10 @@ class Channel(Protocol):
         ...
 
     def release_backorder(self, hold: BackorderHold) -> None:
-        """Tell the channel the units are now in stock and may ship."""
+        """Tell the channel the units are now in stock and may ship.
+
+        An empty `line_quantities` releases every hold of ours on the order.
+        """
         ...
 
     def close(self) -> None: ...

@@ -420,8 +420,12 @@ class WooCommerceChannel:
                 code="order_not_open",
             )
         waiting = _waiting(order)
-        remaining = {k: v for k, v in waiting.items() if k not in hold.line_quantities}
-        released = {k: v for k, v in hold.line_quantities.items() if v > 0}
+        if not waiting and status != "on-hold":
+            return  # nothing is held: releasing again writes no second note
+        # an empty hold means "release everything of ours", whatever we recorded
+        lines = hold.line_quantities or waiting
+        remaining = {k: v for k, v in waiting.items() if k not in lines}
+        released = {k: v for k, v in lines.items() if v > 0}
         target = "processing" if status == "on-hold" and not remaining else status
         note = (
             "Good news: these backordered items are now in stock and on their way: "

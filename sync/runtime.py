@@ -5,12 +5,20 @@ Made at process start (never at import) and closed at shutdown.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from sqlalchemy import text
 
 from connectors.base import Channel
 from rules import ChannelConfig, Config
 from sync.context import AppContext
 from sync.metrics import Metrics
+
+# advisory-lock keys of write-backs: a range of their own, plus the order id
+WRITEBACK_LOCK_SPACE = 7_300_000_000
 
 
 def build_channel(cfg: ChannelConfig, timeout: float = 10.0) -> Channel | None:
@@ -49,6 +57,31 @@ class Runtime:
     ctx: AppContext
     channels: dict[str, Channel]
     metrics: Metrics = field(default_factory=Metrics)
+    _order_locks: dict[int, threading.Lock] = field(default_factory=dict)
+    _order_locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def order_mutex(self, order_id: int) -> Iterator[None]:
+        """One write-back at a time per order, across threads and (on PostgreSQL) processes.
+
+        PostgreSQL: a session advisory lock, released by the server if this process dies;
+        SQLite deployments run in one process, so a per-order thread lock is enough.
+        """
+        if self.ctx.engine.dialect.name == "postgresql":
+            key = WRITEBACK_LOCK_SPACE + order_id
+            with self.ctx.engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                connection.commit()
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
+            return
+        with self._order_locks_guard:
+            lock = self._order_locks.setdefault(order_id, threading.Lock())
+        with lock:
+            yield
 
     @classmethod
     def build(cls, config: Config, *, metrics: Metrics | None = None) -> Runtime:

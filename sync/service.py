@@ -585,7 +585,21 @@ def _merge(*holds: Mapping[str, int]) -> dict[str, int]:
 
 
 def write_back(runtime: Runtime, writeback_id: int) -> Followups:
-    """Bring the channel's hold for one order to the ledger's backorders (target state)."""
+    """Bring the channel's hold for one order to the ledger's backorders (target state).
+
+    Write-backs of one order run one at a time (`order_mutex`), so a release is never
+    overtaken by an older hold still on its way to the channel.
+    """
+    with runtime.ctx.sessions() as session:
+        row = session.get(m.Writeback, writeback_id)
+        order_id = row.order_id if row is not None else None
+    if order_id is None:
+        return Followups()
+    with runtime.order_mutex(order_id):
+        return _write_back_locked(runtime, writeback_id)
+
+
+def _write_back_locked(runtime: Runtime, writeback_id: int) -> Followups:
     with runtime.ctx.sessions.begin() as session:
         row = session.get(m.Writeback, writeback_id)
         if row is None or row.status != "pending":
@@ -609,6 +623,15 @@ def write_back(runtime: Runtime, writeback_id: int) -> Followups:
                 if units:
                     desired[line.external_line_id] = int(units)
         order_open = order.status == "open"
+        # an order that ever waited is checked on the channel when it waits no more
+        had_backorders = bool(
+            session.scalar(
+                select(func.count())
+                .select_from(m.Backorder)
+                .join(m.OrderLine, m.OrderLine.id == m.Backorder.order_line_id)
+                .where(m.OrderLine.order_id == order.id)
+            )
+        )
     held = _merge(recorded)
     unsure = UNSURE in recorded
     channel = runtime.channels.get(channel_name)
@@ -617,20 +640,27 @@ def write_back(runtime: Runtime, writeback_id: int) -> Followups:
             runtime, writeback_id, version, recorded, recorded, error="channel not configured"
         )
         return Followups()
-    if desired == held and not unsure:
+    verify_release = order_open and not desired and had_backorders
+    if desired == held and not unsure and not verify_release:
         again = _finish_writeback(runtime, writeback_id, version, recorded, desired)
         return Followups(writebacks={writeback_id}) if again else Followups()
     ahead = _write_ahead(runtime, order_id, held, desired)
+    lift: dict[str, int] = {}
     if order_open:
         # after a job died mid-call the channel may hold any of these lines: lift them all
         lift = _merge(held, desired) if unsure else held
-        if lift:
-            # released in part or whole: lift our hold, then hold what still waits
-            channel.release_backorder(BackorderHold(external_id, lift))
+        if lift or verify_release:
+            # released in part or whole: lift our hold (nothing waits: every hold of ours,
+            # recorded or not), then hold what still waits
+            channel.release_backorder(BackorderHold(external_id, {} if verify_release else lift))
         if desired:
             channel.hold_backorder(BackorderHold(external_id, desired))
     # a cancelled or fulfilled order's holds end with it on the channel
     died_at = recorded.get(UNSURE)
+    if died_at is None and order_open and lift:
+        # a hold was just lifted: check once more after the grace, in case a hold call still
+        # on its way (a slow or dead job's) lands after our release
+        died_at = int(time.time())
     linger = died_at is not None and time.time() - died_at < IN_FLIGHT_GRACE_S
     again = _finish_writeback(
         runtime, writeback_id, version, ahead, desired, talked=True,
@@ -684,8 +714,9 @@ def _finish_writeback(
         if order is not None and not raced:
             order.backorder_hold = new_hold or None
             if linger_mark is not None:
-                # a dead job's call may still land: keep the mark so a later pass lifts again
-                order.backorder_hold = {**new_hold, UNSURE: linger_mark}
+                # a dead job's call may still land: keep the mark, and every line that may be
+                # held, so a later pass lifts them again
+                order.backorder_hold = {**_merge(read_hold, new_hold), UNSURE: linger_mark}
         elif order is not None and talked:
             # another job talked to the channel meanwhile: which call landed last is unknown
             order.backorder_hold = {**_merge(current, new_hold), UNSURE: 1}
@@ -794,11 +825,45 @@ def sweep(runtime: Runtime) -> Followups:
                 )
             )
         )
+        followups.writebacks |= _stale_holds(session, cutoff)
         _refresh_gauges(runtime, session)
     # a release that died with its worker (or never got enqueued) is due again
     with runtime.ctx.ledger(actor="sweeper") as ledger:
         followups.releases |= set(ledger.releasable_skus())
     return followups
+
+
+HOLD_CHECK_WINDOW = timedelta(minutes=10)
+
+
+def _stale_holds(session: Session, cutoff: datetime) -> set[int]:
+    """Recently finished write-backs whose recorded hold no longer matches the ledger's open
+    backorders (a change that did not reach the outbox): set pending again, to be redone."""
+    rows = session.execute(
+        select(m.Writeback, m.ChannelOrder)
+        .join(m.ChannelOrder, m.ChannelOrder.id == m.Writeback.order_id)
+        .where(
+            m.Writeback.status == "done",
+            m.Writeback.done_at < cutoff,
+            m.Writeback.done_at > cutoff - HOLD_CHECK_WINDOW,
+        )
+    ).all()
+    stale: set[int] = set()
+    for row, order in rows:
+        open_units = dict(
+            session.execute(
+                select(m.OrderLine.external_line_id, func.sum(m.Backorder.qty_open))
+                .join(m.Backorder, m.Backorder.order_line_id == m.OrderLine.id)
+                .where(m.OrderLine.order_id == order.id, m.Backorder.qty_open > 0)
+                .group_by(m.OrderLine.external_line_id)
+            ).all()
+        )
+        want = {str(k): int(v) for k, v in open_units.items()} if order.status == "open" else {}
+        if _merge(order.backorder_hold or {}) != want:
+            row.status = "pending"
+            row.version += 1
+            stale.add(row.id)
+    return stale
 
 
 def _refresh_gauges(runtime: Runtime, session: Session) -> None:

@@ -92,7 +92,7 @@ def test_sigkill_a_worker_mid_release_twenty_times(tmp_path: Path, pg_url: str) 
             try:
                 report = checker.wait_consistent(60, what=f"repetition {rep} ({code})")
             except AssertionError as exc:
-                raise AssertionError(f"{exc}\n{stack.logs()}") from None
+                raise AssertionError(f"{exc}\n{_writebacks(pg_url)}\n{stack.logs()}") from None
             timings.append({
                 "rep": rep, "kill_after_s": round(delay, 3), "backordered_at_kill": at_kill[0],
                 "writebacks_open_at_kill": at_kill[1],
@@ -107,3 +107,27 @@ def test_sigkill_a_worker_mid_release_twenty_times(tmp_path: Path, pg_url: str) 
     # the kills did land mid-work: in most repetitions, units or write-backs were still open
     interrupted = [t for t in timings if t["backordered_at_kill"] or t["writebacks_open_at_kill"]]
     assert len(interrupted) >= REPETITIONS // 2, timings
+
+
+def _writebacks(url: str) -> str:
+    """The outbox rows and recorded holds, for a failure message."""
+    from sqlalchemy import select
+
+    from stock import models as m
+    from stock.db import make_engine, session_factory
+
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            rows = session.execute(
+                select(m.Writeback, m.ChannelOrder).join(
+                    m.ChannelOrder, m.ChannelOrder.id == m.Writeback.order_id
+                )
+            ).all()
+            return "\n".join(
+                f"writeback {w.id} {w.channel}/{o.external_id}: {w.status} v{w.version} "
+                f"attempts={w.attempts} error={w.error!r} hold={o.backorder_hold}"
+                for w, o in rows
+            )
+    finally:
+        engine.dispose()
