@@ -386,8 +386,12 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
             return True
     else:
         deferred = []
-    to_send = [p for p in planned if p.last_seen != p.offered]
-    unchanged = [p for p in planned if p.last_seen == p.offered]
+    # Every dirty listing is sent, even when we believe the channel already shows the number:
+    # a channel can move by itself (a WooCommerce cancellation restocks), and the connector's
+    # compare-and-set (Shopify) or re-read (WooCommerce, which then skips a write that changes
+    # nothing) is what finds out.
+    to_send = planned
+    unchanged: list[_Planned] = []
     results = []
     if to_send:
         report.calls += 1

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from connectors.sandbox.common import Response, SandboxServer
 from tests.daemon_support import running_stack
@@ -34,6 +35,13 @@ def count_injected(sandbox: SandboxServer, seen: Counter[tuple[str, int]]) -> No
     sandbox.fault_response = counted  # type: ignore[method-assign]
 
 
+def busy_channels(stack: Any) -> None:
+    """Enough calls to both channels that each fault status surely shows up (30 % of ~20+)."""
+    for _ in range(15):
+        for channel in ("shop", "woo"):
+            stack.daemon.actors.reconcile.send(channel)
+
+
 def test_thirty_percent_429_and_503_from_both_channels(tmp_path: Path) -> None:
     injected: Counter[tuple[str, int]] = Counter()
     with running_stack(tmp_path, catalog=CATALOG, poll_interval=1.0, sweep_age=1) as stack:
@@ -43,6 +51,7 @@ def test_thirty_percent_429_and_503_from_both_channels(tmp_path: Path) -> None:
         for sandbox in (stack.shopify, stack.woo):
             count_injected(sandbox, injected)
             set_faults(sandbox.url, error_rate=0.3, error_status=429)
+        busy_channels(stack)
         with ctx.ledger(actor="test") as ledger:
             ledger.add_po("PO-CF", ledger.now.date() + timedelta(days=5), {"CF-2": 6})
         checker.wait_consistent(60, what="opening offers under 429s")
@@ -60,6 +69,7 @@ def test_thirty_percent_429_and_503_from_both_channels(tmp_path: Path) -> None:
 
         for sandbox in (stack.shopify, stack.woo):
             set_faults(sandbox.url, error_rate=0.3, error_status=503)
+        busy_channels(stack)
         # CF-2: 4 on hand + 6 incoming are offered; 7 sold leaves 3 waiting on the PO
         wait_until(lambda: stack.shop_available("CF-2") == 10, 60, "shopify offers CF-2=10")
         assert checkout(shop, [("CF-2", 3)], "p1@example.com").status_code == 201
