@@ -106,9 +106,20 @@ def write_json(result: Mapping[str, Any], path: Path) -> Path:
 # ------------------------------------------------------------------------------ loopback
 def free_port() -> int:
     """A loopback port free now (the daemon binds it moments later; sandboxes must know it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports: all sockets stay bound until every port is chosen, so
+    two calls in a row cannot hand out the same port."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def api_calls(counts: Mapping[str, int]) -> int:

@@ -49,7 +49,7 @@ from bench.common import (
     count_delta,
     default_json_path,
     environment,
-    free_port,
+    free_ports,
     fresh_postgres,
     latency_summary,
     markdown_table,
@@ -492,12 +492,13 @@ class Monitor:
 
 def run_strategy(strategy: Strategy, plan: DropPlan, folder: Path) -> dict[str, Any]:
     """Fresh sandboxes, the strategy, the burst of buyers and the settle window; the numbers."""
+    ports = free_ports(3)
     env = Env(
         plan,
         folder,
-        f"http://127.0.0.1:{free_port()}",
-        f"http://127.0.0.1:{free_port()}",
-        free_port(),
+        f"http://127.0.0.1:{ports[0]}",
+        f"http://127.0.0.1:{ports[1]}",
+        ports[2],
     )
     targets = strategy.webhook_targets(env)
     relays: dict[str, DelayRelay] = {}
