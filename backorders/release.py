@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
-ReleaseKey = Literal["priority", "tier", "placed_at"]
+from rules import ReleaseKey
 
 
 @dataclass(frozen=True, slots=True)

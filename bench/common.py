@@ -10,16 +10,19 @@ import json
 import math
 import platform
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from sync import stack
+from sync.stack import StackConfig
+from sync.stack import free_ports as free_ports  # re-exported: what bench/drop.py imports
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -104,24 +107,6 @@ def write_json(result: Mapping[str, Any], path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ loopback
-def free_port() -> int:
-    """A loopback port free now (the daemon binds it moments later; sandboxes must know it)."""
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports: all sockets stay bound until every port is chosen, so
-    two calls in a row cannot hand out the same port."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def api_calls(counts: Mapping[str, int]) -> int:
     """Requests to a sandbox's API routes (SandboxServer.request_count excludes /_sandbox/*)."""
     return sum(counts.values())
@@ -247,54 +232,27 @@ def post_to(url: str, timeout: float = 5.0) -> Deliver:
 
 
 # ------------------------------------------------------------------------------ stocksync
-STOCKSYNC_CONFIG = """\
-database: {database}
-broker: memory
-channels:
-  shop:
-    kind: shopify
-    shop: sandbox.myshopify.com
-    token: shpat_sandbox
-    webhook_secret: sandbox-secret
-    api_url: {shopify_url}
-  woo:
-    kind: woocommerce
-    url: http://shop.example.com
-    consumer_key: ck_sandbox
-    consumer_secret: cs_sandbox
-    webhook_secret: sandbox-secret
-    api_url: {woo_url}
-server: {{api_token: bench-token}}
-daemon:
-  poll_interval_s: {poll_interval}
-  poll_overlap_s: 5
-  sweep_interval_s: 1
-  sweep_age_s: 2
-  push_interval_s: 0.5
-  reconcile_interval_s: 3600
-logging: {{level: ERROR}}
-tiers: [vip, regular]
-defaults:
-  safety_buffer: 0
-  backorders: {{enabled: true, incoming_share: 1.0, horizon_days: 30}}
-  release: {{order: [priority, tier, placed_at], partial: true}}
-channel_rules:
-  shop: {{priority: 1}}
-  woo: {{priority: 2}}
-sku_rules:
-  - {{match: "DROP-*", backorders: {{enabled: false}}, safety_buffer: 0}}
-"""
+RULES = {
+    "tiers": ["vip", "regular"],
+    "defaults": {
+        "safety_buffer": 0,
+        "backorders": {"enabled": True, "incoming_share": 1.0, "horizon_days": 30},
+        "release": {"order": ["priority", "tier", "placed_at"], "partial": True},
+    },
+    "channel_rules": {"shop": {"priority": 1}, "woo": {"priority": 2}},
+    "sku_rules": [{"match": "DROP-*", "backorders": {"enabled": False}, "safety_buffer": 0}],
+}
 
 
-def write_stocksync_config(
-    folder: Path, shopify_url: str, woo_url: str, *, database: str, poll_interval: float = 60
-) -> Path:
-    path = folder / "stocksync.yaml"
-    text = STOCKSYNC_CONFIG.format(
-        database=database, shopify_url=shopify_url, woo_url=woo_url, poll_interval=poll_interval
+def stocksync_config(*, database: str | None = None, poll_interval: float = 60) -> StackConfig:
+    """The benchmarks' config: no safety buffer, all incoming offered, no backorders on a drop."""
+    return StackConfig(
+        rules=RULES,
+        database=database,
+        api_token="bench-token",  # noqa: S106 a loopback token, not a secret
+        daemon={"poll_interval_s": poll_interval},
+        log_level="ERROR",
     )
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @contextmanager
@@ -311,45 +269,22 @@ def running_daemon(
 ) -> Iterator[Any]:
     """A migrated ledger with `stock` counted in, and a started Daemon on `port`."""
     from rules import load_config
-    from stock.db import upgrade
-    from sync.daemon import Daemon
+    from sync.stack import start_daemon
 
-    url = database or f"sqlite:///{folder / 'ledger.db'}"
-    path = write_stocksync_config(folder, shopify_url, woo_url, database=url,
-                                  poll_interval=poll_interval)  # fmt: skip
-    config = load_config(path)
-    upgrade(config.database)
-    daemon = Daemon(config, "127.0.0.1", port, worker_threads=worker_threads)
-    try:
-        with daemon.runtime.ctx.ledger(actor="bench") as ledger:
-            for sku, qty in stock.items():
-                ledger.set_stock(sku, qty, "opening count")
-        daemon.start()
-    except BaseException:
-        daemon.shutdown()
-        raise
+    config = stocksync_config(database=database, poll_interval=poll_interval)
+    path = config.write(folder / "stocksync.yaml", shopify_url, woo_url)
+    daemon = start_daemon(
+        load_config(path), port, stock, actor="bench", worker_threads=worker_threads
+    )
     try:
         yield daemon
     finally:
         daemon.stop()
 
 
-@contextmanager
-def fresh_postgres(admin_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database (like tests/conftest.py); dropped afterwards."""
-    import uuid
-
-    import psycopg
-
-    name = f"stocksync_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def fresh_postgres(admin_url: str) -> AbstractContextManager[str]:
+    """A new, empty PostgreSQL database for one benchmark run (sync.stack's); dropped afterwards."""
+    return stack.fresh_postgres(admin_url, prefix="stocksync_bench_")
 
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -168,11 +168,11 @@ class Channel(Protocol):
         """Set offered quantities, in the channel's largest batches; one result per push."""
         ...
 
-    def hold_backorder(self, hold: BackorderHold) -> None:
+    def place_hold(self, hold: BackorderHold) -> None:
         """Tell the channel these units wait for stock (Shopify hold; WooCommerce on-hold, note)."""
         ...
 
-    def release_backorder(self, hold: BackorderHold) -> None:
+    def lift_hold(self, hold: BackorderHold) -> None:
         """Tell the channel the units are now in stock and may ship.
 
         An empty `line_quantities` releases every hold of ours on the order.

@@ -272,7 +272,7 @@ class ShopifyChannel:
         return out
 
     # -- backorder holds -------------------------------------------------------------------
-    def hold_backorder(self, hold: BackorderHold) -> None:
+    def place_hold(self, hold: BackorderHold) -> None:
         """Hold the backordered units on their fulfillment orders (reason INVENTORY_OUT_OF_STOCK,
         handle stocksync-backorder). Holding again while our hold stands changes nothing."""
         fulfillment_orders = self._fulfillment_orders(hold.order_external_id)
@@ -322,7 +322,7 @@ class ShopifyChannel:
                 code=str(errors[0].get("code")),
             )
 
-    def release_backorder(self, hold: BackorderHold) -> None:
+    def lift_hold(self, hold: BackorderHold) -> None:
         """Release our holds on the order; a hold that is already gone is not an error."""
         for fo in self._fulfillment_orders(hold.order_external_id):
             ours = _our_holds(fo)

@@ -21,6 +21,14 @@ FULFILLMENT_ORDERS_PAGE_SIZE: Final = 10
 FULFILLMENT_LINES_PAGE_SIZE: Final = 40
 MAX_ROWS_PER_MUTATION: Final = 250
 
+
+def _sized(document: str, **sizes: int) -> str:
+    """Put the page sizes above into a document (`<name>` marks where), so they are the truth."""
+    for name, size in sizes.items():
+        document = document.replace(f"<{name}>", str(size))
+    return document
+
+
 LOCATIONS: Final = """
 query StocksyncLocations($after: String) {
   locations(first: 250, after: $after) {
@@ -30,7 +38,8 @@ query StocksyncLocations($after: String) {
 }
 """
 
-ORDER_FIELDS: Final = """
+ORDER_FIELDS: Final = _sized(
+    """
 fragment StocksyncOrder on Order {
   id
   legacyResourceId
@@ -41,12 +50,14 @@ fragment StocksyncOrder on Order {
   cancelledAt
   displayFulfillmentStatus
   customer { id email }
-  lineItems(first: 50) {
+  lineItems(first: <lines>) {
     pageInfo { hasNextPage endCursor }
     nodes { id sku quantity currentQuantity unfulfilledQuantity }
   }
 }
-"""
+""",
+    lines=ORDER_LINES_PAGE_SIZE,
+)
 
 ORDERS: Final = (
     """
@@ -60,16 +71,19 @@ query StocksyncOrders($first: Int!, $after: String, $query: String) {
     + ORDER_FIELDS
 )
 
-ORDER_LINE_ITEMS: Final = """
+ORDER_LINE_ITEMS: Final = _sized(
+    """
 query StocksyncOrderLines($id: ID!, $after: String) {
   order(id: $id) {
-    lineItems(first: 250, after: $after) {
+    lineItems(first: <lines>, after: $after) {
       pageInfo { hasNextPage endCursor }
       nodes { id sku quantity currentQuantity unfulfilledQuantity }
     }
   }
 }
-"""
+""",
+    lines=MORE_LINES_PAGE_SIZE,
+)
 
 VARIANTS_BY_SKU: Final = """
 query StocksyncVariantsBySku($first: Int!, $query: String!, $locationId: ID!) {
@@ -98,23 +112,27 @@ mutation StocksyncSetQuantities($input: InventorySetQuantitiesInput!, $key: Stri
 }
 """
 
-ORDER_FULFILLMENT_ORDERS: Final = """
+ORDER_FULFILLMENT_ORDERS: Final = _sized(
+    """
 query StocksyncFulfillmentOrders($id: ID!) {
   order(id: $id) {
     id
-    fulfillmentOrders(first: 10) {
+    fulfillmentOrders(first: <orders>) {
       nodes {
         id
         status
         fulfillmentHolds { id handle reason }
-        lineItems(first: 40) {
+        lineItems(first: <lines>) {
           nodes { id totalQuantity remainingQuantity lineItem { id } }
         }
       }
     }
   }
 }
-"""
+""",
+    orders=FULFILLMENT_ORDERS_PAGE_SIZE,
+    lines=FULFILLMENT_LINES_PAGE_SIZE,
+)
 
 HOLD: Final = """
 mutation StocksyncHold($id: ID!, $hold: FulfillmentOrderHoldInput!) {

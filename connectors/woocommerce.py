@@ -388,16 +388,16 @@ class WooCommerceChannel:
         return results
 
     # -- backorder write-back -------------------------------------------------------------
-    def hold_backorder(self, hold: BackorderHold) -> None:
+    def place_hold(self, hold: BackorderHold) -> None:
         """Order on-hold, a customer note naming the waiting units, the units in meta."""
         waiting = {line: qty for line, qty in hold.line_quantities.items() if qty > 0}
         if not waiting:
-            raise ValueError(f"hold_backorder: no units wait in {hold!r}")
-        order = self._order("hold_backorder", hold.order_external_id)
+            raise ValueError(f"place_hold: no units wait in {hold!r}")
+        order = self._order("place_hold", hold.order_external_id)
         if order["status"] not in OPEN_FOR_HOLD:
             raise ChannelError(
                 self.name,
-                "hold_backorder",
+                "place_hold",
                 f"order {hold.order_external_id} is {order['status']}, not open",
                 code="order_not_open",
             )
@@ -406,16 +406,16 @@ class WooCommerceChannel:
             "Some items of your order are on backorder and will ship when they arrive: "
             f"{_units_text(waiting, skus)}."
         )
-        self._write_back("hold_backorder", order, note, waiting, "on-hold")
+        self._write_back("place_hold", order, note, waiting, "on-hold")
 
-    def release_backorder(self, hold: BackorderHold) -> None:
+    def lift_hold(self, hold: BackorderHold) -> None:
         """The lines in `hold` no longer wait; with nothing left waiting, status processing."""
-        order = self._order("release_backorder", hold.order_external_id)
+        order = self._order("lift_hold", hold.order_external_id)
         status = order["status"]
         if status not in OPEN_FOR_HOLD and status != "completed":
             raise ChannelError(
                 self.name,
-                "release_backorder",
+                "lift_hold",
                 f"order {hold.order_external_id} is {status}, nothing to release",
                 code="order_not_open",
             )
@@ -431,7 +431,7 @@ class WooCommerceChannel:
             "Good news: these backordered items are now in stock and on their way: "
             f"{_units_text(released, _line_skus(order))}."
         )
-        self._write_back("release_backorder", order, note, remaining, target)
+        self._write_back("lift_hold", order, note, remaining, target)
 
     def _order(self, operation: str, order_id: str) -> dict[str, Any]:
         if not order_id.isdigit():

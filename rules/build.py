@@ -19,7 +19,14 @@ from rules.model import (
     ShopifyChannelModel,
 )
 from rules.paths import KeyPath, LineMap, line_for
-from rules.resolve import RULE_KEYS, RuleLayer, RuleSet, SkuRule
+from rules.resolve import (
+    RULE_KEYS,
+    RuleLayer,
+    RuleSet,
+    SkuRule,
+    defaults_release_order,
+    release_order_conflicts,
+)
 from rules.sourced import Sourced
 
 _SQLITE = re.compile(r"(sqlite(?:\+\w+)?:///)(.*)", re.DOTALL)
@@ -115,6 +122,7 @@ def build_config(
         name: _channel(name, channel, line_for(lines, ("channels", name)))
         for name, channel in model.channels.items()
     }
+    warnings += tuple(_release_order_warnings(rules, list(channels), filename))
     return Config(
         path=filename,
         database=resolve_database_url(model.database, Path(filename).absolute().parent),
@@ -129,3 +137,24 @@ def build_config(
         rules=rules,
         warnings=warnings,
     )
+
+
+def _release_order_warnings(
+    rules: RuleSet, channels: list[str], filename: str
+) -> list[ConfigIssue]:
+    base = defaults_release_order(rules)
+    issues: list[ConfigIssue] = []
+    for path, source in release_order_conflicts(rules, channels):
+        line = int(source.rsplit(":", 1)[1]) if ":" in source else 0
+        issues.append(
+            ConfigIssue(
+                filename,
+                line,
+                path,
+                "backorders of one SKU are released in one order across channels; where "
+                f"channels disagree, the defaults order {list(base.value)} ({base.source}) is "
+                "used instead of this one (set release.order in defaults, or in a sku rule for "
+                "every channel)",
+            )
+        )
+    return issues

@@ -9,9 +9,15 @@ from typing import Any
 from pydantic import SecretStr
 
 from rules.errors import ConfigIssue
-from rules.model import ChannelKind
+from rules.model import ChannelKind, ReleaseKey
 from rules.redact import MASK, redact_url
-from rules.resolve import EffectiveRule, RuleSet, channel_priority, resolve_rule
+from rules.resolve import (
+    EffectiveRule,
+    RuleSet,
+    channel_priority,
+    release_order_for,
+    resolve_rule,
+)
 from rules.sourced import Sourced
 
 
@@ -123,6 +129,10 @@ class Config:
         """The effective rule; KeyError for a channel that is not configured."""
         self._check_channel(channel)
         return resolve_rule(self.rules, channel, sku)
+
+    def release_order(self, sku: str) -> Sourced[tuple[ReleaseKey, ...]]:
+        """The one order this SKU's backorders are released in (see rules.resolve)."""
+        return release_order_for(self.rules, self.channels, sku)
 
     def channel_priority(self, channel: str) -> Sourced[int]:
         """The channel's release priority (lower first); KeyError for an unknown channel."""

@@ -7,7 +7,7 @@ rule is the first one in file order whose glob matches the SKU (case-sensitive) 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
@@ -147,6 +147,50 @@ def resolve_rule(rules: RuleSet, channel: str, sku: str) -> EffectiveRule:
         release_partial=pick(lambda layer: layer.release_partial, _BUILTIN.release.partial),
         matched_sku_rule=matched,
     )
+
+
+def release_order_for(
+    rules: RuleSet, channels: Iterable[str], sku: str
+) -> Sourced[tuple[ReleaseKey, ...]]:
+    """The one order a SKU's waiting backorders are released in, across all channels.
+
+    Backorders of every channel compete for the same units, so they need one ranking. When the
+    channels' rules for this SKU agree, that is their order; when they disagree (channel rules
+    set different `release.order`s and no sku rule settles it for every channel), the order of
+    `defaults` is used, and `stocksync check` warns about it.
+    """
+    orders = [resolve_rule(rules, channel, sku).release_order for channel in channels]
+    if orders and all(order.value == orders[0].value for order in orders):
+        return orders[0]
+    return defaults_release_order(rules)
+
+
+def defaults_release_order(rules: RuleSet) -> Sourced[tuple[ReleaseKey, ...]]:
+    if rules.defaults.release_order is not None:
+        return rules.defaults.release_order
+    return Sourced(_BUILTIN.release.order, DEFAULT_SOURCE)
+
+
+def release_order_conflicts(rules: RuleSet, channels: Iterable[str]) -> list[tuple[str, str]]:
+    """Rule blocks that set a `release.order` some channels would not share, as (path, source).
+
+    Such a block cannot take effect as written: one SKU's backorders are ranked in one order
+    across channels, so where channels disagree the `defaults` order is used.
+    """
+    names = list(channels)
+    found: list[tuple[str, str]] = []
+    base = defaults_release_order(rules).value
+    for name in names:
+        layer = rules.channel_rules.get(name)
+        order = layer.release_order if layer is not None else None
+        if order is not None and order.value != base:
+            found.append((f"channel_rules.{name}.release.order", order.source))
+    for index, rule in enumerate(rules.sku_rules):
+        if rule.layer.release_order is None or rule.channels is None:
+            continue
+        if set(rule.channels) != set(names):
+            found.append((f"sku_rules[{index}].release.order", rule.layer.release_order.source))
+    return found
 
 
 def channel_priority(rules: RuleSet, channel: str) -> Sourced[int]:

@@ -1,4 +1,17 @@
-"""The ledger tables (DESIGN §2). Checks live in constraints so no writer can break them."""
+"""The ledger tables (DESIGN §2). Checks live in constraints so no writer can break them.
+
+Each table has one module that writes it:
+
+    sku, stock_level                 stock.counts
+    purchase_order, po_line          stock.purchasing
+    reservation, backorder           stock.commitments
+    channel_order, order_line        backorders.orders (backorder_hold: stock.outbox)
+    listing                          stock.listings
+    writeback                        stock.outbox
+    inbox_event                      stock.inbox
+    channel_state                    stock.channel_state
+    audit_entry                      stock.audit
+"""
 
 from __future__ import annotations
 
@@ -125,7 +138,9 @@ class ChannelOrder(Base):
     status: Mapped[str] = mapped_column(String(16))
     source_status: Mapped[str] = mapped_column(String(64), default="")
     source_updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    # what the channel holds for this order now (external line id -> units), after write-back
+    # What the channel holds for this order (external line id -> units held), written only by
+    # stock.outbox. The key "?" (outbox.UNSURE) marks a write-back that talked to the channel
+    # without recording the result (its value: when, epoch seconds): the hold is then unknown.
     backorder_hold: Mapped[dict[str, int] | None] = mapped_column(JSON)
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
 

@@ -1,8 +1,28 @@
-"""Thin dramatiq actors: ids in, a service call, follow-ups enqueued after its commit.
+"""Thin dramatiq actors: ids in, a job call (sync/jobs), follow-ups enqueued after its commit.
 
-Declared per broker and runtime (no import-time broker, no global state). Transient failures
-raise so dramatiq retries them with backoff; permanent ones are recorded where an operator sees
-them (the inbox's exception queue, a failed write-back) and never retried blindly.
+Declared per broker and runtime (no import-time broker, no global state). What a failure leads
+to is not written here: one policy for every actor lives in the broker's middleware
+(sync/broker.py `Retries(retry_when=...)`, sync/middleware.py `FailurePolicy`), with
+`is_transient` (sync/failures.py) as the one classifier. An actor just lets its errors raise.
+
+Transient: a database or Redis outage, a retryable ChannelError (after the connector's own
+retries), a lost insert race. Dramatiq retries the job with backoff (0.5 s doubling to 30 s,
+MAX_RETRIES times). Permanent: anything else (a ledger refusal such as LedgerInputError, a
+non-retryable ChannelError, a bug). Logged as `job_failed` with the job's log context, recorded
+by the actor's `on_permanent_failure` where it has one, never retried (dramatiq dead-letters it).
+
+| actor         | transient failure              | permanent failure                               |
+|---------------|--------------------------------|-------------------------------------------------|
+| process_event | retried                        | recorded on the inbox row: the exception queue  |
+|               |                                | (`stocksync inbox list --failed`, `status`)     |
+| write_back    | attempt counted on its row,    | the write-back marked failed (`status`)         |
+|               | retried                        |                                                 |
+| push          | retried                        | logged; the next scheduled push retries         |
+| poll          | retried                        | logged; the next scheduled poll retries         |
+| reconcile     | retried                        | logged; the next scheduled reconcile retries    |
+| release       | retried                        | logged; the sweeper finds the SKUs releasable   |
+| sweep         | not retried (`never`): the     | logged                                          |
+|               | next sweep is soon enough      |                                                 |
 """
 
 from __future__ import annotations
@@ -11,20 +31,46 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dramatiq
-import structlog
 from dramatiq import Broker
 
-from connectors.base import ChannelError
-from stock.ledger import LedgerInputError
-from sync import service
+from sync.actor_names import (
+    POLL,
+    PROCESS_EVENT,
+    PUSH,
+    QUEUE,
+    RECONCILE,
+    RELEASE,
+    SWEEP,
+    WRITE_BACK,
+)
+from sync.failures import never
+from sync.jobs import inbox, receipts, writeback
+from sync.jobs.followups import Followups
+from sync.jobs.poll import poll_channel
+from sync.jobs.push import push_channel
+from sync.jobs.reconcile import reconcile_channel
+from sync.jobs.sweep import sweep as sweep_ledger
 from sync.logs import get_logger
 from sync.runtime import Runtime
-from sync.service import is_transient
 
 log = get_logger("stocksync.actors")
+
+__all__ = [
+    "POLL",
+    "PROCESS_EVENT",
+    "PUSH",
+    "QUEUE",
+    "RECONCILE",
+    "RELEASE",
+    "SWEEP",
+    "WRITE_BACK",
+    "Actors",
+    "declare_actors",
+]
 
 PUSH_BUSY_DELAY_MS = 300
 PUSH_COALESCE_MS = 50  # a burst of orders shares one push per channel
@@ -57,7 +103,7 @@ class Actors:
             self._push_windows[channel] = now + PUSH_COALESCE_MS / 1000
         self.push.send_with_options(args=(channel,), delay=PUSH_COALESCE_MS)
 
-    def dispatch(self, followups: service.Followups) -> None:
+    def dispatch(self, followups: Followups) -> None:
         """Enqueue follow-up jobs; call only after the transaction that made them committed."""
         for event_id in followups.events:
             self.process_event.send(event_id)
@@ -67,16 +113,16 @@ class Actors:
             self.request_push(channel)
         for channel in sorted(followups.polls):
             self.poll.send(channel)
-        if followups.releases:
-            self.release.send(sorted(followups.releases))
+        releases = sorted(followups.releases)
+        if releases:
+            self.release.send(releases)
 
 
 def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
     def actor(fn: Callable[..., None], name: str, **options: Any) -> dramatiq.Actor[Any, Any]:
         return dramatiq.Actor(
-            fn, broker=broker, actor_name=name, queue_name="stocksync", priority=0,
-            options=options,
-        )  # fmt: skip
+            fn, broker=broker, actor_name=name, queue_name=QUEUE, priority=0, options=options
+        )
 
     holder: list[Actors] = []
 
@@ -84,96 +130,54 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
         return holder[0]
 
     def process_event(event_id: int) -> None:
-        structlog.contextvars.bind_contextvars(job="process_event", event_id=event_id)
-        try:
-            actors().dispatch(service.process_event(runtime, event_id))
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            # a bug or a ledger refusal: keep the event in the exception queue, visibly
-            log.error("event_failed", error=repr(exc))
-            service.record_event_failure(runtime, event_id, repr(exc))
-        finally:
-            structlog.contextvars.clear_contextvars()
+        actors().dispatch(inbox.process_event(runtime, event_id))
 
     def push(channel: str, bounces: int = 0) -> None:
-        structlog.contextvars.bind_contextvars(job="push", channel=channel)
-        try:
-            report = service.push_channel(runtime, channel)
-            if report.busy and bounces < PUSH_BUSY_BOUNCES:
-                # another pusher holds the channel; come back in case it misses our changes
-                actors().push.send_with_options(
-                    args=(channel, bounces + 1), delay=PUSH_BUSY_DELAY_MS
-                )
-            actors().dispatch(report.followups)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.error("push_failed", error=repr(exc))
-        finally:
-            structlog.contextvars.clear_contextvars()
+        report = push_channel(runtime, channel)
+        if report.busy and bounces < PUSH_BUSY_BOUNCES:
+            # another pusher holds the channel; come back in case it misses our changes
+            actors().push.send_with_options(args=(channel, bounces + 1), delay=PUSH_BUSY_DELAY_MS)
+        actors().dispatch(report.followups)
 
     def write_back(writeback_id: int) -> None:
-        structlog.contextvars.bind_contextvars(job="write_back", writeback_id=writeback_id)
-        try:
-            actors().dispatch(service.write_back(runtime, writeback_id))
-        except Exception as exc:
-            if is_transient(exc):
-                service.record_writeback_failure(runtime, writeback_id, repr(exc))
-                raise
-            log.error("write_back_failed", error=repr(exc))
-            service.record_writeback_failure(runtime, writeback_id, repr(exc), permanent=True)
-        finally:
-            structlog.contextvars.clear_contextvars()
+        actors().dispatch(writeback.write_back(runtime, writeback_id))
 
     def poll(channel: str) -> None:
-        structlog.contextvars.bind_contextvars(job="poll", channel=channel)
-        try:
-            actors().dispatch(service.poll_channel(runtime, channel))
-        except ChannelError as exc:
-            if exc.retryable:
-                raise
-            log.error("poll_failed", error=str(exc))
-        finally:
-            structlog.contextvars.clear_contextvars()
+        actors().dispatch(poll_channel(runtime, channel))
 
-    def release(codes: list[str]) -> None:
-        structlog.contextvars.bind_contextvars(job="release", skus=codes)
-        try:
-            actors().dispatch(service.release_skus(runtime, codes))
-        finally:
-            structlog.contextvars.clear_contextvars()
+    def release(skus: list[str]) -> None:
+        actors().dispatch(receipts.release_skus(runtime, skus))
 
     def sweep() -> None:
-        structlog.contextvars.bind_contextvars(job="sweep")
-        try:
-            actors().dispatch(service.sweep(runtime))
-        finally:
-            structlog.contextvars.clear_contextvars()
+        actors().dispatch(sweep_ledger(runtime))
 
     def reconcile(channel: str) -> None:
-        structlog.contextvars.bind_contextvars(job="reconcile", channel=channel)
-        try:
-            drifts, followups = service.reconcile_channel(runtime, channel)
-            if drifts:
-                log.warning("drift", drifts=[d.__dict__ for d in drifts])
-            actors().dispatch(followups)
-        except (ChannelError, LedgerInputError) as exc:
-            if isinstance(exc, ChannelError) and exc.retryable:
-                raise
-            log.error("reconcile_failed", error=str(exc))
-        finally:
-            structlog.contextvars.clear_contextvars()
+        drifts, followups = reconcile_channel(runtime, channel)
+        if drifts:
+            log.warning("drift", drifts=[d.__dict__ for d in drifts])
+        actors().dispatch(followups)
 
+    # on_*_failure: FailurePolicy calls them with the job's arguments and error=repr(exc)
     holder.append(
         Actors(
-            process_event=actor(process_event, "process_event"),
-            push=actor(push, "push"),
-            write_back=actor(write_back, "write_back"),
-            poll=actor(poll, "poll"),
-            sweep=actor(sweep, "sweep", max_retries=0),
-            reconcile=actor(reconcile, "reconcile"),
-            release=actor(release, "release"),
+            process_event=actor(
+                process_event,
+                PROCESS_EVENT,
+                on_permanent_failure=partial(inbox.record_event_failure, runtime),
+            ),
+            push=actor(push, PUSH),
+            write_back=actor(
+                write_back,
+                WRITE_BACK,
+                on_transient_failure=partial(writeback.record_writeback_failure, runtime),
+                on_permanent_failure=partial(
+                    writeback.record_writeback_failure, runtime, permanent=True
+                ),
+            ),
+            poll=actor(poll, POLL),
+            sweep=actor(sweep, SWEEP, retry_when=never),
+            reconcile=actor(reconcile, RECONCILE),
+            release=actor(release, RELEASE),
         )
     )
     return holder[0]

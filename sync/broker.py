@@ -16,8 +16,12 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from sync.failures import transient_only
+from sync.middleware import FailurePolicy, JobContext
+
 # Retries: transient failures (database restart, channel 5xx after the connector's own retries)
-# back off from 0.5 s to 30 s; permanent ones are recorded by the actors and never raised.
+# back off from 0.5 s to 30 s, up to MAX_RETRIES times; permanent ones are never retried (the
+# policy table is in sync/actors.py).
 MAX_RETRIES = 8
 MIN_BACKOFF_MS = 500
 MAX_BACKOFF_MS = 30_000
@@ -30,16 +34,27 @@ REDIS_HEARTBEAT_TIMEOUT_MS = 30_000
 
 
 def middleware() -> list[Any]:
+    """Before-hooks run in this order, after-hooks in the reverse one."""
     return [
-        AgeLimit(max_age=MAX_AGE_MS),  # first: drop expired messages before any work
+        # first: binds the job's log context before anything else logs, clears it last
+        JobContext(),
+        AgeLimit(max_age=MAX_AGE_MS),  # drop expired messages before any work
         TimeLimit(time_limit=TIME_LIMIT_MS),  # interrupt stuck jobs
         # jobs are not interrupted at shutdown: each finishes its transaction (channel calls have
         # timeouts), and the sweeper redoes anything a killed process left behind
         ShutdownNotifications(notify_shutdown=False),
         Callbacks(),
         Pipelines(),
-        # last: sees the final outcome of the job and decides about a retry
-        Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
+        # a failed job: log and record a permanent failure (per-actor recorders), count a
+        # transient attempt where an actor asks for it
+        FailurePolicy(),
+        # last, so its after-hook runs first: retry transient failures with backoff, fail the
+        # rest (max_retries is not consulted once retry_when is set: MAX_RETRIES is inside it)
+        Retries(
+            retry_when=transient_only(MAX_RETRIES),
+            min_backoff=MIN_BACKOFF_MS,
+            max_backoff=MAX_BACKOFF_MS,
+        ),
     ]
 
 

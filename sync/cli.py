@@ -15,9 +15,12 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from backorders import orders
+from backorders.orders import LineInput, OrderInput, Outcome
 from rules import ConfigError, load_config, render_config_template
+from stock import counts, inbox, offers, purchasing
 from stock.db import DatabaseError, safe_url, upgrade
-from stock.ledger import LedgerInputError, LineInput, OrderInput, Outcome
+from stock.tx import Effects, LedgerInputError, LedgerTx
 from sync import queries, render
 from sync.context import AppContext, NotMigrated, config_path
 
@@ -122,6 +125,16 @@ def open_app(require_migrated: bool = True) -> AppContext:
     return AppContext.from_file(config_path(STATE.config_file), require_migrated=require_migrated)
 
 
+@contextmanager
+def opened() -> Iterator[AppContext]:
+    """The configured app for one command, closed when the command ends."""
+    ctx = open_app()
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
     if as_json:
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -159,7 +172,9 @@ def parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def outcome_json(outcome: Outcome) -> dict[str, Any]:
+def outcome_json(outcome: Outcome | None, effects: Effects) -> dict[str, Any]:
+    """What an order change did to the order, and what the transaction released or oversold."""
+    outcome = outcome or Outcome()
     return {
         "reserved": outcome.reserved,
         "backordered": outcome.backordered,
@@ -173,9 +188,9 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
                 "qty": r.qty,
                 "complete": r.complete,
             }
-            for r in outcome.released
+            for r in effects.released
         ],
-        "oversold": outcome.oversold,
+        "oversold": effects.oversold,
     }
 
 
@@ -253,7 +268,7 @@ def stock_set(
     as_json: JsonFlag = False,
 ) -> None:
     """Set the units on hand of SKU (a stock count)."""
-    _stock_change(lambda ledger: ledger.set_stock(sku, qty, reason), sku, as_json)
+    _stock_change(lambda tx: counts.set_stock(tx, sku, qty, reason), sku, as_json)
 
 
 # negative deltas are arguments, not options
@@ -265,19 +280,14 @@ def stock_adjust(
     as_json: JsonFlag = False,
 ) -> None:
     """Add DELTA units to SKU's on hand (negative removes; never below 0)."""
-    _stock_change(lambda ledger: ledger.adjust_stock(sku, delta, reason), sku, as_json)
+    _stock_change(lambda tx: counts.adjust_stock(tx, sku, delta, reason), sku, as_json)
 
 
-def _stock_change(change: Callable[[Any], Outcome], sku: str, as_json: bool) -> None:
-    with handled(as_json):
-        ctx = open_app()
-        try:
-            with ctx.ledger() as ledger:
-                outcome = change(ledger)
-                on_hand = ledger.explain(sku)["on_hand"]
-        finally:
-            ctx.close()
-        data = {"ok": True, "sku": sku, "on_hand": on_hand, **outcome_json(outcome)}
+def _stock_change(change: Callable[[LedgerTx], int], sku: str, as_json: bool) -> None:
+    with handled(as_json), opened() as ctx:
+        with ctx.ledger() as tx:
+            on_hand = change(tx)
+        data = {"ok": True, "sku": sku, "on_hand": on_hand, **outcome_json(None, tx.effects)}
         emit(data, as_json, lambda: render.stock_change(out, data))
 
 
@@ -289,14 +299,10 @@ def stock_import(
     """Set on hand for many SKUs from a CSV, all or nothing."""
     with handled(as_json):
         rows = read_stock_csv(file)
-        ctx = open_app()
-        try:
-            with ctx.ledger() as ledger:
-                released = 0
-                for _line, sku, qty in rows:
-                    released += sum(r.qty for r in ledger.set_stock(sku, qty, "import").released)
-        finally:
-            ctx.close()
+        with opened() as ctx, ctx.ledger() as tx:
+            for _line, sku, qty in rows:
+                counts.set_stock(tx, sku, qty, "import")
+        released = sum(r.qty for r in tx.effects.released)
         data = {"ok": True, "file": str(file), "skus": len(rows), "released_units": released}
         emit(
             data,
@@ -358,13 +364,9 @@ def po_add(
     with handled(as_json):
         quantities = parse_pairs(lines)
         eta_date = parse_date(eta)
-        ctx = open_app()
-        try:
-            with ctx.ledger() as ledger:
-                ledger.add_po(ref, eta_date, quantities, supplier)
-                data = queries.po_detail(ledger.session, ref)
-        finally:
-            ctx.close()
+        with opened() as ctx, ctx.ledger() as tx:
+            purchasing.add_po(tx, ref, eta_date, quantities, supplier)
+            data = queries.po_detail(tx.session, ref)
         emit({"ok": True, **data}, as_json, lambda: render.purchase_orders(out, [data]))
 
 
@@ -377,28 +379,35 @@ def po_receive(
     """Book received units into stock and release backorders in the configured order."""
     with handled(as_json):
         quantities = parse_pairs(lines)
-        ctx = open_app()
-        # with Redis, running workers release (and write back); otherwise release right here
-        via_workers = ctx.config.broker != "memory"
-        try:
-            with ctx.ledger() as ledger:
-                outcome = ledger.receive_po(ref, quantities, release=not via_workers)
-                detail = queries.po_detail(ledger.session, ref)
-        finally:
-            ctx.close()
-        if via_workers:
-            from redis.exceptions import RedisError
-
-            from sync.enqueue import enqueue
-
-            try:
-                enqueue(ctx.config.broker, "release", sorted(quantities))
-            except RedisError as exc:
-                # the units are booked; the daemon's sweeper releases them when it next runs
-                err.print(f"warning: could not queue the release ({exc}); the sweeper will")
-        data = {"ok": True, **detail, **outcome_json(outcome), "release": "queued" if via_workers
-                else "done"}  # fmt: skip
+        # receipt and release are one transaction: no order can take the units between them
+        with opened() as ctx:
+            with ctx.ledger() as tx:
+                purchasing.receive_po(tx, ref, quantities)
+                detail = queries.po_detail(tx.session, ref)
+            _hand_to_workers(ctx, tx.effects)
+        data = {"ok": True, **detail, **outcome_json(None, tx.effects), "release": "done"}
         emit(data, as_json, lambda: render.receipt(out, data))
+
+
+def _hand_to_workers(ctx: AppContext, effects: Effects) -> None:
+    """With Redis, running workers write releases back and push the new numbers now; with the
+    in-process broker the daemon's sweeper does when it next runs."""
+    if ctx.config.broker == "memory":
+        return
+    from redis.exceptions import RedisError
+
+    from sync import actor_names
+    from sync.enqueue import enqueue
+
+    try:
+        for writeback_id in sorted(effects.writebacks):
+            enqueue(ctx.config.broker, actor_names.WRITE_BACK, writeback_id)
+        if effects.dirty_sku_ids:
+            for channel in ctx.listed_channel_names:
+                enqueue(ctx.config.broker, actor_names.PUSH, channel)
+    except RedisError as exc:
+        # the ledger is settled; the daemon's sweeper writes back and pushes when it next runs
+        err.print(f"warning: could not queue write-backs and pushes ({exc}); the sweeper will")
 
 
 @po_app.command("list")
@@ -408,12 +417,8 @@ def po_list(
 ) -> None:
     """List purchase orders with what is still to arrive."""
     with handled(as_json):
-        ctx = open_app()
-        try:
-            with ctx.ledger() as ledger:
-                data = queries.po_list(ledger.session, include_closed)
-        finally:
-            ctx.close()
+        with opened() as ctx, ctx.read() as session:
+            data = queries.po_list(session, include_closed)
         emit({"purchase_orders": data}, as_json, lambda: render.purchase_orders(out, data))
 
 
@@ -436,18 +441,18 @@ def order_add(
         for sku, qty in quantities.items():
             if qty <= 0:
                 fail(f"{sku}: quantity must be positive, got {qty}", EXIT_BAD_INPUT)
-        ctx = open_app()
-        try:
+        with opened() as ctx:
             _require_manual(ctx, channel)
             now = datetime.now(UTC)
             placed = parse_time(placed_at) if placed_at else now
             tiers = ctx.config.tiers
             if tier is not None and tiers and tier not in tiers:
                 fail(f"unknown tier {tier!r}; configured tiers: {', '.join(tiers)}", 2)
-            with ctx.ledger() as ledger:
-                if queries.order_exists(ledger.session, channel, ref):
+            with ctx.ledger() as tx:
+                if queries.order_exists(tx.session, channel, ref):
                     fail(f"{channel}/{ref}: order already exists", EXIT_BAD_INPUT)
-                outcome = ledger.record_order(
+                outcome = orders.record_order(
+                    tx,
                     OrderInput(
                         channel=channel,
                         external_id=ref,
@@ -461,12 +466,10 @@ def order_add(
                         customer_key=customer,
                         tier=tier,
                         source_status="manual",
-                    )
+                    ),
                 )
-                detail = queries.order_detail(ledger.session, channel, ref)
-        finally:
-            ctx.close()
-        data = {"ok": True, **detail, **outcome_json(outcome)}
+                detail = queries.order_detail(tx.session, channel, ref)
+        data = {"ok": True, **detail, **outcome_json(outcome, tx.effects)}
         emit(data, as_json, lambda: render.order(out, data))
 
 
@@ -474,15 +477,12 @@ def order_add(
 def order_cancel(channel: str, ref: str, as_json: JsonFlag = False) -> None:
     """Cancel a manual order: free its reservations and backorders (may release others)."""
     with handled(as_json):
-        ctx = open_app()
-        try:
+        with opened() as ctx:
             _require_manual(ctx, channel)
-            with ctx.ledger() as ledger:
-                outcome = ledger.cancel_order(channel, ref)
-                detail = queries.order_detail(ledger.session, channel, ref)
-        finally:
-            ctx.close()
-        data = {"ok": True, **detail, **outcome_json(outcome)}
+            with ctx.ledger() as tx:
+                outcome = orders.cancel_order(tx, channel, ref)
+                detail = queries.order_detail(tx.session, channel, ref)
+        data = {"ok": True, **detail, **outcome_json(outcome, tx.effects)}
         emit(data, as_json, lambda: render.order(out, data))
 
 
@@ -507,12 +507,8 @@ def explain(
 ) -> None:
     """Show every term of the offered quantity per channel, with the rule sources."""
     with handled(as_json):
-        ctx = open_app()
-        try:
-            with ctx.ledger() as ledger:
-                data = ledger.explain(sku, channel)
-        finally:
-            ctx.close()
+        with opened() as ctx, ctx.ledger() as tx:
+            data = offers.explain(tx, sku, channel)
         emit(data, as_json, lambda: render.explain(out, data))
 
 
@@ -524,12 +520,8 @@ def backorders(
 ) -> None:
     """List backorders in release order, flagged when accepted beyond capacity."""
     with handled(as_json):
-        ctx = open_app()
-        try:
-            with ctx.ledger() as ledger:
-                data = queries.backorders(ledger, sku, include_closed)
-        finally:
-            ctx.close()
+        with opened() as ctx, ctx.read() as session:
+            data = queries.backorders(session, ctx.config, sku, include_closed)
         emit({"backorders": data}, as_json, lambda: render.backorders(out, data))
 
 
@@ -537,13 +529,10 @@ def backorders(
 def status(as_json: JsonFlag = False) -> None:
     """Per-SKU stock and offers, and the health of the ledger."""
     with handled(as_json):
-        ctx = open_app()
-        try:
+        with opened() as ctx:
             db_revision = queries.revision(ctx)
-            with ctx.ledger() as ledger:
-                data = queries.status(ctx, ledger, db_revision)
-        finally:
-            ctx.close()
+            with ctx.read() as session:
+                data = queries.status(ctx, session, db_revision, datetime.now(UTC).date())
         emit(data, as_json, lambda: render.status(out, data))
 
 
@@ -555,12 +544,8 @@ def inbox_list(
 ) -> None:
     """List inbox events: pending, processed, or failed with their error."""
     with handled(as_json):
-        ctx = open_app()
-        try:
-            with ctx.ledger() as ledger:
-                rows = queries.inbox(ledger.session, failed_only=failed, limit=limit)
-        finally:
-            ctx.close()
+        with opened() as ctx, ctx.read() as session:
+            rows = inbox.listing(session, failed_only=failed, limit=limit)
         emit({"events": rows}, as_json, lambda: render.inbox(out, rows))
 
 
@@ -573,7 +558,7 @@ def inbox_retry(
     as_json: JsonFlag = False,
 ) -> None:
     """Process failed events again now (after fixing what made them fail)."""
-    from sync import service
+    from sync.jobs import inbox as inbox_jobs
     from sync.runtime import Runtime
 
     with handled(as_json):
@@ -582,14 +567,14 @@ def inbox_retry(
         config = load_config(config_path(STATE.config_file))
         runtime = Runtime.build(config)
         try:
-            with runtime.ctx.ledger() as ledger:
-                ids = queries.retryable_events(ledger.session, event_ids or [], all_failed)
+            with runtime.ctx.read() as session:
+                ids = queries.retryable_events(session, event_ids or [], all_failed)
             results = []
             for event_id in ids:
-                service.reset_event(runtime, event_id)
-                service.process_event(runtime, event_id, drain=False)
-                with runtime.ctx.ledger() as ledger:
-                    results.extend(queries.inbox(ledger.session, event_ids=[event_id]))
+                inbox_jobs.reset_event(runtime, event_id)
+                inbox_jobs.process_event(runtime, event_id, drain=False)
+                with runtime.ctx.read() as session:
+                    results.extend(inbox.listing(session, event_ids=[event_id]))
         finally:
             runtime.close()
         still_failed = [r for r in results if r["error"]]

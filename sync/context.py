@@ -1,4 +1,5 @@
-"""Composition root for commands: config -> database -> ledger, made on demand, never at import."""
+"""Composition root for commands: config -> database -> ledger transactions, made on demand,
+never at import."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from backorders.settle import settle
 from rules import Config, load_config
 from stock.db import (
     DatabaseError,
@@ -23,7 +25,7 @@ from stock.db import (
     session_factory,
     unit_of_work,
 )
-from stock.ledger import Ledger
+from stock.tx import LedgerTx
 
 DEFAULT_CONFIG = "stocksync.yaml"
 
@@ -78,10 +80,12 @@ class AppContext:
         return [name for name, ch in self.config.channels.items() if ch.kind != "manual"]
 
     @contextmanager
-    def ledger(self, actor: str = "cli", now: datetime | None = None) -> Iterator[Ledger]:
-        """One transaction with a ledger bound to it; commits when the block ends normally."""
+    def ledger(self, actor: str = "cli", now: datetime | None = None) -> Iterator[LedgerTx]:
+        """One ledger transaction. Before it commits, what it made due is settled (releases
+        after a receipt or a count, demotions after a count went down), in the same
+        transaction; an exception rolls everything back."""
         with unit_of_work(self.sessions) as session:
-            yield Ledger(
+            tx = LedgerTx(
                 session,
                 self.config,
                 self.channel_names,
@@ -89,6 +93,14 @@ class AppContext:
                 actor=actor,
                 listed_channels=self.listed_channel_names,
             )
+            yield tx
+            settle(tx)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading (no ledger rules, nothing settled)."""
+        with unit_of_work(self.sessions) as session:
+            yield session
 
     def close(self) -> None:
         self.engine.dispose()

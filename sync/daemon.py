@@ -17,6 +17,7 @@ from dramatiq import Broker, Worker
 from dramatiq.brokers.redis import RedisBroker
 
 from rules import Config
+from sync.actor_names import QUEUE
 from sync.actors import Actors, declare_actors
 from sync.broker import get_broker
 from sync.http import create_app
@@ -149,7 +150,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         for _ in range(2):  # twice: a finished job may have enqueued follow-ups
             remaining = max(deadline - time.monotonic(), 0.1)
-            stub.join("stocksync", timeout=int(remaining * 1000), fail_fast=False)
+            stub.join(QUEUE, timeout=int(remaining * 1000), fail_fast=False)
             if self._worker is not None:
                 self._worker.join()
 
@@ -200,12 +201,3 @@ def run_worker(
         broker.close()
         runtime.close()
         log.info("worker_stopped")
-
-
-def describe(daemon: Daemon) -> dict[str, Any]:
-    return {
-        "url": daemon.url,
-        "broker": _broker_kind(daemon.config.broker),
-        "channels": sorted(daemon.runtime.channels),
-        "in_process_workers": daemon.in_process_workers,
-    }

@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stock.ledger import LedgerInputError
-from sync import service
+from stock.tx import LedgerInputError
 from sync.actors import Actors
+from sync.jobs import inbox, receipts
 from sync.logs import get_logger
+from sync.metrics import refresh_gauges
 from sync.runtime import Runtime
 
 log = get_logger("stocksync.http")
@@ -35,7 +36,7 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
             return JSONResponse({"ok": False, "error": "body too large"}, status_code=413)
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        result = await run_in_threadpool(service.ingest_webhook, runtime, channel, headers, body)
+        result = await run_in_threadpool(inbox.ingest_webhook, runtime, channel, headers, body)
         runtime.metrics.webhooks.labels(channel, result.outcome).inc()
         if result.outcome == "rejected":
             log.warning("webhook_rejected", channel=channel, status=result.status,
@@ -73,7 +74,7 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
 
     def _refresh_gauges() -> None:
         with runtime.ctx.sessions.begin() as session:
-            service._refresh_gauges(runtime, session)
+            refresh_gauges(runtime.metrics, session, list(runtime.channels))
 
     async def receipt(request: Request) -> Response:
         token = runtime.config.server.api_token
@@ -92,12 +93,26 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
         ref = request.path_params["ref"]
         try:
-            followups = await run_in_threadpool(service.receive_purchase_order, runtime, ref, lines)
+            # booked and released in one transaction, committed before we answer
+            released, followups = await run_in_threadpool(
+                receipts.receive_purchase_order, runtime, ref, lines
+            )
         except LedgerInputError as exc:
             status = 404 if "no such" in exc.message else 400
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=status)
         await run_in_threadpool(actors.dispatch, followups)
-        return JSONResponse({"ok": True, "ref": ref, "received": lines})
+        return JSONResponse(
+            {
+                "ok": True,
+                "ref": ref,
+                "received": lines,
+                "released": [
+                    {"channel": r.channel, "order": r.order_external_id,
+                     "line": r.external_line_id, "sku": r.sku, "qty": r.qty}
+                    for r in released
+                ],
+            }
+        )  # fmt: skip
 
     return Starlette(
         routes=[

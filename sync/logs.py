@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -40,9 +40,18 @@ class Redactor:
         return value
 
 
-def configure(level: str = "INFO", json: bool | None = None, secrets: Iterable[str] = ()) -> None:
-    """Configure structlog and stdlib logging once per process (at daemon or worker start)."""
-    as_json = (not sys.stderr.isatty()) if json is None else json
+def configure(
+    level: str = "INFO",
+    json: bool | None = None,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog and stdlib logging once per process (at daemon or worker start).
+
+    Both write to `stream` when given (the demo's log file), else to stderr as it is at each use.
+    """
+    out = sys.stderr if stream is None else stream
+    as_json = (not out.isatty()) if json is None else json
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -59,10 +68,10 @@ def configure(level: str = "INFO", json: bool | None = None, secrets: Iterable[s
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=_stderr_logger,
+        logger_factory=_stderr_logger if stream is None else structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=out, force=True)
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:

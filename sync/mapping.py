@@ -1,9 +1,9 @@
-"""Channel-neutral orders (connectors.base) -> ledger inputs (stock.ledger)."""
+"""Channel-neutral orders (connectors.base) -> ledger inputs (backorders.orders)."""
 
 from __future__ import annotations
 
+from backorders.orders import LineInput, OrderInput, OrderState
 from connectors.base import ChannelOrder, OrderStatus
-from stock.ledger import LineInput, OrderInput, OrderState
 
 _STATES: dict[OrderStatus, OrderState] = {
     OrderStatus.OPEN: "open",

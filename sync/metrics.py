@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy.orm import Session
+
+from stock import commitments, inbox, listings
 
 
 @dataclass
@@ -58,3 +61,16 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def refresh_gauges(metrics: Metrics, session: Session, channels: list[str]) -> None:
+    """Set the ledger gauges from the database (the sweeper and /metrics call it)."""
+    events = inbox.counts(session)
+    waiting = commitments.counts(session)
+    dirty = listings.dirty_counts(session)
+    metrics.inbox_pending.set(events["pending"])
+    metrics.inbox_failed.set(events["failed"])
+    metrics.backorders_open.set(waiting["open"])
+    metrics.backorders_beyond.set(waiting["beyond_capacity"])
+    for channel in channels:
+        metrics.listings_dirty.labels(channel).set(dirty.get(channel, 0))

@@ -8,29 +8,19 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
+
+from sync.stack import fresh_postgres
 
 PG_ADMIN_URL = os.environ.get("STOCKSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("STOCKSYNC_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-def _pg_base() -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0]
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
-    name = f"stocksync_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = _pg_base().replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres(PG_ADMIN_URL, prefix="stocksync_t_") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

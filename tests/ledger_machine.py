@@ -23,10 +23,13 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
+from backorders import orders as order_flow
+from backorders.orders import LineInput, OrderInput, Outcome
 from rules import Config, parse_config
+from stock import counts, purchasing
 from stock import models as m
 from stock.db import make_engine, session_factory, upgrade
-from stock.ledger import LedgerInputError, LineInput, OrderInput, Outcome
+from stock.tx import Effects, LedgerInputError
 from sync.context import AppContext
 
 SKUS = ("A", "B", "C")
@@ -114,6 +117,17 @@ def snapshot(ctx: AppContext) -> Snapshot:
     return {"stock": stock, "lines": lines, "orders": orders, "pos": pos}
 
 
+# the ledger operations the machine drives, by the name its log records
+OPERATIONS: dict[str, Callable[..., Any]] = {
+    "set_stock": counts.set_stock,
+    "adjust_stock": counts.adjust_stock,
+    "record_order": order_flow.record_order,
+    "cancel_order": order_flow.cancel_order,
+    "add_po": purchasing.add_po,
+    "receive_po": purchasing.receive_po,
+}
+
+
 class LedgerMachine(RuleBasedStateMachine):
     """Subclasses set `make_url(folder) -> database URL` (a migrated, empty database)."""
 
@@ -137,17 +151,18 @@ class LedgerMachine(RuleBasedStateMachine):
         return AppContext(self.rules, engine, session_factory(engine))
 
     # ----------------------------------------------------------------- helpers
-    def _apply(self, ctx: AppContext, op: str, args: tuple[Any, ...], now: datetime) -> Outcome:
-        with ctx.ledger(actor="machine", now=now) as ledger:
-            method: Callable[..., Outcome] = getattr(ledger, op)
-            result = method(*args)
-            return result if isinstance(result, Outcome) else Outcome()
+    def _apply(
+        self, ctx: AppContext, op: str, args: tuple[Any, ...], now: datetime
+    ) -> tuple[Outcome, Effects]:
+        with ctx.ledger(actor="machine", now=now) as tx:
+            result = OPERATIONS[op](tx, *args)
+        return (result if isinstance(result, Outcome) else Outcome()), tx.effects
 
-    def run(self, op: str, *args: Any) -> Outcome:
+    def run(self, op: str, *args: Any) -> tuple[Outcome, Effects]:
         self.now += timedelta(minutes=1)
-        outcome = self._apply(self.ctx, op, args, self.now)
+        done = self._apply(self.ctx, op, args, self.now)
         self.log.append((op, args, self.now))
-        return outcome
+        return done
 
     def _sellable(self, sku: str) -> int:
         snap = snapshot(self.ctx)
@@ -200,7 +215,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def record(self, order: OrderInput) -> Outcome:
         self.order_versions[(order.channel, order.external_id)] = order
-        return self.run("record_order", order)
+        return self.run("record_order", order)[0]
 
     def _next_version(self, key: tuple[str, str], **changes: Any) -> OrderInput:
         old = self.order_versions[key]
@@ -252,7 +267,7 @@ class LedgerMachine(RuleBasedStateMachine):
             lines=current.lines,
             tier=current.tier,
         )
-        outcome = self.run("record_order", older)
+        outcome, _ = self.run("record_order", older)
         assert not outcome.applied
         assert snapshot(self.ctx) == before
 
@@ -296,11 +311,11 @@ class LedgerMachine(RuleBasedStateMachine):
         sellable_before = max(self._sellable(sku), 0)
         if status == "cancelled":
             return
-        outcome = self.run("receive_po", ref, {sku: qty})
+        _, effects = self.run("receive_po", ref, {sku: qty})
         # release never gives more than the receipt plus what was already free
-        assert sum(r.qty for r in outcome.released) <= qty + sellable_before
+        assert sum(r.qty for r in effects.released) <= qty + sellable_before
         # SKU B's rule says `partial: false`: a line is released whole or not at all
-        assert all(r.complete for r in outcome.released if r.sku == "B")
+        assert all(r.complete for r in effects.released if r.sku == "B")
 
     def _po_line(self, ref: str) -> tuple[int, int, str]:
         found = [v for (r, _sku), v in snapshot(self.ctx)["pos"].items() if r == ref]

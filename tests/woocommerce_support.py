@@ -11,17 +11,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "woocommerce"
+from tests.shared_fixtures import needs_shared, require_shared, shared_missing
+
+# the project's own fixtures, hand-written in the sandbox's wc/v3 shape: for every test
+OWN_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "woocommerce"
+# WooCommerce's documented payloads beside the checkout: only for the tests that compare with them
+REFERENCE = "fixtures/woocommerce"
+REFERENCE_WHY = "the reference-payload tests need it"
+needs_reference = needs_shared(REFERENCE, REFERENCE_WHY)
+
+
+def own_fixture(name: str) -> Any:
+    """A fresh copy of one of the project's own fixtures (tests/fixtures/woocommerce)."""
+    return json.loads((OWN_FIXTURES / name).read_text(encoding="utf-8"))
 
 
 def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    """A reference payload from ../shared; skips the calling test when the folder is absent."""
+    folder = require_shared(REFERENCE, REFERENCE_WHY)
+    return json.loads((folder / name).read_text(encoding="utf-8"))
 
 
 def order_fixture_bodies() -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every order JSON in the fixtures, named by where it came from."""
+    """Every order JSON in the reference fixtures, named by where it came from."""
     for name in ("order_retrieve.json", "order_update_status_completed.json"):
         yield name, fixture(name)
     for index, order in enumerate(fixture("order_list.json")):
@@ -31,6 +46,16 @@ def order_fixture_bodies() -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"orders_batch_response.json:{group}[{index}]", order
     delivery = fixture("webhook_delivery_order_updated.COMPUTED.json")
     yield "webhook_delivery_order_updated", json.loads(delivery["raw_body"])
+
+
+def order_fixture_params() -> list[Any]:
+    """order_fixture_bodies() as pytest params, read at collection; without ../shared, one
+    param that is skipped with the reason (never an error at collection)."""
+    reason = shared_missing(REFERENCE, REFERENCE_WHY)
+    if reason is not None:
+        skipped = pytest.mark.skip(reason=reason)
+        return [pytest.param("reference", {}, id="reference", marks=skipped)]
+    return [pytest.param(name, data, id=name) for name, data in order_fixture_bodies()]
 
 
 @dataclass

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,21 +18,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.processes import stocksync_executable
+
 CALL_TIMEOUT_S = 60
-
-
-def stocksync_executable() -> str:
-    """The `stocksync` console script; the test fails (never skips) when it is not installed.
-
-    The interpreter's own script folder is searched before PATH: that is the script installed
-    for the Python running the tests (a pyenv shim on PATH may pick another version and costs
-    about 0.3 s per call).
-    """
-    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which("stocksync", path=search)
-    if found is None:
-        pytest.fail("`stocksync` is not installed: run `python3 -m pip install -e .`")
-    return found
 
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -20,7 +20,8 @@ PO_KEYS = {"ref", "supplier", "eta", "status", "lines"}
 PO_LINE_KEYS = {"sku", "ordered", "received", "open"}
 BACKORDER_KEYS = {
     "id", "sku", "channel", "order", "line", "customer", "tier", "placed_at", "qty_open",
-    "qty_released", "beyond_capacity", "priority", "partial", "created_at",
+    "qty_released", "beyond_capacity", "priority", "partial", "release_order", "rank",
+    "created_at",
 }  # fmt: skip
 STATUS_KEYS = {
     "database", "channels", "orders_open", "backorders_open", "backorders_beyond_capacity",
@@ -360,6 +361,7 @@ channel_rules:
 """
 
 
+@pytest.mark.slow
 def test_partial_false_releases_a_line_whole_even_when_it_was_split(tmp_path: Path) -> None:
     """A line backordered partly beyond capacity is still one line the customer waits for."""
     config = init(tmp_path)

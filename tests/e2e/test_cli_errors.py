@@ -56,6 +56,7 @@ def test_bad_input_exits_2_and_changes_nothing(tmp_path: Path) -> None:
     assert status["orders_open"] == 0
 
 
+@pytest.mark.slow
 def test_unmigrated_or_unreachable_database_exits_1(tmp_path: Path) -> None:
     """A config pointing at a new database file, as after editing the one `init` wrote."""
     config = tmp_path / "stocksync.yaml"
@@ -121,6 +122,7 @@ channel_rules:
 """
 
 
+@pytest.mark.slow
 def test_bad_config_exits_2_with_file_line_key_messages(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(BAD_CONFIG, encoding="utf-8")
     (tmp_path / "hook.secret").write_text("whsec_e2e\n", encoding="utf-8")

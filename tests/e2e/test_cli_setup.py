@@ -11,7 +11,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.e2e import Cli, base_env, init, line_of, stocksync_executable
+
+pytestmark = pytest.mark.slow  # each test runs the CLI against a migrated database or a server
 
 CHECK_KEYS = {"ok", "config", "database", "revision", "channels", "settings"}
 SETTINGS_KEYS = {

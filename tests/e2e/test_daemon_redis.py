@@ -22,8 +22,9 @@ from connectors.sandbox.shopify import ShopifySandbox
 from connectors.sandbox.woocommerce import WooCommerceSandbox
 from stock import models as m
 from stock.db import make_engine, session_factory
+from sync.stack import free_port, wait_until
 from tests.conftest import REDIS_URL
-from tests.daemon_support import free_port, write_stack_config
+from tests.support.stack import stack_config
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
@@ -58,15 +59,6 @@ def process(config: Path, *args: str, log: Path) -> Iterator[subprocess.Popen[by
                     proc.wait()
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def test_processes_over_redis_lose_and_double_nothing_when_a_worker_dies(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -80,10 +72,9 @@ def test_processes_over_redis_lose_and_double_nothing_when_a_worker_dies(
         ShopifySandbox(catalog=catalog, webhook_url=f"{daemon}/webhooks/shop") as shop,
         WooCommerceSandbox(catalog=catalog, webhook_url=f"{daemon}/webhooks/woo") as woo,
     ):
-        config = write_stack_config(
-            tmp_path, shop.url, woo.url, database=pg_url, broker=redis_url,
-            poll_interval=2, sweep_age=1,
-        )  # fmt: skip
+        config = stack_config(
+            database=pg_url, broker=redis_url, poll_interval=2, sweep_age=1
+        ).write(tmp_path / "stocksync.yaml", shop.url, woo.url)
         cli(config, "db", "upgrade")
         for sku, qty in catalog.items():
             cli(config, "stock", "set", sku, str(qty))

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from sync.demo_customers import SalesLog
-from sync.demo_lag import LagStats, LagTracker
-from sync.demo_ledger import LedgerTotals, SkuLedger
-from sync.demo_plan import CATALOG, CHANNELS, percentile, plan_traffic, timeline
-from sync.demo_plan import Checkout as Buy
-from sync.demo_report import PushCounter, summarize, summary_lines
-from sync.demo_watch import ShopView
+from sync.demo.customers import SalesLog
+from sync.demo.lag import LagStats, LagTracker
+from sync.demo.ledger import LedgerTotals, SkuLedger
+from sync.demo.plan import CATALOG, CHANNELS, percentile, plan_traffic, timeline
+from sync.demo.plan import Checkout as Buy
+from sync.demo.report import PushCounter, summarize, summary_lines
+from sync.demo.watch import ShopView
 
 
 # ------------------------------------------------------------------------------ end to end

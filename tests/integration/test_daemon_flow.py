@@ -6,12 +6,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import func, select
 
 from connectors.signatures import sign
 from stock import models as m
-from tests.daemon_support import Stack, running_stack
+from stock import offers, purchasing
+from tests.support.stack import Stack, running_stack
 
 
 def shop_holds(stack: Stack, order_id: int) -> list[dict[str, Any]]:
@@ -54,12 +56,13 @@ def test_checkout_on_shopify_lowers_woocommerce_stock(tmp_path: Path) -> None:
         assert stack.woo_stock("DEMO-1") == 15
 
 
+@pytest.mark.slow
 def test_partial_order_is_held_on_shopify_and_released_by_a_receipt(tmp_path: Path) -> None:
     with running_stack(tmp_path, catalog={"DEMO-2": 4}) as stack:
         assert stack.daemon is not None
         runtime = stack.daemon.runtime
-        with runtime.ctx.ledger(actor="test") as ledger:
-            ledger.add_po("PO-7", ledger.now.date() + timedelta(days=5), {"DEMO-2": 6})
+        with runtime.ctx.ledger(actor="test") as tx:
+            purchasing.add_po(tx, "PO-7", tx.now.date() + timedelta(days=5), {"DEMO-2": 6})
         stack.daemon.actors.push.send("shop")
         # offered = 4 on hand + 6 incoming (share 1.0)
         stack.wait_until(lambda: stack.shop_available("DEMO-2") == 10, what="offer 10")
@@ -90,6 +93,7 @@ def test_partial_order_is_held_on_shopify_and_released_by_a_receipt(tmp_path: Pa
         stack.wait_until(lambda: stack.woo_stock("DEMO-2") == 3, what="woo at 3")
 
 
+@pytest.mark.slow
 def test_receipts_api_refuses_bad_requests(tmp_path: Path) -> None:
     with running_stack(tmp_path) as stack:
         url = f"{stack.daemon_url}/api/purchase-orders/NOPE/receipts"
@@ -108,6 +112,7 @@ def test_receipts_api_refuses_bad_requests(tmp_path: Path) -> None:
         assert "no such purchase order" in missing.json()["error"]
 
 
+@pytest.mark.slow
 def test_forged_unsigned_and_malformed_webhooks_are_refused(tmp_path: Path) -> None:
     with running_stack(tmp_path) as stack:
         url = f"{stack.daemon_url}/webhooks/shop"
@@ -151,6 +156,7 @@ def test_forged_unsigned_and_malformed_webhooks_are_refused(tmp_path: Path) -> N
         assert 'stocksync_webhooks_received_total{channel="shop",outcome="rejected"} 3.0' in metrics
 
 
+@pytest.mark.slow
 def test_duplicated_reordered_and_dropped_webhooks_end_in_the_same_ledger(tmp_path: Path) -> None:
     faults = {
         "webhook_drop_rate": 0.3,
@@ -180,9 +186,9 @@ def test_duplicated_reordered_and_dropped_webhooks_end_in_the_same_ledger(tmp_pa
         counts = ledger_counts(stack)
         assert counts == {**counts, "orders": 12, "reserved": sold, "backordered": 0}
         for sku in ("DEMO-1", "DEMO-2", "DEMO-3"):
-            with stack.daemon.runtime.ctx.ledger() as ledger:
-                offered_woo, _ = ledger.offer("woo", sku)
-                offered_shop, _ = ledger.offer("shop", sku)
+            with stack.daemon.runtime.ctx.ledger() as tx:
+                offered_woo, _ = offers.offer(tx, "woo", sku)
+                offered_shop, _ = offers.offer(tx, "shop", sku)
             stack.wait_until(
                 lambda s=sku, o=offered_woo: stack.woo_stock(s) == o, what=f"woo {sku} converged"
             )
@@ -201,11 +207,12 @@ def woo_order(stack: Stack, order_id: int) -> dict[str, Any]:
     return dict(found)
 
 
+@pytest.mark.slow
 def test_cancellation_and_refund_free_units_and_release_waiting_backorders(tmp_path: Path) -> None:
     with running_stack(tmp_path, catalog={"DEMO-3": 4}) as stack:
         assert stack.daemon is not None
-        with stack.daemon.runtime.ctx.ledger(actor="test") as ledger:
-            ledger.add_po("PO-3", ledger.now.date() + timedelta(days=5), {"DEMO-3": 6})
+        with stack.daemon.runtime.ctx.ledger(actor="test") as tx:
+            purchasing.add_po(tx, "PO-3", tx.now.date() + timedelta(days=5), {"DEMO-3": 6})
         stack.daemon.actors.push.send("woo")
         stack.daemon.actors.push.send("shop")
         stack.wait_until(lambda: stack.woo_stock("DEMO-3") == 10, what="woo offers 10")
@@ -251,6 +258,7 @@ def test_cancellation_and_refund_free_units_and_release_waiting_backorders(tmp_p
         assert ledger_counts(stack)["reserved"] == 4
 
 
+@pytest.mark.slow
 def test_an_unparseable_order_lands_in_the_visible_exception_queue(tmp_path: Path) -> None:
     import json
     import shutil
@@ -295,6 +303,7 @@ def test_an_unparseable_order_lands_in_the_visible_exception_queue(tmp_path: Pat
         assert "stocksync_inbox_failed 1.0" in metrics
 
 
+@pytest.mark.slow
 def test_reconcile_reports_drift_and_fixes_it(tmp_path: Path) -> None:
     with running_stack(tmp_path) as stack:
         assert stack.daemon is not None

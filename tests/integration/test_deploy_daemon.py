@@ -8,11 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +23,8 @@ import requests
 import yaml
 
 from connectors.sandbox.shopify import ShopifySandbox
+from sync.stack import free_port
+from tests.support.processes import stocksync_executable
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -81,29 +80,15 @@ def deployed_commands() -> dict[str, list[str]]:
     return reference
 
 
-def local_stocksync() -> str:
-    """The console script of this interpreter's environment (where deploy/ says /opt/...)."""
-    beside = Path(sys.executable).with_name("stocksync")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("stocksync")
-    assert found, "the stocksync console script is not installed (pip install -e .)"
-    return found
-
-
 def localise(argv: list[str], config: Path) -> list[str]:
+    """The console script of this interpreter's environment where deploy/ says /opt/..., and
+    the test's config where it says the image's."""
     assert argv.count(CONFIG_IN_IMAGE) == 1, argv
-    return [local_stocksync(), *(str(config) if a == CONFIG_IN_IMAGE else a for a in argv[1:])]
+    local = stocksync_executable()
+    return [local, *(str(config) if a == CONFIG_IN_IMAGE else a for a in argv[1:])]
 
 
 # ---------------------------------------------------------------------------- the environment
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Deployment:
     config: Path
@@ -218,8 +203,9 @@ def test_run_and_worker_as_deployed(deployment: Deployment, tmp_path: Path) -> N
             commands["migrate"], env=env, capture_output=True, text=True, check=False, timeout=60
         )
         assert migrate.returncode == 0, f"attempt {attempt}: {migrate.stdout}{migrate.stderr}"
+    cli = [stocksync_executable(), "--config", str(deployment.config)]
     setup = subprocess.run(
-        [local_stocksync(), "--config", str(deployment.config), "stock", "set", "DEMO-1", "20"],
+        [*cli, "stock", "set", "DEMO-1", "20"],
         env=env,
         capture_output=True,
         text=True,

@@ -21,6 +21,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
+pytestmark = pytest.mark.slow  # deploy files: image, compose, systemd, k8s validation
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"

@@ -9,17 +9,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connectors.sandbox.common import Response, SandboxServer
-from tests.daemon_support import running_stack
-from tests.fault_support import (
-    Checker,
-    LineRow,
-    checkout,
-    read_ledger,
-    receive,
-    set_faults,
-    wait_until,
-)
+from stock import purchasing
+from sync.stack import wait_until
+from tests.support.checker import Checker, LineRow, read_ledger
+from tests.support.processes import checkout, receive, set_faults
+from tests.support.stack import running_stack
+
+pytestmark = pytest.mark.slow  # a fault suite over a whole stack
 
 CATALOG = {"CF-1": 10, "CF-2": 4, "CF-3": 8}
 
@@ -52,8 +51,8 @@ def test_thirty_percent_429_and_503_from_both_channels(tmp_path: Path) -> None:
             count_injected(sandbox, injected)
             set_faults(sandbox.url, error_rate=0.3, error_status=429)
         busy_channels(stack)
-        with ctx.ledger(actor="test") as ledger:
-            ledger.add_po("PO-CF", ledger.now.date() + timedelta(days=5), {"CF-2": 6})
+        with ctx.ledger(actor="test") as tx:
+            purchasing.add_po(tx, "PO-CF", tx.now.date() + timedelta(days=5), {"CF-2": 6})
         checker.wait_consistent(60, what="opening offers under 429s")
 
         # customers buy on both channels while a third of the daemon's calls fail

@@ -19,14 +19,14 @@ import pytest
 from sqlalchemy import func, select
 
 from stock import models as m
-from tests.fault_support import (
+from sync.stack import wait_until
+from tests.support.processes import (
     ProcessStack,
     checkout,
     private_redis,
     process_stack,
     receive,
     set_faults,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]

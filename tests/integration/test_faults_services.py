@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault_support import (
+from sync.stack import wait_until
+from tests.support.processes import (
     ProcessStack,
     checkout,
     private_postgres,
     private_redis,
     process_stack,
     receive,
-    wait_until,
 )
 
 CATALOG = {"SR-1": 40, "SR-2": 40, "SR-3": 3}

@@ -8,13 +8,19 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import requests
 from woocommerce import API
 
 from connectors.sandbox.common import Delivery
 from connectors.signatures import sign
-from tests.daemon_support import Stack, running_stack
-from tests.fault_support import Checker, checkout, read_ledger, set_faults, wait_until
+from stock import purchasing
+from sync.stack import wait_until
+from tests.support.checker import Checker, read_ledger
+from tests.support.processes import checkout, set_faults
+from tests.support.stack import Stack, running_stack
+
+pytestmark = pytest.mark.slow  # a fault suite over a whole stack
 
 CATALOG = {"WH-1": 6, "WH-2": 6, "WH-3": 6}
 
@@ -62,8 +68,8 @@ def test_duplicated_reordered_forged_and_replayed_webhooks(tmp_path: Path) -> No
         assert stack.daemon is not None
         ctx = stack.daemon.runtime.ctx
         checker = Checker(ctx, stack.shopify.url, stack.woo.url)
-        with ctx.ledger(actor="test") as ledger:
-            ledger.add_po("PO-W", ledger.now.date() + timedelta(days=3), {"WH-1": 4})
+        with ctx.ledger(actor="test") as tx:
+            purchasing.add_po(tx, "PO-W", tx.now.date() + timedelta(days=3), {"WH-1": 4})
         stack.daemon.actors.push.send("shop")
         stack.daemon.actors.push.send("woo")
         checker.wait_consistent(30, what="opening offers")

@@ -13,26 +13,27 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import func, select
 
 from stock import models as m
+from stock.counts import set_stock
 from stock.db import make_engine, session_factory, upgrade
 from sync.context import AppContext
 from tests.conftest import PG_ADMIN_URL
 from tests.ledger_machine import LedgerMachine, load_rules
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 RACERS = 8
 
 
 def _race_one(url: str, index: int, barrier: multiprocessing.synchronize.Barrier) -> None:
-    from stock.ledger import LineInput, OrderInput
+    from backorders.orders import LineInput, OrderInput, record_order
 
     engine = make_engine(url)
     ctx = AppContext(load_rules(), engine, session_factory(engine))
     now = datetime.now(UTC)
     barrier.wait(timeout=30)
-    with ctx.ledger(actor=f"racer-{index}", now=now) as ledger:
-        ledger.record_order(
-            OrderInput("popup", f"R{index}", now, now, "open", (LineInput("1", "C", 1),))
+    with ctx.ledger(actor=f"racer-{index}", now=now) as tx:
+        record_order(
+            tx, OrderInput("popup", f"R{index}", now, now, "open", (LineInput("1", "C", 1),))
         )
     ctx.close()
 
@@ -41,8 +42,8 @@ def test_eight_processes_race_for_the_last_three_units(pg_url: str) -> None:
     upgrade(pg_url)
     engine = make_engine(pg_url)
     ctx = AppContext(load_rules(), engine, session_factory(engine))
-    with ctx.ledger() as ledger:
-        ledger.set_stock("C", 3)  # SKU C has backorders disabled: the rest must be flagged
+    with ctx.ledger() as tx:
+        set_stock(tx, "C", 3)  # SKU C has backorders disabled: the rest must be flagged
     spawn = multiprocessing.get_context("spawn")
     barrier = spawn.Barrier(RACERS)
     racers = [spawn.Process(target=_race_one, args=(pg_url, i, barrier)) for i in range(RACERS)]
@@ -101,15 +102,16 @@ TestPostgresLedger = PostgresLedgerMachine.TestCase
 def _record_same_order(url: str, index: int, barrier: multiprocessing.synchronize.Barrier) -> None:
     from datetime import timedelta
 
-    from stock.ledger import LineInput, OrderInput
+    from backorders.orders import LineInput, OrderInput, record_order
 
     engine = make_engine(url)
     ctx = AppContext(load_rules(), engine, session_factory(engine))
     placed = datetime(2026, 11, 23, 10, tzinfo=UTC)
     barrier.wait(timeout=30)
     # a webhook and polls deliver versions of one new order at the same moment
-    with ctx.ledger(actor=f"writer-{index}") as ledger:
-        ledger.record_order(
+    with ctx.ledger(actor=f"writer-{index}") as tx:
+        record_order(
+            tx,
             OrderInput(
                 "popup", "SAME", placed, placed + timedelta(seconds=index % 2), "open",
                 (LineInput("1", "A", 2),),
@@ -122,8 +124,8 @@ def test_concurrent_versions_of_one_new_order_make_one_order(pg_url: str) -> Non
     upgrade(pg_url)
     engine = make_engine(pg_url)
     ctx = AppContext(load_rules(), engine, session_factory(engine))
-    with ctx.ledger() as ledger:
-        ledger.set_stock("A", 5)
+    with ctx.ledger() as tx:
+        set_stock(tx, "A", 5)
     spawn = multiprocessing.get_context("spawn")
     barrier = spawn.Barrier(4)
     writers = [

@@ -168,17 +168,17 @@ def test_hold_and_release_backordered_units(sandbox: ShopifySandbox, shop: Shopi
     order = checkout(sandbox, {"DEMO-1": 5, "DEMO-2": 1})
     line = str(order["line_items"][0]["id"])
     hold = BackorderHold(str(order["id"]), {line: 2})
-    shop.hold_backorder(hold)
+    shop.place_hold(hold)
     fos = fulfillment_orders(sandbox, order["id"])
     held = [fo for fo in fos if fo["status"] == "ON_HOLD"]
     assert len(fos) == 2 and len(held) == 1  # split: 2 units held, the rest may ship
     assert [h["handle"] for h in held[0]["holds"]] == [HOLD_HANDLE]  # type: ignore[index]
     assert [li["remaining"] for li in held[0]["line_items"]] == [2]  # type: ignore[index]
-    shop.hold_backorder(hold)  # again: no second hold
+    shop.place_hold(hold)  # again: no second hold
     assert sum(len(fo["holds"]) for fo in fulfillment_orders(sandbox, order["id"])) == 1  # type: ignore[arg-type, misc]
-    shop.release_backorder(hold)
+    shop.lift_hold(hold)
     assert all(fo["status"] == "OPEN" for fo in fulfillment_orders(sandbox, order["id"]))
-    shop.release_backorder(hold)  # a hold that is gone is not an error
+    shop.lift_hold(hold)  # a hold that is gone is not an error
 
 
 def test_hold_of_a_line_that_is_not_on_the_order_fails(
@@ -186,7 +186,7 @@ def test_hold_of_a_line_that_is_not_on_the_order_fails(
 ) -> None:
     order = checkout(sandbox, {"DEMO-1": 1})
     with pytest.raises(ChannelError) as caught:
-        shop.hold_backorder(BackorderHold(str(order["id"]), {"999": 1}))
+        shop.place_hold(BackorderHold(str(order["id"]), {"999": 1}))
     assert caught.value.code == "LINE_NOT_HOLDABLE"
 
 
@@ -227,6 +227,7 @@ def test_server_errors_are_retried_then_reported(sandbox: ShopifySandbox) -> Non
     assert channel.transport.calls == 3
 
 
+@pytest.mark.slow
 def test_intermittent_faults_are_absorbed(sandbox: ShopifySandbox) -> None:
     requests.put(
         f"{sandbox.url}/_sandbox/faults", json={"error_rate": 0.3, "error_status": 502}, timeout=5

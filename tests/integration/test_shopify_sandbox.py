@@ -70,6 +70,7 @@ def test_invalid_documents_get_shopify_shaped_errors(sandbox: ShopifySandbox) ->
     assert syntax["errors"][0]["message"].startswith("Syntax Error")
 
 
+@pytest.mark.slow
 def test_the_2026_10_schema_is_served_too(sandbox: ShopifySandbox) -> None:
     body = graphql(sandbox, "{ locations(first: 1) { nodes { name } } }", version="2026-10").json()
     assert body["data"]["locations"]["nodes"] == [{"name": "Main"}]

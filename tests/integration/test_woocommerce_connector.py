@@ -221,16 +221,16 @@ def test_hold_and_release_backorder(channel: WooCommerceChannel, shop: WooCommer
     placed = checkout(shop.url, "DEMO-4", 3).json()
     line = str(placed["line_items"][0]["id"])
     hold = BackorderHold(str(placed["id"]), {line: 2})
-    channel.hold_backorder(hold)
-    channel.hold_backorder(hold)  # idempotent
+    channel.place_hold(hold)
+    channel.place_hold(hold)  # idempotent
     (order,) = state(shop.url)["orders"]
     assert order["status"] == "on-hold"
     assert json.loads(order["meta"]["_stocksync_backorder"]) == {line: 2}
     assert len(order["notes"]) == 1 and order["notes"][0]["customer_note"] is True
     assert "DEMO-4 x 2" in order["notes"][0]["note"]
     assert state(shop.url)["stock"]["DEMO-4"] == 17  # on-hold did not reduce again
-    channel.release_backorder(hold)
-    channel.release_backorder(hold)
+    channel.lift_hold(hold)
+    channel.lift_hold(hold)
     (order,) = state(shop.url)["orders"]
     assert order["status"] == "processing"
     assert json.loads(order["meta"]["_stocksync_backorder"]) == {}
@@ -244,7 +244,7 @@ def test_hold_refuses_a_cancelled_order(
     placed = checkout(shop.url, "DEMO-1", 1).json()
     channel._call("cancel", "PUT", f"orders/{placed['id']}", data={"status": "cancelled"})
     with pytest.raises(ChannelError) as caught:
-        channel.hold_backorder(BackorderHold(str(placed["id"]), {"1": 1}))
+        channel.place_hold(BackorderHold(str(placed["id"]), {"1": 1}))
     assert caught.value.code == "order_not_open" and not caught.value.retryable
 
 
@@ -274,6 +274,7 @@ def test_413_is_not_retried(shop: WooCommerceSandbox) -> None:
     assert calls(shop, "GET /wp-json/wc/v3/products") == 1
 
 
+@pytest.mark.slow
 def test_429_waits_for_retry_after(shop: WooCommerceSandbox) -> None:
     set_faults(shop.url, error_rate=1.0, error_status=429)
     started = time.monotonic()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from bench.baselines import remaining, units_of
 from bench.drop import (
     DropPlan,
@@ -105,6 +107,7 @@ def test_baselines_count_current_units_and_never_go_below_zero() -> None:
     assert remaining(5, {("shop", "1"): 7}) == 0
 
 
+@pytest.mark.slow
 def test_a_tiny_drop_runs_every_strategy(tmp_path: Path) -> None:
     plan = DropPlan(units=10, buyers=24, burst_s=0.6, settle_s=0.6, webhook_delay_ms=(20, 40))
     report = run_drop(plan)

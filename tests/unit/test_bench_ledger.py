@@ -19,6 +19,7 @@ def test_bodies_are_shopify_orders_made_by_the_sandbox() -> None:
     assert all(li["sku"].startswith("ING-") for o in orders for li in o["line_items"])
 
 
+@pytest.mark.slow
 def test_tiny_ledger_run_on_sqlite() -> None:
     report = run_ledger(TINY, kinds=("sqlite",))
     assert [(r["threads"], r["orders"]) for r in report["ingest"]] == [(1, 8), (2, 8)]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.ledger_machine import LedgerMachine, migrated_sqlite
+
+pytestmark = pytest.mark.slow  # a hypothesis state machine: ~20 s
 
 
 class SqliteLedgerMachine(LedgerMachine):

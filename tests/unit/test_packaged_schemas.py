@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 
 from connectors.sandbox.shopify_schema import PACKAGED_SCHEMAS, SCHEMA_VERSIONS
+from tests.shared_fixtures import needs_shared, shared_path
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "shopify"
+REFERENCE = shared_path("fixtures/shopify")
+
+pytestmark = needs_shared("fixtures/shopify", "the packaged-schema comparison needs it")
 
 
 @pytest.mark.parametrize("version", SCHEMA_VERSIONS)

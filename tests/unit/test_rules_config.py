@@ -16,8 +16,9 @@ from rules import (
     redact_url,
     render_config_template,
 )
+from tests.shared_fixtures import needs_shared, shared_path
 
-DESIGN = Path("/work/shared/DESIGN.md")
+DESIGN = shared_path("DESIGN.md")
 ENV = {
     "SHOPIFY_TOKEN": "shpat_do_not_show",
     "SHOPIFY_WEBHOOK_SECRET": "whsec_do_not_show",
@@ -54,6 +55,7 @@ tiers: [vip, regular]
 """
 
 
+@needs_shared("DESIGN.md", "the test that loads its config sketch needs it")
 def test_design_section_8_sketch_loads_verbatim() -> None:
     sketch = DESIGN.read_text(encoding="utf-8").split("## 8. Config sketch\n```yaml\n")[1]
     config = parse_config(sketch.split("```")[0], "stocksync.yaml", ENV)

@@ -58,6 +58,7 @@ def test_text_without_dollar_is_unchanged(text: str) -> None:
     assert substitute_text(text, {}).text == text
 
 
+@pytest.mark.slow
 @given(st.text(max_size=40), st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True))
 def test_any_value_is_substituted_verbatim(value: str, name: str) -> None:
     assert substitute_text(f"<${{{name}}}>", {name: value}).text == f"<{value}>"

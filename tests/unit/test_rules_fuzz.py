@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ _values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(_KEYS), _values, min_size=1, max_size=6), st.booleans())
 def test_loading_never_crashes(data: dict[str, Any], flow: bool) -> None:
@@ -95,6 +97,7 @@ def test_the_valid_base_loads() -> None:
     parse_config(yaml.safe_dump(_VALID), "f.yaml", {"X": "7"})
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(_paths(_VALID)), _values, st.booleans())
 def test_one_changed_value_never_crashes(path: tuple[Any, ...], new: Any, flow: bool) -> None:

@@ -9,7 +9,6 @@ Exit 0 when the day balanced (nothing oversold, ledger equals the shops, shops s
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,15 +19,14 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 import requests
-import structlog
 from rich.console import Console, RenderableType
 from rich.live import Live
 
 from sync import logs
-from sync.demo_customers import Customers
-from sync.demo_lag import LagTracker
-from sync.demo_ledger import SkuLedger, inbox_pending, sku_rows, totals
-from sync.demo_plan import (
+from sync.demo.customers import Customers
+from sync.demo.lag import LagTracker
+from sync.demo.ledger import SkuLedger, inbox_pending, sku_rows, totals
+from sync.demo.plan import (
     CATALOG,
     CHANNELS,
     NEXT_PO_ETA_DAYS,
@@ -40,9 +38,9 @@ from sync.demo_plan import (
     plan_traffic,
     timeline,
 )
-from sync.demo_report import PushCounter, Summary, live_view, sku_table, summarize, summary_lines
-from sync.demo_stack import DemoStack, start_stack
-from sync.demo_watch import ShopView, Watcher
+from sync.demo.report import PushCounter, Summary, live_view, sku_table, summarize, summary_lines
+from sync.demo.stack import DemoStack, start_demo_stack
+from sync.demo.watch import ShopView, Watcher
 
 DEFAULT_SEED = 7
 REFRESH_S = 0.25  # the live table's refresh, ~4 per second
@@ -71,7 +69,7 @@ def run_demo(
                 highlight=False,
             )
             try:
-                stack = start_stack(folder, datetime.now(UTC).date())
+                stack = start_demo_stack(folder, datetime.now(UTC).date())
                 try:
                     summary = DemoDay(console, stack, started, duration, seed).run(live)
                 finally:
@@ -144,7 +142,7 @@ class DemoDay:
         return summarize(
             opening=CATALOG,
             sales=customers.log.copy(),
-            totals=totals(self.stack.daemon.runtime.ctx),
+            totals=totals(self.stack.ctx),
             rows=rows,
             view=view,
             lag=self.tracker.snapshot(),
@@ -186,7 +184,7 @@ class DemoDay:
     def _settle(self, times: Timeline, watcher: Watcher, customers: Customers, show: Show) -> None:
         """Let the last webhooks, events and pushes land; what does not shows in the summary."""
         self.stack.flush_webhooks()
-        ctx = self.stack.daemon.runtime.ctx
+        ctx = self.stack.ctx
         while self.elapsed() < times.settled_by:
             watcher.sample()
             rows = self._rows()
@@ -203,7 +201,7 @@ class DemoDay:
             time.sleep(0.05)
 
     def _rows(self) -> list[SkuLedger]:
-        rows = sku_rows(self.stack.daemon.runtime.ctx)
+        rows = sku_rows(self.stack.ctx)
         self.pushes.update(rows)
         return rows
 
@@ -216,7 +214,9 @@ class DemoDay:
         return live_view(self.elapsed(), self.duration, self.phase, sales, table, view)
 
     def _pushes_landed(self) -> dict[str, int]:
-        registry = self.stack.daemon.runtime.metrics.registry
+        daemon = self.stack.daemon
+        assert daemon is not None  # the demo's daemon runs in this process
+        registry = daemon.runtime.metrics.registry
         return {
             ch: int(
                 registry.get_sample_value("stocksync_push_total", {"channel": ch, "outcome": "ok"})
@@ -255,20 +255,7 @@ def _display(console: Console, live: bool) -> Iterator[Show]:
 @contextmanager
 def _quiet_logs(stream: TextIO) -> Iterator[None]:
     """Warnings and errors of the daemon go to the demo's log file, not over the table."""
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            logs.Redactor(),
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
-        cache_logger_on_first_use=False,
-    )
-    logging.basicConfig(level=logging.WARNING, stream=stream, force=True)
+    logs.configure("WARNING", json=True, stream=stream)
     try:
         yield
     finally:

@@ -1,4 +1,4 @@
-"""Shared by the fault suite: ONE checker run after every scenario, and private service instances.
+"""Shared by the fault suite: ONE checker, run after every scenario.
 
 The checker compares what the channels (the sandboxes' `/_sandbox/state`) say with the ledger, and
 states the guarantees of issue #6 precisely:
@@ -29,21 +29,11 @@ sample breaks (2).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pwd
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -52,15 +42,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import OrderStatus
-from connectors.sandbox.shopify import ShopifySandbox
-from connectors.sandbox.woocommerce import WooCommerceSandbox
 from connectors.woocommerce_parse import STATUS_MAP
+from rules import Config
+from stock import inbox, offers
 from stock import models as m
-from stock.ledger import Ledger
 from sync.context import AppContext
 
 SHOP = "shop"
-API_TOKEN = "test-token"  # the receipts token of tests/daemon_support.CONFIG
 WOO = "woo"
 _LEDGER_STATUS = {
     OrderStatus.OPEN: "open",
@@ -201,15 +189,7 @@ def read_ledger(ctx: AppContext, channels: tuple[str, ...]) -> LedgerView:
     with ctx.sessions() as session, session.begin():
         if session.get_bind().dialect.name == "postgresql":
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        ledger = Ledger(
-            session,
-            ctx.config,
-            ctx.channel_names,
-            now=datetime.now(UTC),
-            actor="checker",
-            listed_channels=ctx.listed_channel_names,
-        )
-        return _read(session, ledger, channels)
+        return _read(session, ctx.config, channels)
 
 
 def _sum_by(session: Session, column: Any, key: Any) -> dict[int, int]:
@@ -217,7 +197,7 @@ def _sum_by(session: Session, column: Any, key: Any) -> dict[int, int]:
     return {int(k): int(v) for k, v in rows}
 
 
-def _read(session: Session, ledger: Ledger, channels: tuple[str, ...]) -> LedgerView:
+def _read(session: Session, config: Config, channels: tuple[str, ...]) -> LedgerView:
     codes = {int(i): str(c) for i, c in session.execute(select(m.Sku.id, m.Sku.code)).all()}
     orders = {
         (str(ch), str(ext)): str(status)
@@ -259,17 +239,17 @@ def _read(session: Session, ledger: Ledger, channels: tuple[str, ...]) -> Ledger
         codes[level.sku_id]: SkuRow(level.on_hand, level.oversold, units_in[codes[level.sku_id]])
         for level in session.scalars(select(m.StockLevel))
     }
-    offers = {ch: {code: ledger.offer(ch, code)[0] for code in skus} for ch in channels}
-    inbox_pending = session.scalar(
-        select(func.count())
-        .select_from(m.InboxEvent)
-        .where(m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_(None))
-    )
-    inbox_failed = session.scalar(
-        select(func.count())
-        .select_from(m.InboxEvent)
-        .where(m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_not(None))
-    )
+    today = datetime.now(UTC).date()
+    listed = {sku_id: code for sku_id, code in codes.items() if code in skus}
+    offered = {
+        ch: {
+            codes[sku_id]: breakdown.offered
+            for sku_id, breakdown in offers.breakdowns(session, config, ch, listed, today).items()
+        }
+        for ch in channels
+    }
+    events = inbox.counts(session)
+    inbox_pending, inbox_failed = events["pending"], events["failed"]
     inbox_total = session.scalar(select(func.count()).select_from(m.InboxEvent))
     writebacks = dict(
         session.execute(
@@ -288,7 +268,7 @@ def _read(session: Session, ledger: Ledger, channels: tuple[str, ...]) -> Ledger
         orders,
         lines,
         skus,
-        offers,
+        offered,
         int(inbox_pending or 0),
         int(inbox_failed or 0),
         int(inbox_total or 0),
@@ -395,9 +375,9 @@ def convergence_problems(
 ) -> list[str]:
     """(3): channels show the offers, nothing left to do, holds match backorders."""
     problems: list[str] = []
-    for channel, offers in view.offers.items():
+    for channel, channel_offers in view.offers.items():
         shown = channels.quantities.get(channel, {})
-        for sku, offered in sorted(offers.items()):
+        for sku, offered in sorted(channel_offers.items()):
             if sku in shown and shown[sku] != offered:
                 problems.append(f"{channel}:{sku} shows {shown[sku]}, ledger offers {offered}")
     if view.inbox_pending:
@@ -479,369 +459,3 @@ class Checker:
                     + "\n".join(last[:40])
                 )
             time.sleep(0.25)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll with a deadline (never a sleep used as an assertion)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-# ------------------------------------------------------------------------------ processes
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stocksync_executable() -> str:
-    """The console script installed beside this interpreter (not a slower shim on PATH)."""
-    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which("stocksync", path=search)
-    assert found is not None, "`stocksync` is not installed: run `python3 -m pip install -e .`"
-    return found
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-@dataclass
-class Proc:
-    """A child process whose output goes to a log file; stopped politely unless killed."""
-
-    args: list[str]
-    log: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup of any kind, as the OOM killer or a power cut would do."""
-        if self.alive():
-            assert self.popen is not None
-            self.popen.send_signal(signal.SIGKILL)
-            self.popen.wait(timeout=10)
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.popen is None:
-            return None
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
-
-
-@dataclass
-class PrivateRedis:
-    """A redis-server of our own on a free port, without persistence: a restart loses all."""
-
-    folder: Path
-    port: int = field(default_factory=free_port)
-    proc: Proc | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None, "redis-server is not installed"
-        args = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            str(self.folder),
-        ]
-        self.proc = Proc(args, self.folder / "redis.log").start()
-        wait_until(lambda: _port_open(self.port), 10, f"redis on port {self.port}")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-@dataclass
-class PrivatePostgres:
-    """A throw-away PostgreSQL cluster (initdb into a temp folder owned by `postgres`), so the
-    shared server at 5432 is never restarted under other tests."""
-
-    folder: Path
-    port: int = field(default_factory=free_port)
-
-    @property
-    def data(self) -> Path:
-        return self.folder / "data"
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *args: str, timeout: float = 60) -> None:
-        command = [str(PG_BIN / args[0]), *args[1:]]
-        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-        assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}{done.stderr}"
-
-    def _options(self) -> str:
-        # fsync off: a test cluster needs no durability across power cuts, only speed
-        return f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-
-    def init(self) -> None:
-        if os.geteuid() == 0:
-            user = pwd.getpwnam("postgres")
-            os.chown(self.folder, user.pw_uid, user.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def start(self) -> None:
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            self._options(),
-            "-l",
-            str(self.folder / "pg.log"),
-            "-w",
-            "start",
-        )
-
-    def restart(self) -> None:
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            self._options(),
-            "-m",
-            "fast",
-            "-l",
-            str(self.folder / "pg.log"),
-            "-w",
-            "restart",
-        )
-
-    def stop_fast(self) -> None:
-        """What `restart -m fast` does first: disconnect every client, shut down cleanly."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-
-@contextlib.contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    # not under pytest's tmp_path: its parents are private to root and `postgres` must enter
-    folder = Path(tempfile.mkdtemp(prefix="stocksync-pg-"))
-    cluster = PrivatePostgres(folder)
-    try:
-        cluster.init()
-        cluster.start()
-        yield cluster
-    finally:
-        try:
-            cluster.stop()
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def private_redis(folder: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(folder)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-def stocksync(config: Path, *args: str, timeout: float = 60) -> str:
-    """One CLI call that must succeed; returns its stdout."""
-    done = subprocess.run(
-        [stocksync_executable(), "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, f"stocksync {' '.join(args)}:\n{done.stdout}{done.stderr}"
-    return done.stdout
-
-
-def daemon_process(config: Path, command: str, log: Path, *args: str) -> Proc:
-    return Proc([stocksync_executable(), "--config", str(config), command, *args], log).start()
-
-
-def ready(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/readyz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def checkout(base_url: str, lines: list[tuple[str, int]], email: str) -> requests.Response:
-    return requests.post(
-        f"{base_url}/_sandbox/checkout",
-        json={"lines": [{"sku": s, "quantity": q} for s, q in lines], "email": email},
-        timeout=10,
-    )
-
-
-def set_faults(base_url: str, **values: Any) -> None:
-    requests.put(f"{base_url}/_sandbox/faults", json=values, timeout=10).raise_for_status()
-
-
-def receive(daemon_url: str, ref: str, lines: Mapping[str, int], token: str = API_TOKEN) -> None:
-    reply = requests.post(
-        f"{daemon_url}/api/purchase-orders/{ref}/receipts",
-        json={"lines": dict(lines)},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert reply.status_code == 200, reply.text
-
-
-# ------------------------------------------------------------------------------ process stack
-@dataclass
-class ProcessStack:
-    """Both sandboxes in this process; `stocksync run` and workers as child processes over
-    Redis and PostgreSQL, as users run them; a ledger context of our own for the checker."""
-
-    folder: Path
-    config: Path
-    shopify: ShopifySandbox
-    woo: WooCommerceSandbox
-    port: int
-    ctx: AppContext
-    run: Proc | None = None
-    workers: list[Proc] = field(default_factory=list)
-
-    @property
-    def daemon_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def checker(self) -> Checker:
-        return Checker(self.ctx, self.shopify.url, self.woo.url)
-
-    def start_run(self) -> Proc:
-        log = self.folder / "run.log"
-        self.run = daemon_process(self.config, "run", log, "--port", str(self.port))
-        wait_until(lambda: ready(self.daemon_url), 60, "`stocksync run` ready")
-        return self.run
-
-    def start_worker(self, threads: int = 2) -> Proc:
-        log = self.folder / f"worker-{len(self.workers) + 1}.log"
-        proc = daemon_process(self.config, "worker", log, "--threads", str(threads))
-        self.workers.append(proc)
-        return proc
-
-    def stop_all(self) -> dict[str, int | None]:
-        """SIGTERM everything still running; exit codes by log name."""
-        procs = [*self.workers, *([self.run] if self.run else [])]
-        return {proc.log.name: proc.stop() for proc in procs if proc.alive()}
-
-    def failed_deliveries(self) -> int:
-        """Webhooks the daemon did not answer with 200 (after waiting for those queued)."""
-        for sandbox in (self.shopify, self.woo):
-            sandbox.outbox.flush()
-        sent = [*self.shopify.outbox.sent, *self.woo.outbox.sent]
-        return sum(d.status != 200 for d in sent if not d.body.startswith(b"webhook_id="))
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
-            for path in sorted(self.folder.glob("*.log"))
-        )
-
-
-@contextlib.contextmanager
-def process_stack(
-    folder: Path,
-    *,
-    database: str,
-    broker: str,
-    catalog: Mapping[str, int],
-    purchase_orders: Mapping[str, Mapping[str, int]] | None = None,
-    poll_interval: float = 2.0,
-) -> Iterator[ProcessStack]:
-    """Sandboxes up, database migrated and stocked (opening counts, POs due in 5 days)."""
-    from datetime import timedelta
-
-    from rules import load_config
-    from stock.db import upgrade
-    from tests.daemon_support import write_stack_config
-
-    port = free_port()
-    daemon_url = f"http://127.0.0.1:{port}"
-    shopify = ShopifySandbox(catalog=dict(catalog), webhook_url=f"{daemon_url}/webhooks/shop")
-    woo = WooCommerceSandbox(catalog=dict(catalog), webhook_url=f"{daemon_url}/webhooks/woo")
-    shopify.start()
-    woo.start()
-    ctx: AppContext | None = None
-    stack: ProcessStack | None = None
-    try:
-        config = write_stack_config(
-            folder,
-            shopify.url,
-            woo.url,
-            database=database,
-            broker=broker,
-            poll_interval=poll_interval,
-            sweep_age=1,
-        )
-        upgrade(database)
-        ctx = AppContext.open(load_config(config))
-        with ctx.ledger(actor="test") as ledger:
-            for sku, qty in catalog.items():
-                ledger.set_stock(sku, qty, "opening count")
-            eta = ledger.now.date() + timedelta(days=5)
-            for ref, lines in (purchase_orders or {}).items():
-                ledger.add_po(ref, eta, lines)
-        stack = ProcessStack(folder, config, shopify, woo, port, ctx)
-        yield stack
-    finally:
-        if stack is not None:
-            stack.stop_all()
-        if ctx is not None:
-            ctx.close()
-        shopify.stop()
-        woo.stop()

@@ -6,8 +6,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sync.demo_lag import LagTracker
-from sync.demo_stack import DemoStack
+from sync.demo.lag import LagTracker
+from sync.demo.stack import DemoStack
 
 SAMPLE_S = 0.05  # lag resolution; reads are in-process and cheap
 HOLDS_EVERY = 5  # hold scans walk every fulfillment order, so less often

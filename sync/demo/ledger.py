@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
+from stock import commitments, inbox, offers
 from stock import models as m
 from sync.context import AppContext
 
@@ -23,24 +25,33 @@ class SkuLedger:
 
 
 def sku_rows(ctx: AppContext) -> list[SkuLedger]:
-    """One short transaction; `explain` gives the same terms `stocksync explain` prints."""
-    rows: list[SkuLedger] = []
-    with ctx.ledger(actor="demo") as ledger:
-        for code in ledger.session.scalars(select(m.Sku.code).order_by(m.Sku.code)):
-            detail = ledger.explain(code)
-            rows.append(
-                SkuLedger(
-                    sku=code,
-                    on_hand=detail["on_hand"],
-                    reserved=detail["reserved"],
-                    backordered=detail["backordered"],
-                    incoming=sum(item["open"] for item in detail["incoming"]),
-                    oversold=detail["oversold"],
-                    offered={c["channel"]: c["offered"] for c in detail["channels"]},
-                    pushed_at={c["channel"]: c["pushed_at"] for c in detail["channels"]},
+    """One short read; the same terms `stocksync status` and `explain` print."""
+    with ctx.read() as session:
+        rows = offers.status_rows(session, ctx.config, ctx.channel_names, datetime.now(UTC).date())
+        pushed = {
+            (channel, code): at
+            for channel, code, at in session.execute(
+                select(m.Listing.channel, m.Sku.code, m.Listing.pushed_at).join(
+                    m.Sku, m.Sku.id == m.Listing.sku_id
                 )
-            )
-    return rows
+            ).all()
+        }
+    return [
+        SkuLedger(
+            sku=row["sku"],
+            on_hand=row["on_hand"],
+            reserved=row["reserved"],
+            backordered=row["backordered"],
+            incoming=row["incoming"],
+            oversold=row["oversold"],
+            offered=row["offered"],
+            pushed_at={
+                channel: at.isoformat() if (at := pushed.get((channel, row["sku"]))) else None
+                for channel in row["offered"]
+            },
+        )
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -58,8 +69,7 @@ class LedgerTotals:
 
 
 def totals(ctx: AppContext) -> LedgerTotals:
-    with ctx.ledger(actor="demo") as ledger:
-        session = ledger.session
+    with ctx.read() as session:
         orders = dict(
             session.execute(
                 select(m.ChannelOrder.channel, func.count()).group_by(m.ChannelOrder.channel)
@@ -88,19 +98,13 @@ def totals(ctx: AppContext) -> LedgerTotals:
                 func.coalesce(func.sum(m.Backorder.qty_released), 0),
             )
         ).one()
-        open_rows = session.scalar(
-            select(func.count()).select_from(m.Backorder).where(m.Backorder.qty_open > 0)
-        )
+        open_rows = commitments.counts(session)["open"]
         beyond = session.scalar(
             select(func.count())
             .select_from(m.Backorder)
             .where(m.Backorder.accepted_within_capacity.is_(False))
         )
-        failed = session.scalar(
-            select(func.count())
-            .select_from(m.InboxEvent)
-            .where(m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_not(None))
-        )
+        failed = inbox.counts(session)["failed"]
         writebacks = dict(
             session.execute(
                 select(m.Writeback.status, func.count()).group_by(m.Writeback.status)
@@ -122,10 +126,5 @@ def totals(ctx: AppContext) -> LedgerTotals:
 
 def inbox_pending(ctx: AppContext) -> int:
     """Events stored but not applied yet (failed ones are counted in `totals`)."""
-    with ctx.ledger(actor="demo") as ledger:
-        found = ledger.session.scalar(
-            select(func.count())
-            .select_from(m.InboxEvent)
-            .where(m.InboxEvent.processed_at.is_(None), m.InboxEvent.error.is_(None))
-        )
-    return int(found or 0)
+    with ctx.read() as session:
+        return inbox.counts(session)["pending"]

@@ -10,11 +10,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from sync.demo_customers import SalesLog
-from sync.demo_lag import LagStats
-from sync.demo_ledger import LedgerTotals, SkuLedger
-from sync.demo_plan import percentile
-from sync.demo_watch import ShopView
+from sync.demo.customers import SalesLog
+from sync.demo.lag import LagStats
+from sync.demo.ledger import LedgerTotals, SkuLedger
+from sync.demo.plan import percentile
+from sync.demo.watch import ShopView
 
 
 class PushCounter:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from sync.demo_lag import LagTracker
-from sync.demo_plan import Checkout
+from sync.demo.lag import LagTracker
+from sync.demo.plan import Checkout
 
 ShownFn = Callable[[str, str], int]  # (channel, sku) -> what that shop shows now
 

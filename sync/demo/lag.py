@@ -96,12 +96,6 @@ class LagTracker:
                     self.stats.expired += 1
                     del self._probes[key]
 
-    def discard_pending(self) -> None:
-        """Stock arrived: quantities rise, so drops in flight can no longer be seen."""
-        with self._lock:
-            self.stats.discarded += len(self._probes)
-            self._probes.clear()
-
     def discard(self, channel: str, sku: str) -> None:
         """A raise landed on this listing: the drops in flight there can no longer be seen."""
         with self._lock:

@@ -1,0 +1,300 @@
+"""The order workflow (`channel_order`, `order_line`; their only writer): record a version of a
+channel order, cancel, ship — reserving, backordering and freeing through stock's owners.
+
+Order changes are applied as *target states* (the channel's current quantity and status), so
+applying the same order version twice changes nothing, and an older version never overwrites a
+newer one. Every call leaves a line's quantity = reserved + backordered + shipped + cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select
+
+from backorders.settle import settle
+from backorders.split import Availability, LineDemand, split_lines
+from stock import commitments, counts, listings, offers
+from stock import models as m
+from stock.db import lock_stock_rows
+from stock.tx import LedgerInputError, LedgerTx
+
+OrderState = Literal["open", "fulfilled", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class LineInput:
+    external_line_id: str
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderInput:
+    channel: str
+    external_id: str
+    placed_at: datetime
+    updated_at: datetime
+    status: OrderState
+    lines: tuple[LineInput, ...]
+    customer_key: str | None = None
+    tier: str | None = None
+    source_status: str = ""
+
+
+@dataclass
+class Outcome:
+    """What recording one order version did to it (per external line id)."""
+
+    order_id: int | None = None
+    applied: bool = True  # False when an older order version was ignored
+    reserved: dict[str, int] = field(default_factory=dict)  # units reserved now
+    backordered: dict[str, int] = field(default_factory=dict)  # new backorders
+    beyond_capacity: dict[str, int] = field(default_factory=dict)
+
+
+def record_order(tx: LedgerTx, order: OrderInput) -> Outcome:
+    """Apply one version of a channel order; older versions than the stored one are ignored."""
+    _check_order(tx, order)
+    sku_ids = counts.ensure_skus(tx, {line.sku for line in order.lines})
+    # Lock first, read second: two versions of one new order (a webhook and a poll) share
+    # SKUs, so the second waits here and then sees the order the first one created.
+    lock_stock_rows(tx.session, sku_ids.values())
+    existing = tx.session.scalar(
+        select(m.ChannelOrder)
+        .where(
+            m.ChannelOrder.channel == order.channel,
+            m.ChannelOrder.external_id == order.external_id,
+        )
+        .execution_options(populate_existing=True)
+    )
+    old_lines: list[m.OrderLine] = list(existing.lines) if existing else []
+    all_sku_ids = set(sku_ids.values()) | {line.sku_id for line in old_lines}
+    # an edit may have dropped a line of another SKU: lock that too (a rare out-of-order
+    # lock; PostgreSQL turns a resulting deadlock into an error the job retries)
+    lock_stock_rows(tx.session, all_sku_ids - set(sku_ids.values()))
+    if existing is not None and _is_older(order, existing):
+        tx.audit(
+            "order.stale_ignored",
+            f"{order.channel}/{order.external_id}",
+            {"received": order.updated_at.isoformat()},
+        )
+        return Outcome(order_id=existing.id, applied=False)
+    db_order = _store_order(tx, order, existing)
+    outcome = Outcome(order_id=db_order.id)
+    code_of = {sku_id: code for code, sku_id in sku_ids.items()}
+    code_of.update(counts.codes_of(tx, {line.sku_id for line in old_lines} - set(code_of)))
+    growth: list[tuple[m.OrderLine, int]] = []
+    for db_line, current_quantity in _target_lines(tx, order, db_order, old_lines, sku_ids):
+        if order.status == "fulfilled":
+            _ship_line(tx, db_line, current_quantity, code_of[db_line.sku_id])
+            continue
+        target_live = 0 if order.status == "cancelled" else current_quantity - db_line.shipped
+        target_live = max(target_live, 0)
+        live = commitments.live_units(tx, db_line.id)
+        if target_live > live:
+            growth.append((db_line, target_live - live))
+        elif target_live < live:
+            commitments.cancel_units(tx, db_line, live - target_live)
+            db_line.cancelled += live - target_live
+            tx.effects.release_due.add(db_line.sku_id)  # freed units may fill others' backorders
+    if growth:
+        _split_growth(tx, order.channel, growth, code_of, outcome)
+    # settle now, not only at commit: the next order of a drained batch must not take units
+    # this one freed for the backorders waiting on them
+    settle(tx)
+    listings.mark_dirty(tx, all_sku_ids)
+    tx.audit(
+        "order.recorded",
+        f"{order.channel}/{order.external_id}",
+        {
+            "status": order.status,
+            "updated_at": order.updated_at.isoformat(),
+            "reserved": outcome.reserved,
+            "backordered": outcome.backordered,
+            "beyond_capacity": outcome.beyond_capacity,
+        },
+    )
+    tx.session.flush()
+    return outcome
+
+
+def cancel_order(tx: LedgerTx, channel: str, external_id: str) -> Outcome:
+    db_order = find(tx, channel, external_id)
+    if db_order is None:
+        raise LedgerInputError(f"{channel}/{external_id}", "no such order")
+    codes = counts.codes_of(tx, {line.sku_id for line in db_order.lines})
+    return record_order(
+        tx,
+        OrderInput(
+            channel=channel,
+            external_id=external_id,
+            placed_at=db_order.placed_at,
+            updated_at=max(tx.now, db_order.source_updated_at),
+            status="cancelled",
+            lines=tuple(
+                LineInput(line.external_line_id, codes[line.sku_id], line.quantity)
+                for line in db_order.lines
+            ),
+            customer_key=db_order.customer_key,
+            tier=db_order.tier,
+            source_status="cancelled",
+        ),
+    )
+
+
+def find(tx: LedgerTx, channel: str, external_id: str) -> m.ChannelOrder | None:
+    return tx.session.scalar(
+        select(m.ChannelOrder).where(
+            m.ChannelOrder.channel == channel, m.ChannelOrder.external_id == external_id
+        )
+    )
+
+
+def _check_order(tx: LedgerTx, order: OrderInput) -> None:
+    subject = f"{order.channel}/{order.external_id}"
+    if order.channel not in tx.channels:
+        raise LedgerInputError(subject, f"unknown channel {order.channel!r}")
+    if not order.external_id:
+        raise LedgerInputError(subject, "an order needs an id")
+    if order.placed_at.tzinfo is None or order.updated_at.tzinfo is None:
+        raise LedgerInputError(subject, "order times must be timezone-aware")
+    seen: set[str] = set()
+    for line in order.lines:
+        if line.quantity < 0:
+            raise LedgerInputError(subject, f"line {line.external_line_id}: negative quantity")
+        if line.external_line_id in seen:
+            raise LedgerInputError(subject, f"line {line.external_line_id} appears twice")
+        seen.add(line.external_line_id)
+
+
+def _store_order(
+    tx: LedgerTx, order: OrderInput, existing: m.ChannelOrder | None
+) -> m.ChannelOrder:
+    if existing is not None:
+        existing.status = order.status
+        existing.source_status = order.source_status
+        existing.source_updated_at = order.updated_at
+        existing.customer_key = order.customer_key or existing.customer_key
+        existing.tier = order.tier or existing.tier
+        return existing
+    db_order = m.ChannelOrder(
+        channel=order.channel,
+        external_id=order.external_id,
+        placed_at=order.placed_at,
+        customer_key=order.customer_key,
+        tier=order.tier,
+        status=order.status,
+        source_status=order.source_status,
+        source_updated_at=order.updated_at,
+    )
+    tx.session.add(db_order)
+    tx.session.flush()
+    return db_order
+
+
+def _target_lines(
+    tx: LedgerTx,
+    order: OrderInput,
+    db_order: m.ChannelOrder,
+    old_lines: Sequence[m.OrderLine],
+    sku_ids: Mapping[str, int],
+) -> list[tuple[m.OrderLine, int]]:
+    """Each stored line with the quantity the channel now says; new lines are created."""
+    by_external = {line.external_line_id: line for line in old_lines}
+    targets: list[tuple[m.OrderLine, int]] = []
+    for line in order.lines:
+        db_line = by_external.pop(line.external_line_id, None)
+        if db_line is None:
+            db_line = m.OrderLine(
+                order_id=db_order.id,
+                external_line_id=line.external_line_id,
+                sku_id=sku_ids[line.sku],
+                quantity=0,
+                shipped=0,
+                cancelled=0,
+            )
+            tx.session.add(db_line)
+            tx.session.flush()
+        elif db_line.sku_id != sku_ids[line.sku]:
+            raise LedgerInputError(
+                f"{order.channel}/{order.external_id}",
+                f"line {line.external_line_id} changed SKU; the ledger keeps one SKU per line",
+            )
+        targets.append((db_line, line.quantity))
+    # lines that disappeared from the order were removed by an edit
+    targets.extend((db_line, 0) for db_line in by_external.values())
+    return targets
+
+
+def _split_growth(
+    tx: LedgerTx,
+    channel: str,
+    growth: Sequence[tuple[m.OrderLine, int]],
+    code_of: Mapping[int, str],
+    outcome: Outcome,
+) -> None:
+    skus = {line.sku_id: code_of[line.sku_id] for line, _ in growth}
+    offered = offers.breakdowns(tx.session, tx.rules, channel, skus, tx.now.date())
+    availability = {
+        code: Availability(offered[sku_id].sellable_now, max(offered[sku_id].incoming_capacity, 0))
+        for sku_id, code in skus.items()
+    }
+    by_key = {str(line.id): line for line, _ in growth}
+    demand = [LineDemand(str(line.id), code_of[line.sku_id], extra) for line, extra in growth]
+    for split in split_lines(demand, availability):
+        db_line = by_key[split.key]
+        db_line.quantity += split.reserve + split.backordered
+        ext = db_line.external_line_id
+        if split.reserve:
+            commitments.reserve(tx, db_line, split.reserve)
+            outcome.reserved[ext] = outcome.reserved.get(ext, 0) + split.reserve
+        if split.backorder_within:
+            commitments.backorder(tx, db_line, split.backorder_within, within_capacity=True)
+            outcome.backordered[ext] = outcome.backordered.get(ext, 0) + split.backorder_within
+        if split.backorder_beyond:
+            commitments.backorder(tx, db_line, split.backorder_beyond, within_capacity=False)
+            outcome.backordered[ext] = outcome.backordered.get(ext, 0) + split.backorder_beyond
+            outcome.beyond_capacity[ext] = split.backorder_beyond
+            tx.audit(
+                "backorder.beyond_capacity",
+                code_of[db_line.sku_id],
+                {"channel": channel, "line": ext, "units": split.backorder_beyond},
+            )
+    tx.session.flush()
+
+
+def _ship_line(tx: LedgerTx, db_line: m.OrderLine, current_quantity: int, code: str) -> None:
+    """Fulfilled: live units become shipped; units beyond the live ones ship from on_hand."""
+    to_ship = max(current_quantity - db_line.shipped, 0)
+    live = commitments.live_units(tx, db_line.id)
+    if live > to_ship:  # the channel shipped less than was live: the rest was refunded
+        commitments.cancel_units(tx, db_line, live - to_ship)
+        db_line.cancelled += live - to_ship
+        live = to_ship
+    reservation = commitments.reservation(tx, db_line.id)
+    from_reservation = min(reservation.qty if reservation else 0, to_ship)
+    if reservation is not None and from_reservation:
+        commitments.unreserve(tx, reservation, from_reservation)
+    commitments.close_backorders(tx, db_line)
+    db_line.quantity += max(to_ship - live, 0)
+    db_line.shipped += to_ship
+    # reserved units leave on_hand, and so do the rest (unreserved stock; beyond it, oversold)
+    counts.ship_units(tx, db_line.sku_id, code, to_ship)
+    tx.session.flush()
+
+
+def _is_older(order: OrderInput, stored: m.ChannelOrder) -> bool:
+    """Is `order` an older version than the stored one?
+
+    Both channels stamp orders to the second, so two versions can share a stamp (a sale cancelled
+    within its second). Orders only move forward (Shopify cannot reopen a cancelled order), so on
+    a tie the version that would reopen a closed order is the older one; without this a late
+    create re-reserves a cancelled order's units for good (its poll has the same event key).
+    """
+    if order.updated_at != stored.source_updated_at:
+        return order.updated_at < stored.source_updated_at
+    return stored.status != "open" and order.status == "open"

@@ -1,0 +1,188 @@
+"""Listings (`listing`): a SKU as one channel sells it, and its push state; the only writer.
+
+The state machine: a ledger change marks a listing dirty and bumps `dirty_version`; a push plans
+the dirty ones, and marks one clean only for the version it computed, so a change made while it
+talked to the channel is never hidden. An unmapped listing (no channel ids yet) is mapped first;
+one the channel does not sell stops being dirty. Reconcile re-dirties a listing that drifted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from stock import models as m
+from stock.tx import LedgerTx
+
+
+def mark_dirty(tx: LedgerTx, sku_ids: Iterable[int]) -> None:
+    """Flag the listings of these SKUs on every listed channel for the next push."""
+    ids = sorted(set(sku_ids))
+    if not ids:
+        return
+    tx.effects.dirty_sku_ids.update(ids)
+    existing = {
+        (listing.channel, listing.sku_id): listing
+        for listing in tx.session.scalars(select(m.Listing).where(m.Listing.sku_id.in_(ids)))
+    }
+    for channel in tx.listed_channels:
+        for sku_id in ids:
+            listing = existing.get((channel, sku_id))
+            if listing is None:
+                listing = m.Listing(
+                    channel=channel, sku_id=sku_id, external_ids={}, dirty_version=0
+                )
+                tx.session.add(listing)
+            listing.dirty_version = (listing.dirty_version or 0) + 1
+            if not listing.dirty or listing.dirty_since is None:
+                listing.dirty = True
+                listing.dirty_since = tx.now
+    tx.session.flush()
+
+
+@dataclass(frozen=True)
+class DirtyListing:
+    listing_id: int
+    sku_id: int
+    sku: str
+    mapped: bool
+    last_seen: int | None
+    last_pushed: int | None
+    dirty_since: datetime | None
+    dirty_version: int
+
+
+def dirty(session: Session, channel: str, limit: int) -> list[DirtyListing]:
+    """The channel's dirty listings, longest waiting first."""
+    rows = session.execute(
+        select(m.Listing, m.Sku.code)
+        .join(m.Sku, m.Sku.id == m.Listing.sku_id)
+        .where(m.Listing.channel == channel, m.Listing.dirty.is_(True))
+        .order_by(m.Listing.dirty_since, m.Listing.id)
+        .limit(limit)
+    ).all()
+    return [
+        DirtyListing(
+            listing.id,
+            listing.sku_id,
+            code,
+            bool(listing.external_ids),
+            listing.last_seen,
+            listing.last_pushed,
+            listing.dirty_since,
+            listing.dirty_version,
+        )
+        for listing, code in rows
+    ]
+
+
+def mark_pushed(session: Session, listing: DirtyListing, quantity: int, now: datetime) -> None:
+    """The channel now shows `quantity`, which we wrote."""
+    # clean only if no change arrived since the offer was computed (it bumps the version)
+    session.execute(
+        update(m.Listing)
+        .where(m.Listing.id == listing.listing_id, m.Listing.dirty_version == listing.dirty_version)
+        .values(dirty=False, dirty_since=None)
+    )
+    # what landed is what the channel shows, even when the listing was re-dirtied meanwhile
+    session.execute(
+        update(m.Listing)
+        .where(m.Listing.id == listing.listing_id)
+        .values(last_pushed=quantity, pushed_at=now, last_seen=quantity)
+    )
+
+
+def note_seen(session: Session, listing_id: int, quantity: int | None) -> None:
+    """A compare-and-set found the channel elsewhere: remember what it holds (stays dirty)."""
+    session.execute(update(m.Listing).where(m.Listing.id == listing_id).values(last_seen=quantity))
+
+
+def note_push_error(session: Session, listing_id: int, error_code: str | None) -> None:
+    # a SKU the channel does not sell stops being pushed; other errors stay dirty and retry
+    session.execute(
+        update(m.Listing)
+        .where(m.Listing.id == listing_id)
+        .values(dirty=error_code != "UNKNOWN_SKU")
+    )
+
+
+def record_mapping(
+    session: Session, channel: str, found: Mapping[str, tuple[dict[str, Any], int | None] | None]
+) -> None:
+    """What the channel said of these SKUs: its ids and quantity, or None (it does not sell it)."""
+    codes = dict(
+        session.execute(select(m.Sku.code, m.Sku.id).where(m.Sku.code.in_(list(found)))).all()
+    )
+    for sku, seen in found.items():
+        values: dict[str, Any]
+        if seen is None:
+            # the channel does not sell this SKU: nothing to push until it does
+            values = {"dirty": False, "dirty_since": None, "external_ids": {}}
+        else:
+            external_ids, quantity = seen
+            values = {"external_ids": dict(external_ids), "last_seen": quantity}
+        session.execute(
+            update(m.Listing)
+            .where(m.Listing.channel == channel, m.Listing.sku_id == codes[sku])
+            .values(**values)
+        )
+
+
+@dataclass(frozen=True)
+class MappedListing:
+    listing_id: int
+    sku: str
+    last_pushed: int | None
+    last_seen: int | None
+
+
+def mapped(session: Session, channel: str) -> list[MappedListing]:
+    """Listings the channel sells (we know its ids for them)."""
+    rows = session.execute(
+        select(m.Listing.id, m.Sku.code, m.Listing.last_pushed, m.Listing.last_seen)
+        .join(m.Sku, m.Sku.id == m.Listing.sku_id)
+        .where(m.Listing.channel == channel, m.Listing.external_ids != {})
+    ).all()
+    return [MappedListing(int(r[0]), str(r[1]), r[2], r[3]) for r in rows]
+
+
+def mark_drifted(
+    session: Session, listing_id: int, channel_quantity: int | None, now: datetime
+) -> None:
+    """The channel shows something else than it should: remember it and push again."""
+    session.execute(
+        update(m.Listing)
+        .where(m.Listing.id == listing_id)
+        .values(
+            last_seen=channel_quantity,
+            dirty=True,
+            dirty_since=now,
+            dirty_version=m.Listing.dirty_version + 1,
+        )
+    )
+
+
+def channels_dirty_since(session: Session, cutoff: datetime) -> set[str]:
+    """Channels with a listing dirty since before `cutoff` (a push that did not happen)."""
+    return set(
+        session.scalars(
+            select(m.Listing.channel)
+            .where(m.Listing.dirty.is_(True), m.Listing.dirty_since < cutoff)
+            .distinct()
+        )
+    )
+
+
+def dirty_counts(session: Session) -> dict[str, int]:
+    """Dirty listings per channel."""
+    rows = session.execute(
+        select(m.Listing.channel, func.count())
+        .where(m.Listing.dirty.is_(True))
+        .group_by(m.Listing.channel)
+    ).all()
+    return {str(channel): int(count) for channel, count in rows}

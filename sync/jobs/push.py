@@ -1,0 +1,234 @@
+"""Offered numbers out: push dirty listings to a channel, changed numbers only, decreases first.
+
+One pusher per channel at a time (a lease in `channel_state`, taken over from a dead local
+process); no transaction stays open across the channel call.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from connectors.base import Channel, ChannelError, OfferPush
+from stock import channel_state, inbox, listings, offers
+from sync.jobs.followups import Followups, utc_now
+from sync.logs import get_logger
+from sync.runtime import Runtime
+
+log = get_logger("stocksync.jobs.push")
+
+PUSH_BATCH = 1000  # listings per push round; the connector splits into API-sized calls
+PUSH_LEASE = timedelta(seconds=60)
+MAX_ROUNDS = 50  # bounded: a channel that keeps failing waits for the sweeper
+
+
+@dataclass
+class PushReport:
+    busy: bool = False  # another pusher holds the channel: try again shortly
+    pushed: int = 0
+    stale: int = 0
+    errors: int = 0
+    calls: int = 0
+    deferred: int = 0  # raises held back until orders explain the channel's quantity
+    followups: Followups = field(default_factory=Followups)
+
+
+def push_channel(runtime: Runtime, channel_name: str) -> PushReport:
+    """Push offered quantities of the channel's dirty listings."""
+    report = PushReport()
+    channel = runtime.channels.get(channel_name)
+    if channel is None:
+        return report
+    owner = push_lease_owner()
+    if not _acquire_lease(runtime, channel_name, owner):
+        report.busy = True
+        return report
+    try:
+        for _round in range(MAX_ROUNDS):
+            if _push_round(runtime, channel_name, channel, report):
+                break
+    finally:
+        with runtime.ctx.sessions.begin() as session:
+            channel_state.release_lease(session, channel_name, owner)
+    return report
+
+
+# ------------------------------------------------------------------ the lease
+def push_lease_owner() -> str:
+    """`<random>@<pid>@<host>`: unique per push, and says which local process holds a lease."""
+    return f"{uuid.uuid4().hex[:16]}@{os.getpid()}@{socket.gethostname()}"[:64]
+
+
+def _owner_parts(owner: str | None) -> tuple[str, int, str] | None:
+    parts = (owner or "").split("@", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None  # an owner written by another version
+    return parts[0], int(parts[1]), parts[2]
+
+
+def _holder_is_dead(owner: str | None) -> bool:
+    """A lease held by a process of this host that no longer runs (SIGKILL, OOM): without
+    this, every push of the channel would wait out the lease after a worker crash."""
+    holder, mine = _owner_parts(owner), _owner_parts(push_lease_owner())
+    if holder is None or mine is None or holder[2] != mine[2]:
+        return False  # another host's process: we cannot tell, the lease expiry decides
+    try:
+        os.kill(holder[1], 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # it exists, as another user
+    return False
+
+
+def _acquire_lease(runtime: Runtime, channel: str, owner: str) -> bool:
+    now = utc_now()
+    with runtime.ctx.sessions.begin() as session:
+        if channel_state.take_lease(session, channel, owner, now, now + PUSH_LEASE):
+            return True
+        holder = channel_state.lease_holder(session, channel)
+        if not _holder_is_dead(holder):
+            return False
+        log.warning("push_lease_taken_over", channel=channel, dead_owner=holder)
+        return channel_state.steal_lease(session, channel, holder, owner, now + PUSH_LEASE)
+
+
+# ------------------------------------------------------------------ one round
+@dataclass(frozen=True)
+class PlannedPush:
+    listing: listings.DirtyListing
+    offered: int
+
+    @property
+    def raises_unexplained(self) -> bool:
+        """A raise over a channel quantity we did not set ourselves: the channel may have sold
+        since (a sale whose webhook we have not seen), so orders must be pulled first."""
+        seen, pushed = self.listing.last_seen, self.listing.last_pushed
+        return seen is not None and self.offered > seen and seen != pushed
+
+
+def plan_pushes(
+    runtime: Runtime, channel_name: str, limit: int = PUSH_BATCH
+) -> tuple[list[PlannedPush], list[str]]:
+    """The dirty listings' offered numbers (one set of grouped reads), and the unmapped SKUs."""
+    with runtime.ctx.sessions.begin() as session:
+        dirty = listings.dirty(session, channel_name, limit)
+        mapped = [d for d in dirty if d.mapped]
+        found = offers.breakdowns(
+            session,
+            runtime.config,
+            channel_name,
+            {d.sku_id: d.sku for d in mapped},
+            utc_now().date(),
+        )
+    planned = [PlannedPush(d, found[d.sku_id].offered) for d in mapped]
+    return planned, [d.sku for d in dirty if not d.mapped]
+
+
+def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: PushReport) -> bool:
+    """One round; True when nothing more is left to push."""
+    planned, unmapped = plan_pushes(runtime, channel_name)
+    if unmapped:
+        _map_listings(runtime, channel_name, channel, unmapped)
+        planned, unmapped = plan_pushes(runtime, channel_name)
+    if not planned:
+        return True
+    deferred: list[PlannedPush] = []
+    if any(p.raises_unexplained for p in planned) and not _explained_by_poll(runtime, channel_name):
+        # Raising over a quantity the channel reached by itself (a sale we may not know yet)
+        # waits for a poll that finished after it moved; decreases go out now regardless.
+        deferred = [p for p in planned if p.raises_unexplained]
+        report.deferred += len(deferred)
+        report.followups.polls.add(channel_name)
+        planned = [p for p in planned if not p.raises_unexplained]
+        if not planned:
+            return True
+    # Every dirty listing is sent, even when we believe the channel already shows the number:
+    # a channel can move by itself (a WooCommerce cancellation restocks), and the connector's
+    # compare-and-set (Shopify) or re-read (WooCommerce, which then skips a write that changes
+    # nothing) is what finds out.
+    report.calls += 1
+    try:
+        results = channel.push_offers(
+            [OfferPush(p.listing.sku, p.offered, p.listing.last_seen) for p in planned]
+        )
+    except ChannelError as exc:
+        report.errors += len(planned)
+        runtime.metrics.channel_errors.labels(channel_name, exc.code or "error").inc()
+        runtime.metrics.pushes.labels(channel_name, "error").inc(len(planned))
+        log.warning("push_failed", channel=channel_name, error=str(exc))
+        _note_channel_error(runtime, channel_name, str(exc))
+        return True  # listings stay dirty; the sweeper retries
+    now = utc_now()
+    stale_seen = False
+    with runtime.ctx.sessions.begin() as session:
+        for plan, result in zip(planned, results, strict=True):
+            if result.ok:
+                listings.mark_pushed(session, plan.listing, plan.offered, now)
+                report.pushed += 1
+                runtime.metrics.pushes.labels(channel_name, "ok").inc()
+                _observe_latency(runtime, channel_name, plan.listing.dirty_since, now)
+            elif result.error_code in ("CHANGE_FROM_QUANTITY_STALE", "STALE"):
+                stale_seen = True
+                channel_state.note_moved(session, channel_name, now)
+                report.stale += 1
+                runtime.metrics.pushes.labels(channel_name, "stale").inc()
+                listings.note_seen(session, plan.listing.listing_id, result.channel_quantity)
+            else:
+                report.errors += 1
+                runtime.metrics.pushes.labels(channel_name, "error").inc()
+                runtime.metrics.channel_errors.labels(
+                    channel_name, result.error_code or "error"
+                ).inc()
+                listings.note_push_error(session, plan.listing.listing_id, result.error_code)
+    if stale_seen:
+        # The channel sold since we last looked. We now know what it holds: the next round
+        # lowers what must come down at once; raises wait until orders explain the gap.
+        return False
+    return len(planned) + len(deferred) < PUSH_BATCH
+
+
+def _observe_latency(
+    runtime: Runtime, channel_name: str, dirty_since: datetime | None, now: datetime
+) -> None:
+    if dirty_since is not None:
+        runtime.metrics.push_latency.labels(channel_name).observe(
+            max((now - dirty_since).total_seconds(), 0)
+        )
+
+
+def _explained_by_poll(runtime: Runtime, channel_name: str) -> bool:
+    """True when the ledger knows every order behind the channel's last move of its own: a poll
+    started after the move, and the channel's inbox is fully processed."""
+    with runtime.ctx.sessions() as session:
+        state = channel_state.get(session, channel_name)
+        if state is None or state.moved_at is None:
+            return True
+        if state.last_poll_at is None or state.last_poll_at <= state.moved_at:
+            return False
+        return not inbox.waiting(session, channel_name)
+
+
+def _map_listings(runtime: Runtime, channel_name: str, channel: Channel, skus: list[str]) -> None:
+    """Find the channel's records of these SKUs and what it shows now."""
+    try:
+        found = channel.fetch_listings(skus)
+    except ChannelError as exc:
+        runtime.metrics.channel_errors.labels(channel_name, exc.code or "error").inc()
+        _note_channel_error(runtime, channel_name, str(exc))
+        raise
+    seen: dict[str, tuple[dict[str, Any], int | None] | None] = {}
+    for sku in skus:
+        listing = found.get(sku)
+        seen[sku] = None if listing is None else (dict(listing.external_ids), listing.quantity)
+    with runtime.ctx.sessions.begin() as session:
+        listings.record_mapping(session, channel_name, seen)
+
+
+def _note_channel_error(runtime: Runtime, channel_name: str, error: str) -> None:
+    with runtime.ctx.sessions.begin() as session:
+        channel_state.note_error(session, channel_name, error)
