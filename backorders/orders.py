@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from backorders.settle import settle
 from backorders.split import Availability, LineDemand, split_lines
 from stock import commitments, counts, listings, offers
 from stock import models as m
-from stock.db import lock_stock_rows
 from stock.tx import LedgerInputError, LedgerTx
 
 OrderState = Literal["open", "fulfilled", "cancelled"]
@@ -56,26 +56,58 @@ class Outcome:
     beyond_capacity: dict[str, int] = field(default_factory=dict)
 
 
+def prepare(tx: LedgerTx, orders: Sequence[OrderInput]) -> None:
+    """Read what recording these orders needs, once for all of them: their SKUs (created when
+    new), the stock rows (locked, in sku-id order), the stored orders with their lines and
+    commitments. A batch of orders then records without a query per order."""
+    codes = {line.sku for order in orders for line in order.lines}
+    ids = counts.ensure_skus(tx, codes)
+    # Lock first, read second: two versions of one new order (a webhook and a poll) share
+    # SKUs, so the second waits here and then sees the order the first one created.
+    counts.lock(tx, ids.values())
+    offers.read_incoming(tx, ids.values())
+    keys = {key for order in orders if (key := (order.channel, order.external_id)) not in tx.orders}
+    if not keys:
+        return
+    tx.orders.update(dict.fromkeys(keys))
+    by_channel: dict[str, list[str]] = {}
+    for channel, external_id in keys:
+        by_channel.setdefault(channel, []).append(external_id)
+    for channel, external_ids in by_channel.items():
+        for start in range(0, len(external_ids), 2000):
+            for stored in tx.session.scalars(
+                select(m.ChannelOrder)
+                .where(
+                    m.ChannelOrder.channel == channel,
+                    m.ChannelOrder.external_id.in_(external_ids[start : start + 2000]),
+                )
+                .options(
+                    selectinload(m.ChannelOrder.lines).selectinload(m.OrderLine.reservation),
+                    selectinload(m.ChannelOrder.lines).selectinload(m.OrderLine.backorders),
+                )
+                .execution_options(populate_existing=True)
+            ):
+                tx.orders[(stored.channel, stored.external_id)] = stored
+    # an edit may have dropped a line of another SKU: lock that too (a rare out-of-order
+    # lock; PostgreSQL turns a resulting deadlock into an error the job retries)
+    old_skus = {
+        line.sku_id for key in keys if (stored := tx.orders[key]) is not None
+        for line in stored.lines
+    }  # fmt: skip
+    counts.lock(tx, old_skus)
+    missing = {sku_id for sku_id in old_skus if sku_id not in tx.codes}
+    if missing:
+        tx.remember_skus({code: sku_id for sku_id, code in counts.codes_of(tx, missing).items()})
+
+
 def record_order(tx: LedgerTx, order: OrderInput) -> Outcome:
     """Apply one version of a channel order; older versions than the stored one are ignored."""
     _check_order(tx, order)
-    sku_ids = counts.ensure_skus(tx, {line.sku for line in order.lines})
-    # Lock first, read second: two versions of one new order (a webhook and a poll) share
-    # SKUs, so the second waits here and then sees the order the first one created.
-    lock_stock_rows(tx.session, sku_ids.values())
-    existing = tx.session.scalar(
-        select(m.ChannelOrder)
-        .where(
-            m.ChannelOrder.channel == order.channel,
-            m.ChannelOrder.external_id == order.external_id,
-        )
-        .execution_options(populate_existing=True)
-    )
-    old_lines: list[m.OrderLine] = list(existing.lines) if existing else []
+    prepare(tx, [order])
+    sku_ids = {line.sku: tx.sku_ids[line.sku] for line in order.lines}
+    existing = tx.orders[(order.channel, order.external_id)]
+    old_lines: list[m.OrderLine] = list(existing.lines) if existing is not None else []
     all_sku_ids = set(sku_ids.values()) | {line.sku_id for line in old_lines}
-    # an edit may have dropped a line of another SKU: lock that too (a rare out-of-order
-    # lock; PostgreSQL turns a resulting deadlock into an error the job retries)
-    lock_stock_rows(tx.session, all_sku_ids - set(sku_ids.values()))
     if existing is not None and _is_older(order, existing):
         tx.audit(
             "order.stale_ignored",
@@ -85,16 +117,14 @@ def record_order(tx: LedgerTx, order: OrderInput) -> Outcome:
         return Outcome(order_id=existing.id, applied=False)
     db_order = _store_order(tx, order, existing)
     outcome = Outcome(order_id=db_order.id)
-    code_of = {sku_id: code for code, sku_id in sku_ids.items()}
-    code_of.update(counts.codes_of(tx, {line.sku_id for line in old_lines} - set(code_of)))
     growth: list[tuple[m.OrderLine, int]] = []
-    for db_line, current_quantity in _target_lines(tx, order, db_order, old_lines, sku_ids):
+    for db_line, current_quantity in _target_lines(order, db_order, old_lines, sku_ids):
         if order.status == "fulfilled":
-            _ship_line(tx, db_line, current_quantity, code_of[db_line.sku_id])
+            _ship_line(tx, db_line, current_quantity, tx.codes[db_line.sku_id])
             continue
         target_live = 0 if order.status == "cancelled" else current_quantity - db_line.shipped
         target_live = max(target_live, 0)
-        live = commitments.live_units(tx, db_line.id)
+        live = commitments.live_units(db_line)
         if target_live > live:
             growth.append((db_line, target_live - live))
         elif target_live < live:
@@ -102,9 +132,9 @@ def record_order(tx: LedgerTx, order: OrderInput) -> Outcome:
             db_line.cancelled += live - target_live
             tx.effects.release_due.add(db_line.sku_id)  # freed units may fill others' backorders
     if growth:
-        _split_growth(tx, order.channel, growth, code_of, outcome)
-    # settle now, not only at commit: the next order of a drained batch must not take units
-    # this one freed for the backorders waiting on them
+        _split_growth(tx, order.channel, growth, outcome)
+    # settle now, not only at commit: the next order of a batch must not take units this one
+    # freed for the backorders waiting on them
     settle(tx)
     listings.mark_dirty(tx, all_sku_ids)
     tx.audit(
@@ -118,7 +148,6 @@ def record_order(tx: LedgerTx, order: OrderInput) -> Outcome:
             "beyond_capacity": outcome.beyond_capacity,
         },
     )
-    tx.session.flush()
     return outcome
 
 
@@ -177,27 +206,26 @@ def _store_order(
     if existing is not None:
         existing.status = order.status
         existing.source_status = order.source_status
-        existing.source_updated_at = order.updated_at
+        existing.source_updated_at = order.updated_at.astimezone(UTC)
         existing.customer_key = order.customer_key or existing.customer_key
         existing.tier = order.tier or existing.tier
         return existing
     db_order = m.ChannelOrder(
         channel=order.channel,
         external_id=order.external_id,
-        placed_at=order.placed_at,
+        placed_at=order.placed_at.astimezone(UTC),  # as the database returns it
         customer_key=order.customer_key,
         tier=order.tier,
         status=order.status,
         source_status=order.source_status,
-        source_updated_at=order.updated_at,
+        source_updated_at=order.updated_at.astimezone(UTC),
     )
     tx.session.add(db_order)
-    tx.session.flush()
+    tx.orders[(order.channel, order.external_id)] = db_order
     return db_order
 
 
 def _target_lines(
-    tx: LedgerTx,
     order: OrderInput,
     db_order: m.ChannelOrder,
     old_lines: Sequence[m.OrderLine],
@@ -210,15 +238,13 @@ def _target_lines(
         db_line = by_external.pop(line.external_line_id, None)
         if db_line is None:
             db_line = m.OrderLine(
-                order_id=db_order.id,
                 external_line_id=line.external_line_id,
                 sku_id=sku_ids[line.sku],
                 quantity=0,
                 shipped=0,
                 cancelled=0,
             )
-            tx.session.add(db_line)
-            tx.session.flush()
+            db_order.lines.append(db_line)
         elif db_line.sku_id != sku_ids[line.sku]:
             raise LedgerInputError(
                 f"{order.channel}/{order.external_id}",
@@ -234,17 +260,21 @@ def _split_growth(
     tx: LedgerTx,
     channel: str,
     growth: Sequence[tuple[m.OrderLine, int]],
-    code_of: Mapping[int, str],
     outcome: Outcome,
 ) -> None:
-    skus = {line.sku_id: code_of[line.sku_id] for line, _ in growth}
-    offered = offers.breakdowns(tx.session, tx.rules, channel, skus, tx.now.date())
-    availability = {
-        code: Availability(offered[sku_id].sellable_now, max(offered[sku_id].incoming_capacity, 0))
-        for sku_id, code in skus.items()
-    }
-    by_key = {str(line.id): line for line, _ in growth}
-    demand = [LineDemand(str(line.id), code_of[line.sku_id], extra) for line, extra in growth]
+    skus = {line.sku_id for line, _ in growth}
+    today = tx.now.date()
+    availability = {}
+    for sku_id, figures in offers.locked_figures(tx, skus).items():
+        offer = figures.offer(tx.rules.rule_for(channel, tx.codes[sku_id]), today)
+        availability[tx.codes[sku_id]] = Availability(
+            offer.sellable_now, max(offer.incoming_capacity, 0)
+        )
+    by_key = {str(index): line for index, (line, _) in enumerate(growth)}
+    demand = [
+        LineDemand(str(index), tx.codes[line.sku_id], extra)
+        for index, (line, extra) in enumerate(growth)
+    ]
     for split in split_lines(demand, availability):
         db_line = by_key[split.key]
         db_line.quantity += split.reserve + split.backordered
@@ -261,30 +291,25 @@ def _split_growth(
             outcome.beyond_capacity[ext] = split.backorder_beyond
             tx.audit(
                 "backorder.beyond_capacity",
-                code_of[db_line.sku_id],
+                tx.codes[db_line.sku_id],
                 {"channel": channel, "line": ext, "units": split.backorder_beyond},
             )
-    tx.session.flush()
 
 
 def _ship_line(tx: LedgerTx, db_line: m.OrderLine, current_quantity: int, code: str) -> None:
     """Fulfilled: live units become shipped; units beyond the live ones ship from on_hand."""
     to_ship = max(current_quantity - db_line.shipped, 0)
-    live = commitments.live_units(tx, db_line.id)
+    live = commitments.live_units(db_line)
     if live > to_ship:  # the channel shipped less than was live: the rest was refunded
         commitments.cancel_units(tx, db_line, live - to_ship)
         db_line.cancelled += live - to_ship
         live = to_ship
-    reservation = commitments.reservation(tx, db_line.id)
-    from_reservation = min(reservation.qty if reservation else 0, to_ship)
-    if reservation is not None and from_reservation:
-        commitments.unreserve(tx, reservation, from_reservation)
+    commitments.unreserve(tx, db_line, min(commitments.reserved_units(db_line), to_ship))
     commitments.close_backorders(tx, db_line)
     db_line.quantity += max(to_ship - live, 0)
     db_line.shipped += to_ship
     # reserved units leave on_hand, and so do the rest (unreserved stock; beyond it, oversold)
     counts.ship_units(tx, db_line.sku_id, code, to_ship)
-    tx.session.flush()
 
 
 def _is_older(order: OrderInput, stored: m.ChannelOrder) -> bool:

@@ -9,79 +9,147 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backorders import ranking
-from stock import commitments, counts, listings, outbox
+from stock import audit, commitments, counts, listings, outbox
 from stock import models as m
-from stock.db import lock_stock_rows
 from stock.tx import LedgerTx, ReleasedUnits
 
 
 def release(tx: LedgerTx, sku_ids: Iterable[int]) -> list[ReleasedUnits]:
-    """Fill open backorders of these SKUs from sellable stock, in the configured order."""
+    """Fill open backorders of these SKUs from sellable stock, in the configured order.
+
+    Set-based: one read of the waiting rows, the pure ranking, then a few bulk statements
+    (stock.commitments.fill_lines, stock.outbox.queue_orders, stock.audit.record_many),
+    whatever the number of backorders.
+    """
     ids = sorted(set(sku_ids))
     if not ids:
         return []
-    rows = lock_stock_rows(tx.session, ids)
-    reserved = commitments.totals(tx.session, ids)
+    levels = counts.lock(tx, ids)
     codes = counts.codes_of(tx, ids)
-    available = {codes[s]: rows[s].on_hand - reserved[s].reserved for s in ids if s in rows}
+    available = {codes[s]: levels[s].on_hand - levels[s].reserved for s in ids}
     if all(units <= 0 for units in available.values()):
         return []
-    found = tx.session.execute(
-        select(m.Backorder, m.OrderLine, m.ChannelOrder)
-        .join(m.OrderLine, m.OrderLine.id == m.Backorder.order_line_id)
-        .join(m.ChannelOrder, m.ChannelOrder.id == m.OrderLine.order_id)
-        .where(m.Backorder.sku_id.in_(ids), m.Backorder.qty_open > 0)
-    ).all()
-    if not found:
+    context = _Context()
+    rows, lines = _waiting_rows(tx, ids, codes, context)
+    if not rows:
         return []
-    per_line: dict[int, list[m.Backorder]] = defaultdict(list)
-    context: dict[int, tuple[m.OrderLine, m.ChannelOrder]] = {}
-    for backorder, line, order in found:
-        per_line[line.id].append(backorder)
-        context[line.id] = (line, order)
-    waiting = [
-        _waiting(line_rows, *context[line_id], codes) for line_id, line_rows in per_line.items()
-    ]
-    by_handle = {w.first_backorder_id: w.line_id for w in waiting}
-    allocations, orders = ranking.plan(waiting, available, tx.rules)
+    allocations, orders = ranking.plan(list(lines.values()), available, tx.rules)
+    if not allocations:
+        return []
+    fills: dict[int, int] = {}
     released: list[ReleasedUnits] = []
+    entries: list[tuple[str, str, dict[str, Any]]] = []
     for allocation in allocations:
-        line_id = by_handle[allocation.backorder_id]
-        line, order = context[line_id]
-        commitments.fill_backorders(tx, per_line[line_id], allocation.qty)
-        outbox.queue(tx, order.id, order.channel)
-        commitments.reserve(tx, line, allocation.qty)
+        line_id = lines[allocation.backorder_id].line_id
+        order_id, channel, external_id, external_line = context.lines[line_id]
+        fills[line_id] = allocation.qty
         released.append(
             ReleasedUnits(
                 backorder_id=allocation.backorder_id,
-                order_id=order.id,
-                channel=order.channel,
-                order_external_id=order.external_id,
-                external_line_id=line.external_line_id,
+                order_id=order_id,
+                channel=channel,
+                order_external_id=external_id,
+                external_line_id=external_line,
                 sku=allocation.sku,
                 qty=allocation.qty,
                 complete=allocation.complete,
             )
         )
-        tx.audit(
-            "backorder.release",
-            allocation.sku,
-            {
-                "order": f"{order.channel}/{order.external_id}",
-                "line": line.external_line_id,
-                "units": allocation.qty,
-                "rank_by": list(orders[allocation.sku]),
-            },
+        entries.append(
+            (
+                "backorder.release",
+                allocation.sku,
+                {
+                    "order": f"{channel}/{external_id}",
+                    "line": external_line,
+                    "units": allocation.qty,
+                    "rank_by": list(orders[allocation.sku]),
+                },
+            )
         )
+    commitments.fill_lines(tx, fills, rows, context.reservations)
+    outbox.queue_orders(tx, {r.order_id: r.channel for r in released}, context.writebacks)
+    audit.record_many(tx.session, tx.now, tx.actor, entries)
     tx.effects.released.extend(released)
-    tx.session.flush()
     return released
+
+
+@dataclass
+class _Context:
+    """What the writes of a release need to know of the waiting lines, read with them."""
+
+    lines: dict[int, tuple[int, str, str, str]] = field(default_factory=dict)  # order, names
+    reservations: dict[int, tuple[int, int]] = field(default_factory=dict)  # line -> (id, qty)
+    writebacks: dict[int, tuple[int, int]] = field(default_factory=dict)  # order -> (id, ver)
+
+
+def _waiting_rows(
+    tx: LedgerTx, sku_ids: list[int], codes: dict[int, str], context: _Context
+) -> tuple[dict[int, list[commitments.OpenRow]], dict[int, ranking.WaitingLine]]:
+    """The open backorder rows of these SKUs per line, and one candidate per line (keyed by
+    its handle, the line's first row id); fills `context` from the same read."""
+    found = tx.session.execute(
+        select(
+            m.Backorder.id,
+            m.Backorder.order_line_id,
+            m.Backorder.sku_id,
+            m.Backorder.qty_open,
+            m.Backorder.qty_released,
+            m.Backorder.accepted_within_capacity,
+            m.ChannelOrder.channel,
+            m.ChannelOrder.tier,
+            m.ChannelOrder.placed_at,
+            m.ChannelOrder.id,
+            m.ChannelOrder.external_id,
+            m.OrderLine.external_line_id,
+            m.Reservation.id,
+            m.Reservation.qty,
+            m.Writeback.id,
+            m.Writeback.version,
+        )
+        .join(m.OrderLine, m.OrderLine.id == m.Backorder.order_line_id)
+        .join(m.ChannelOrder, m.ChannelOrder.id == m.OrderLine.order_id)
+        .outerjoin(m.Reservation, m.Reservation.order_line_id == m.OrderLine.id)
+        .outerjoin(m.Writeback, m.Writeback.order_id == m.ChannelOrder.id)
+        .where(m.Backorder.sku_id.in_(sku_ids), m.Backorder.qty_open > 0)
+    ).all()
+    rows: dict[int, list[commitments.OpenRow]] = defaultdict(list)
+    about: dict[int, tuple[str, str | None, datetime]] = {}
+    for (
+        row_id, line_id, sku_id, qty_open, qty_released, within, channel, tier, placed,
+        order_id, external_id, external_line, reservation_id, reserved, outbox_id, version,
+    ) in found:  # fmt: skip
+        rows[line_id].append(
+            commitments.OpenRow(row_id, line_id, sku_id, qty_open, qty_released, within)
+        )
+        about[line_id] = (channel, tier, placed)
+        context.lines[line_id] = (order_id, channel, external_id, external_line)
+        if reservation_id is not None:
+            context.reservations[line_id] = (reservation_id, reserved)
+        if outbox_id is not None:
+            context.writebacks[order_id] = (outbox_id, version)
+    lines: dict[int, ranking.WaitingLine] = {}
+    for line_id, line_rows in rows.items():
+        channel, tier, placed = about[line_id]
+        handle = min(row.id for row in line_rows)
+        lines[handle] = ranking.WaitingLine(
+            line_id=line_id,
+            first_backorder_id=handle,
+            sku=codes[line_rows[0].sku_id],
+            channel=channel,
+            tier=tier,
+            placed_at=placed,
+            qty_open=sum(row.qty_open for row in line_rows),
+        )
+    return rows, lines
 
 
 def release_codes(tx: LedgerTx, codes: Iterable[str]) -> list[ReleasedUnits]:
@@ -128,18 +196,61 @@ def _waiting(
 def listing(
     session: Session, rules: ranking.RankingRules, sku: str | None, include_closed: bool
 ) -> list[dict[str, Any]]:
+    """Every backorder row (of one SKU, or all) in exactly the order a release would fill them
+    now; see `listing_page`."""
+    return listing_page(session, rules, sku, include_closed)[0]
+
+
+def listing_page(
+    session: Session,
+    rules: ranking.RankingRules,
+    sku: str | None,
+    include_closed: bool,
+    *,
+    limit: int | None = None,
+    after_sku: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
     """Backorder rows in exactly the order a release would fill them now (`stocksync
     backorders`): lines ranked per SKU as the release ranks them (`rank` counts the lines that
     still wait; released ones keep their place with rank None); within a line, the rows a
-    release settles first (within capacity, then oldest) first."""
+    release settles first (within capacity, then oldest) first.
+
+    A page holds whole SKUs, in code order after `after_sku`: as many as fit in `limit` rows
+    (at least one, however many rows it has), so each SKU is ranked on its page alone. Returns
+    the rows and the last SKU of the page when more SKUs follow (the next page's `after_sku`).
+    """
+    skus = select(m.Sku.id, m.Sku.code, func.count()).join(
+        m.Backorder, m.Backorder.sku_id == m.Sku.id
+    )
+    if sku is not None:
+        skus = skus.where(m.Sku.code == sku)
+    if not include_closed:
+        skus = skus.where(m.Backorder.qty_open > 0)
+    if after_sku is not None:
+        skus = skus.where(m.Sku.code > after_sku)
+    skus = skus.group_by(m.Sku.id, m.Sku.code).order_by(m.Sku.code)
+    if limit is not None:
+        skus = skus.limit(limit + 1)  # every SKU listed has a row: one more tells if more follow
+    page: list[int] = []
+    next_after: str | None = None
+    taken = 0
+    for sku_id, code, count in session.execute(skus).all():
+        if limit is not None and page and taken + count > limit:
+            break
+        page.append(int(sku_id))
+        taken += int(count)
+        next_after = str(code)
+    else:
+        next_after = None  # nothing left after the page
+    if not page:
+        return [], None
     query = (
         select(m.Backorder, m.OrderLine, m.ChannelOrder, m.Sku.code)
         .join(m.OrderLine, m.OrderLine.id == m.Backorder.order_line_id)
         .join(m.ChannelOrder, m.ChannelOrder.id == m.OrderLine.order_id)
         .join(m.Sku, m.Sku.id == m.Backorder.sku_id)
+        .where(m.Backorder.sku_id.in_(page))
     )
-    if sku is not None:
-        query = query.where(m.Sku.code == sku)
     if not include_closed:
         query = query.where(m.Backorder.qty_open > 0)
     per_line: dict[int, list[m.Backorder]] = defaultdict(list)
@@ -163,7 +274,7 @@ def listing(
             per_line[ranked_line.line_id], key=lambda b: (not b.accepted_within_capacity, b.id)
         )
         result += [_row(b, line, order, code, rules, rank) for b in rows]
-    return result
+    return result, next_after
 
 
 def _row(

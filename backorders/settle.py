@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from backorders import releasing
 from stock import commitments, counts
-from stock.db import lock_stock_rows
 from stock.tx import LedgerTx
 
 
@@ -29,9 +28,8 @@ def settle(tx: LedgerTx) -> None:
 
 def _demote_excess(tx: LedgerTx, sku_id: int) -> None:
     """A count below what is reserved: the newest reservations wait for stock again."""
-    row = lock_stock_rows(tx.session, [sku_id])[sku_id]
-    reserved = commitments.totals(tx.session, [sku_id])[sku_id].reserved
-    excess = reserved - row.on_hand
+    row = counts.lock(tx, [sku_id])[sku_id]
+    excess = row.reserved - row.on_hand
     if excess <= 0:
         return
     code = counts.codes_of(tx, [sku_id])[sku_id]

@@ -290,6 +290,19 @@ def fresh_postgres(admin_url: str) -> AbstractContextManager[str]:
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def stocksync_executable() -> str:
+    """The `stocksync` console script of this interpreter (its folder first, then PATH)."""
+    import os
+    import shutil
+    import sys
+
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which("stocksync", path=search)
+    if found is None:
+        raise FileNotFoundError("`stocksync` is not installed: run `python3 -m pip install -e .`")
+    return found
+
+
 class Stopwatch:
     """Monotonic elapsed seconds since construction."""
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from stock import models as m
+from stock.db import upsert_insert
 
 
 def ensure(session: Session, channel: str) -> None:
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(session)
     stmt = insert(m.ChannelState).values(channel=channel)
     session.execute(stmt.on_conflict_do_nothing(index_elements=["channel"]))
 

@@ -1,16 +1,19 @@
 """Reservations and backorders of order lines (`reservation`, `backorder`): their only writer.
 
 A line's *live* units are what it still commits: reserved (held from on_hand) plus open
-backorders (promised against incoming). Every change here that alters what an order waits for
-queues a write-back of that order to its channel (stock.outbox).
+backorders (promised against incoming). Every change here keeps the SKU's counters on its stock
+row (`stock_level.reserved`, `.backordered`) equal to the rows, in the same transaction, and
+queues a write-back of the order when what it waits for changed (stock.outbox). Rows are reached
+through the line (`line.reservation`, `line.backorders`), so a new order's rows need no query.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from stock import models as m
@@ -18,52 +21,55 @@ from stock import outbox
 from stock.tx import LedgerTx
 
 
-def reservation(tx: LedgerTx, order_line_id: int) -> m.Reservation | None:
-    return tx.session.scalar(
-        select(m.Reservation).where(m.Reservation.order_line_id == order_line_id)
-    )
+def level(tx: LedgerTx, sku_id: int) -> m.StockLevel:
+    """The SKU's stock row; the caller locked it, so it is in the session already."""
+    found: m.StockLevel | None = tx.levels.get(sku_id)
+    if found is None:
+        raise LookupError(f"sku {sku_id}: its stock row is not locked by this transaction")
+    return found
 
 
-def reserved_units(tx: LedgerTx, order_line_id: int) -> int:
-    found = reservation(tx, order_line_id)
-    return found.qty if found else 0
+def reserved_units(line: m.OrderLine) -> int:
+    return line.reservation.qty if line.reservation is not None else 0
 
 
-def live_units(tx: LedgerTx, order_line_id: int) -> int:
+def open_rows(line: m.OrderLine) -> list[m.Backorder]:
+    return [row for row in line.backorders if row.qty_open > 0]
+
+
+def live_units(line: m.OrderLine) -> int:
     """Reserved + open backordered units of a line."""
-    backordered = tx.session.scalar(
-        select(func.coalesce(func.sum(m.Backorder.qty_open), 0)).where(
-            m.Backorder.order_line_id == order_line_id
-        )
-    )
-    return reserved_units(tx, order_line_id) + int(backordered or 0)
+    return reserved_units(line) + sum(row.qty_open for row in line.backorders)
 
 
 def reserve(tx: LedgerTx, line: m.OrderLine, qty: int) -> None:
     if qty <= 0:
         return
-    found = reservation(tx, line.id)
-    if found is None:
-        tx.session.add(m.Reservation(order_line_id=line.id, sku_id=line.sku_id, qty=qty))
+    if line.reservation is None:
+        line.reservation = m.Reservation(sku_id=line.sku_id, qty=qty)
     else:
-        found.qty += qty
-    tx.session.flush()
+        line.reservation.qty += qty
+    level(tx, line.sku_id).reserved += qty
 
 
-def unreserve(tx: LedgerTx, found: m.Reservation, qty: int) -> None:
-    if qty >= found.qty:
-        tx.session.delete(found)
+def unreserve(tx: LedgerTx, line: m.OrderLine, qty: int) -> None:
+    found = line.reservation
+    if found is None or qty <= 0:
+        return
+    taken = min(qty, found.qty)
+    if taken == found.qty:
+        line.reservation = None  # delete-orphan: the row goes at flush
     else:
-        found.qty -= qty
-    tx.session.flush()
+        found.qty -= taken
+    level(tx, line.sku_id).reserved -= taken
 
 
 def backorder(tx: LedgerTx, line: m.OrderLine, qty: int, *, within_capacity: bool) -> None:
     """Promise `qty` units of the line against incoming stock."""
-    outbox.queue_for_line(tx, line.id)
-    tx.session.add(
+    if qty <= 0:
+        return
+    line.backorders.append(
         m.Backorder(
-            order_line_id=line.id,
             sku_id=line.sku_id,
             qty_open=qty,
             qty_released=0,
@@ -71,51 +77,124 @@ def backorder(tx: LedgerTx, line: m.OrderLine, qty: int, *, within_capacity: boo
             created_at=tx.now,
         )
     )
-    tx.session.flush()
+    level(tx, line.sku_id).backordered += qty
+    outbox.queue(tx, line.order)
 
 
 def cancel_units(tx: LedgerTx, line: m.OrderLine, units: int) -> None:
     """Drop `units` live units of a line: open backorders first (newest first), then reserved."""
     left = units
-    for row in tx.session.scalars(
-        select(m.Backorder)
-        .where(m.Backorder.order_line_id == line.id, m.Backorder.qty_open > 0)
-        .order_by(m.Backorder.id.desc())
-    ):
+    counters = level(tx, line.sku_id)
+    for row in sorted(open_rows(line), key=_newest_first):
         if left == 0:
             break
         take = min(left, row.qty_open)
         row.qty_open -= take
+        counters.backordered -= take
         left -= take
-        outbox.queue_for_line(tx, line.id)
+        outbox.queue(tx, line.order)
     if left:
-        found = reservation(tx, line.id)
-        if found is None or found.qty < left:
+        if reserved_units(line) < left:
             raise AssertionError(f"line {line.id}: cannot cancel {units} live units")
-        unreserve(tx, found, left)
-    tx.session.flush()
+        unreserve(tx, line, left)
 
 
 def close_backorders(tx: LedgerTx, line: m.OrderLine) -> None:
     """The line shipped anyway (the merchant had units we did not know of): nothing waits."""
-    rows = tx.session.scalars(
-        select(m.Backorder).where(m.Backorder.order_line_id == line.id, m.Backorder.qty_open > 0)
-    ).all()
+    rows = open_rows(line)
     for row in rows:
+        level(tx, line.sku_id).backordered -= row.qty_open
         row.qty_open = 0
     if rows:
-        outbox.queue_for_line(tx, line.id)
+        outbox.queue(tx, line.order)
 
 
-def fill_backorders(tx: LedgerTx, rows: Iterable[m.Backorder], units: int) -> None:
-    """Release `units` over a line's backorder rows: promises made within capacity are
-    settled first, then the flagged ones."""
+def fill_backorders(tx: LedgerTx, line: m.OrderLine, units: int) -> None:
+    """Release `units` of a line from backorder to reservation: promises made within capacity
+    are settled first, then the flagged ones."""
     left = units
-    for row in sorted(rows, key=lambda b: (not b.accepted_within_capacity, b.id)):
+    for row in sorted(open_rows(line), key=_settled_first):
         take = min(left, row.qty_open)
         row.qty_open -= take
         row.qty_released += take
         left -= take
+    level(tx, line.sku_id).backordered -= units - left
+    reserve(tx, line, units - left)
+    outbox.queue(tx, line.order)
+
+
+@dataclass(frozen=True)
+class OpenRow:
+    """An open backorder row, as a set-based release reads it."""
+
+    id: int
+    line_id: int
+    sku_id: int
+    qty_open: int
+    qty_released: int
+    within_capacity: bool
+
+
+def fill_lines(
+    tx: LedgerTx,
+    fills: Mapping[int, int],
+    rows: Mapping[int, Sequence[OpenRow]],
+    existing: Mapping[int, tuple[int, int]],
+) -> None:
+    """Release units of many lines at once (line id -> units), set-based: one bulk UPDATE of
+    the backorder rows (within-capacity promises settled first), one of the reservations that
+    exist (`existing`: line id -> (reservation id, qty), as the caller read them), one INSERT
+    of new ones, and the counters. For thousands of lines after a receipt."""
+    if not fills:
+        return
+    tx.session.flush()  # the rows below are written around the session: nothing may be pending
+    updates: list[dict[str, int]] = []
+    per_sku: dict[int, int] = defaultdict(int)
+    for line_id, units in fills.items():
+        left = units
+        for row in sorted(rows[line_id], key=lambda r: (not r.within_capacity, r.id)):
+            take = min(left, row.qty_open)
+            if take:
+                updates.append(
+                    {"id": row.id, "qty_open": row.qty_open - take,
+                     "qty_released": row.qty_released + take}
+                )  # fmt: skip
+                left -= take
+        per_sku[rows[line_id][0].sku_id] += units - left
+    sku_of = {line_id: line_rows[0].sku_id for line_id, line_rows in rows.items()}
+    grown = [
+        {"id": existing[line_id][0], "qty": existing[line_id][1] + units}
+        for line_id, units in fills.items()
+        if line_id in existing
+    ]
+    new = [
+        {"order_line_id": line_id, "sku_id": sku_of[line_id], "qty": units}
+        for line_id, units in fills.items()
+        if line_id not in existing
+    ]
+    if updates:
+        tx.session.execute(update(m.Backorder), updates)
+    if grown:
+        tx.session.execute(update(m.Reservation), grown)
+    if new:
+        tx.session.execute(insert(m.Reservation), new)
+    # what the session held of these rows is stale now
+    tx.session.expire_all()
+    for sku_id, units in per_sku.items():
+        counters = level(tx, sku_id)
+        counters.backordered -= units
+        counters.reserved += units
+
+
+BULK_CHUNK = 5000  # rows per IN list (bound-parameter limits)
+
+
+def _newest_first(row: m.Backorder) -> tuple[bool, int]:
+    return (row.id is not None, -(row.id or 0))  # rows not flushed yet are the newest
+
+
+def _settled_first(row: m.Backorder) -> tuple[bool, bool, int]:
+    return (not row.accepted_within_capacity, row.id is None, row.id or 0)
 
 
 def demote_newest(tx: LedgerTx, sku_id: int, excess: int) -> int:
@@ -136,7 +215,7 @@ def demote_newest(tx: LedgerTx, sku_id: int, excess: int) -> int:
         if excess <= 0:
             break
         take = min(excess, found.qty)
-        unreserve(tx, found, take)
+        unreserve(tx, line, take)
         backorder(tx, line, take, within_capacity=False)
         excess -= take
         moved += take
@@ -210,3 +289,18 @@ def counts(session: Session) -> Mapping[str, int]:
         .where(m.Backorder.qty_open > 0)
     ).one()
     return {"open": int(open_rows or 0), "beyond_capacity": int(beyond or 0)}
+
+
+def counter_drift(session: Session) -> dict[int, tuple[int, int, int, int]]:
+    """SKUs whose counters differ from the rows they summarise:
+    sku id -> (reserved counter, Σ reservations, backordered counter, Σ open backorders).
+    Empty on a healthy ledger; the property tests and `stocksync status` check it."""
+    sums = totals(session)
+    drift: dict[int, tuple[int, int, int, int]] = {}
+    for sku_id, reserved, backordered in session.execute(
+        select(m.StockLevel.sku_id, m.StockLevel.reserved, m.StockLevel.backordered)
+    ).all():
+        rows = sums.get(int(sku_id), SkuTotals(0, 0))
+        if (reserved, backordered) != (rows.reserved, rows.backordered):
+            drift[int(sku_id)] = (reserved, rows.reserved, backordered, rows.backordered)
+    return drift

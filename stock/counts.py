@@ -7,15 +7,30 @@ commits (backorders.settle), so waiting backorders are never overtaken by a late
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    String,
+    any_,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.orm.attributes import set_committed_value
 
-from stock import listings
+from stock import audit, listings
 from stock import models as m
-from stock.db import lock_stock_rows
+from stock.db import lock_stock_rows, upsert_insert
 from stock.tx import LedgerInputError, LedgerTx
 
 
@@ -27,10 +42,14 @@ def ensure_skus(tx: LedgerTx, codes: Iterable[str]) -> dict[str, int]:
     for code in wanted:
         if not code or len(code) > 255:
             raise LedgerInputError(code or "(empty)", "a SKU code must be 1-255 characters")
-    known = ids_of(tx, wanted)
-    if len(known) == len(wanted):
-        return known  # the common case: no insert, no conflict handling
-    insert = pg_insert if tx.dialect == "postgresql" else sqlite_insert
+    unknown = [code for code in wanted if code not in tx.sku_ids]
+    if not unknown:
+        return {code: tx.sku_ids[code] for code in wanted}
+    known = ids_of(tx, unknown)
+    tx.remember_skus(known)
+    if len(known) == len(unknown):
+        return {code: tx.sku_ids[code] for code in wanted}  # the common case: no insert
+    insert = upsert_insert(tx.session)
     rows = [{"code": code, "created_at": tx.now} for code in wanted]
     tx.session.execute(insert(m.Sku).values(rows).on_conflict_do_nothing(index_elements=["code"]))
     ids = ids_of(tx, wanted)
@@ -41,7 +60,25 @@ def ensure_skus(tx: LedgerTx, codes: Iterable[str]) -> dict[str, int]:
     tx.session.execute(
         insert(m.StockLevel).values(stock_rows).on_conflict_do_nothing(index_elements=["sku_id"])
     )
-    return ids
+    tx.remember_skus(ids)
+    return {code: tx.sku_ids[code] for code in wanted}
+
+
+def lock(tx: LedgerTx, sku_ids: Iterable[int]) -> dict[int, m.StockLevel]:
+    """Lock the stock rows of these SKUs (in sku-id order) and return them.
+
+    Every writer locks through here, so a row this transaction already holds is not read again:
+    its counters in the session may be ahead of the database (flushed with the batch).
+    """
+    wanted = set(sku_ids)
+    fresh = {sku_id for sku_id in wanted if sku_id not in tx.levels}
+    if fresh:
+        with tx.session.no_autoflush:
+            tx.levels.update(lock_stock_rows(tx.session, fresh))
+    missing = {sku_id for sku_id in wanted if sku_id not in tx.levels}
+    if missing:
+        raise LedgerInputError(f"sku ids {sorted(missing)}", "no stock row")
+    return {sku_id: tx.levels[sku_id] for sku_id in wanted}
 
 
 def ids_of(tx: LedgerTx, codes: Iterable[str]) -> dict[str, int]:
@@ -73,14 +110,14 @@ def set_stock(tx: LedgerTx, code: str, on_hand: int, reason: str | None = None) 
     if on_hand < 0:
         raise LedgerInputError(code, f"on hand cannot be negative, got {on_hand}")
     sku = ensure_skus(tx, [code])[code]
-    row = lock_stock_rows(tx.session, [sku])[sku]
+    row = lock(tx, [sku])[sku]
     return _change_on_hand(tx, code, row, on_hand - row.on_hand, "stock.set", reason)
 
 
 def adjust_stock(tx: LedgerTx, code: str, delta: int, reason: str | None = None) -> int:
     """Add `delta` (may be negative) to on_hand. Returns the new on_hand."""
     sku = ensure_skus(tx, [code])[code]
-    row = lock_stock_rows(tx.session, [sku])[sku]
+    row = lock(tx, [sku])[sku]
     if row.on_hand + delta < 0:
         raise LedgerInputError(
             code, f"adjusting {row.on_hand} by {delta} would leave {row.on_hand + delta}"
@@ -113,7 +150,7 @@ def ship_units(tx: LedgerTx, sku: int, code: str, units: int) -> None:
     """Units left the warehouse; what on_hand cannot cover is recorded as oversold."""
     if units <= 0:
         return
-    row = lock_stock_rows(tx.session, [sku])[sku]
+    row = lock(tx, [sku])[sku]
     short = max(units - row.on_hand, 0)
     row.on_hand = max(row.on_hand - units, 0)
     row.oversold += short
@@ -130,3 +167,214 @@ def _note_change(tx: LedgerTx, sku: int, delta: int) -> None:
         tx.effects.release_due.add(sku)
     elif delta < 0:
         tx.effects.demote_due.add(sku)
+
+
+# ---------------------------------------------------------------------------- stock take
+# SKUs per statement: well under the bound-parameter limits of SQLite (32,766) and PostgreSQL
+IMPORT_CHUNK = 5000
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ImportedCounts:
+    """What a stock take did: SKUs counted, SKUs it created, SKUs whose on_hand moved."""
+
+    skus: int
+    created: int
+    changed: int
+
+
+def import_counts(
+    tx: LedgerTx, counted: Mapping[str, int], reason: str | None = None
+) -> ImportedCounts:
+    """Count many SKUs at once: each SKU's on_hand becomes its count (a stock take).
+
+    The ledger ends as after `set_stock` per SKU, with a few statements per chunk of
+    IMPORT_CHUNK SKUs instead of ~14 per SKU: missing SKUs are created with their count, the
+    stock rows of the others are locked in sku-id order and on_hand is written where the count
+    differs; each SKU whose on_hand moved gets one `stock.set` audit row (before/after), a SKU
+    counted at what the ledger holds is not written. SKUs that went up beside open backorders
+    are due a release, SKUs that went below what they reserve a demotion (settled before
+    commit, as after `set_stock`); the listings of changed and new SKUs are marked dirty.
+    """
+    for code, qty in counted.items():
+        if not code or len(code) > 255:
+            raise LedgerInputError(code or "(empty)", "a SKU code must be 1-255 characters")
+        if qty < 0:
+            raise LedgerInputError(code, f"on hand cannot be negative, got {qty}")
+    existing: dict[str, int] = {}
+    created: dict[str, int] = {}
+    for chunk in _chunks(sorted(counted)):
+        existing.update(_ids(tx, chunk))
+        missing = [code for code in chunk if code not in existing]
+        if missing:
+            made = _create_skus(tx, {code: counted[code] for code in missing})
+            created.update(made)
+            raced = [code for code in missing if code not in made]
+            if raced:  # created meanwhile by another transaction: counted like the others
+                existing.update(_ids(tx, raced))
+    code_of = {sku_id: code for code, sku_id in existing.items()}
+    held = _lock_counts(tx, sorted(code_of))
+    changed = [
+        (sku_id, counted[code_of[sku_id]])
+        for sku_id in sorted(code_of)
+        if counted[code_of[sku_id]] != held[sku_id][0]
+    ]
+    for part in _chunks(changed):
+        _write_on_hand(tx, part)
+    _show_written(tx, dict(changed))
+    entries = [
+        (
+            "stock.set",
+            code_of[sku_id],
+            {"before": held[sku_id][0], "after": after, "reason": reason},
+        )
+        for sku_id, after in changed
+    ]
+    entries += [
+        ("stock.set", code, {"before": 0, "after": counted[code], "reason": reason})
+        for code in sorted(created)
+        if counted[code]
+    ]
+    audit.record_many(tx.session, tx.now, tx.actor, entries)
+    for sku_id, after in changed:
+        on_hand, reserved, backordered = held[sku_id]
+        # due only where something can follow: more stock beside open backorders, or less
+        # stock than the SKU reserves (settle would find nothing to do for the others)
+        if after > on_hand and backordered > 0:
+            tx.effects.release_due.add(sku_id)
+        elif after < on_hand and reserved > after:
+            tx.effects.demote_due.add(sku_id)
+    listings.mark_dirty(tx, [*created.values(), *(sku_id for sku_id, _after in changed)])
+    return ImportedCounts(
+        skus=len(counted),
+        created=len(created),
+        changed=len(changed) + sum(1 for code in created if counted[code]),
+    )
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), IMPORT_CHUNK):
+        yield items[start : start + IMPORT_CHUNK]
+
+
+def _listed(tx: LedgerTx, items: Sequence[Any], item_type: Any) -> Any:
+    """The items as rows of one column `value`, passed as ONE parameter (an array on
+    PostgreSQL, a JSON array on SQLite): no statement with thousands of parameters to build,
+    send and plan."""
+    if tx.dialect == "postgresql":
+        array = cast(literal(list(items), ARRAY(item_type)), ARRAY(item_type))
+        return select(func.unnest(array).label("value")).subquery()
+    return (
+        select(cast(literal_column("value"), item_type).label("value"))
+        .select_from(func.json_each(literal(json.dumps(list(items)))))
+        .where(true())  # SQLite: INSERT ... SELECT ... ON CONFLICT needs a WHERE
+        .subquery()
+    )
+
+
+def _among(tx: LedgerTx, column: Any, items: Sequence[Any], item_type: Any) -> Any:
+    """`column IN items`, the items passed as one parameter."""
+    if tx.dialect == "postgresql":
+        return column == any_(cast(literal(list(items), ARRAY(item_type)), ARRAY(item_type)))
+    return column.in_(select(_listed(tx, items, item_type).c.value))
+
+
+def _ids(tx: LedgerTx, codes: Sequence[str]) -> dict[str, int]:
+    found = tx.session.execute(
+        select(m.Sku.code, m.Sku.id).where(_among(tx, m.Sku.code, codes, String))
+    )
+    return {str(code): int(sku_id) for code, sku_id in found.all()}
+
+
+def _create_skus(tx: LedgerTx, counted: Mapping[str, int]) -> dict[str, int]:
+    """Create these SKUs with their stock rows holding the counts (race-free: a SKU another
+    transaction created first is left out); code -> id of the SKUs created here."""
+    insert = upsert_insert(tx.session)
+    new = _listed(tx, sorted(counted), String)
+    made = {
+        str(code): int(sku_id)
+        for sku_id, code in tx.session.execute(
+            insert(m.Sku)
+            .from_select(["code", "created_at"], select(new.c.value, _now(tx)).where(true()))
+            .on_conflict_do_nothing(index_elements=["code"])
+            .returning(m.Sku.id, m.Sku.code)
+        ).all()
+    }
+    if made:
+        rows = _counted_rows(tx, [(made[code], counted[code]) for code in sorted(made)])
+        tx.session.execute(
+            insert(m.StockLevel).from_select(
+                ["sku_id", "on_hand", "oversold", "updated_at"],
+                select(rows.c.sku_id, rows.c.on_hand, literal(0), _now(tx)).where(true()),
+            )
+        )
+    return made
+
+
+def _now(tx: LedgerTx) -> Any:
+    return literal(tx.now, m.StockLevel.updated_at.type)
+
+
+def _lock_counts(tx: LedgerTx, sku_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+    """Lock the stock rows (chunks in sku-id order, the one lock order); read on_hand and the
+    reserved and backordered counters.
+
+    Reads columns, not objects: a stock take may touch the whole catalogue. Rows this
+    transaction changed before are flushed first (autoflush), so the values are current.
+    """
+    found: dict[int, tuple[int, int, int]] = {}
+    for chunk in _chunks(sku_ids):
+        rows = tx.session.execute(
+            select(
+                m.StockLevel.sku_id,
+                m.StockLevel.on_hand,
+                m.StockLevel.reserved,
+                m.StockLevel.backordered,
+            )
+            .where(_among(tx, m.StockLevel.sku_id, chunk, BigInteger))
+            .order_by(m.StockLevel.sku_id)
+            .with_for_update()
+        )
+        found.update((int(s), (int(h), int(r), int(b))) for s, h, r, b in rows.all())
+    return found
+
+
+def _counted_rows(tx: LedgerTx, rows: Sequence[tuple[int, int]]) -> Any:
+    """(sku id, count) pairs as rows `sku_id`, `on_hand`, passed as one parameter (two arrays
+    on PostgreSQL, a JSON object on SQLite)."""
+    if tx.dialect == "postgresql":
+        ids = cast(literal([sku_id for sku_id, _q in rows], ARRAY(BigInteger)), ARRAY(BigInteger))
+        qtys = cast(literal([qty for _s, qty in rows], ARRAY(Integer)), ARRAY(Integer))
+        return select(
+            func.unnest(ids).label("sku_id"), func.unnest(qtys).label("on_hand")
+        ).subquery("counted")
+    pairs = literal(json.dumps({str(sku_id): qty for sku_id, qty in rows}))
+    return (
+        select(
+            cast(literal_column("key"), Integer).label("sku_id"),
+            cast(literal_column("value"), Integer).label("on_hand"),
+        )
+        .select_from(func.json_each(pairs))
+        .subquery("counted")
+    )
+
+
+def _write_on_hand(tx: LedgerTx, rows: Sequence[tuple[int, int]]) -> None:
+    """on_hand := the count, for (sku id, count) rows the caller locked: one statement."""
+    counted = _counted_rows(tx, rows)
+    tx.session.execute(
+        update(m.StockLevel)
+        .where(m.StockLevel.sku_id == counted.c.sku_id)
+        .values(on_hand=counted.c.on_hand, updated_at=tx.now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _show_written(tx: LedgerTx, written: Mapping[int, int]) -> None:
+    """Stock rows this transaction holds in the session show the on_hand now in the database
+    (a later lock may reuse them without reading again)."""
+    for row in list(tx.session.identity_map.values()):
+        if isinstance(row, m.StockLevel) and row.sku_id in written:
+            set_committed_value(row, "on_hand", written[row.sku_id])
+            set_committed_value(row, "updated_at", tx.now)

@@ -11,11 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from stock import models as m
+from stock.db import upsert_insert
 
 
 def pending() -> ColumnElement[bool]:
@@ -32,7 +31,7 @@ def store(
     session: Session, channel: str, event_key: str, topic: str, body: bytes, now: datetime
 ) -> int | None:
     """Insert an event; None when this event key was stored before (a duplicate)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(session)
     stmt = (
         insert(m.InboxEvent)
         .values(

@@ -8,41 +8,106 @@ one the channel does not sell stops being dirty. Reconcile re-dirties a listing 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    String,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from stock import models as m
+from stock.db import upsert_insert
 from stock.tx import LedgerTx
 
 
 def mark_dirty(tx: LedgerTx, sku_ids: Iterable[int]) -> None:
-    """Flag the listings of these SKUs on every listed channel for the next push."""
-    ids = sorted(set(sku_ids))
-    if not ids:
+    """Flag the listings of these SKUs on every listed channel for the next push.
+
+    Recorded now, written once when the transaction finishes (`write_dirty`): a batch of orders
+    touching the same SKUs bumps each listing once.
+    """
+    tx.effects.dirty_sku_ids.update(sku_ids)
+
+
+WRITE_CHUNK = 5000  # SKUs per statement
+
+
+def write_dirty(tx: LedgerTx) -> None:
+    """Bump the version of every listing marked in this transaction (creating missing ones).
+
+    One upsert per chunk of SKUs writes each listing row once; the SKU ids and the channels
+    travel as one parameter each (an array on PostgreSQL, a JSON array on SQLite), so a stock
+    take of the whole catalogue is a few short statements.
+    """
+    ids = sorted(tx.effects.dirty_sku_ids - tx.dirty_written)
+    tx.dirty_written.update(ids)
+    if not ids or not tx.listed_channels:
         return
-    tx.effects.dirty_sku_ids.update(ids)
-    existing = {
-        (listing.channel, listing.sku_id): listing
-        for listing in tx.session.scalars(select(m.Listing).where(m.Listing.sku_id.in_(ids)))
-    }
-    for channel in tx.listed_channels:
-        for sku_id in ids:
-            listing = existing.get((channel, sku_id))
-            if listing is None:
-                listing = m.Listing(
-                    channel=channel, sku_id=sku_id, external_ids={}, dirty_version=0
-                )
-                tx.session.add(listing)
-            listing.dirty_version = (listing.dirty_version or 0) + 1
-            if not listing.dirty or listing.dirty_since is None:
-                listing.dirty = True
-                listing.dirty_since = tx.now
-    tx.session.flush()
+    postgres = tx.dialect == "postgresql"
+    insert = upsert_insert(tx.session)
+    channels = _rows_of(postgres, list(tx.listed_channels), String)
+    for start in range(0, len(ids), WRITE_CHUNK):
+        skus = _rows_of(postgres, ids[start : start + WRITE_CHUNK], BigInteger)
+        new = (
+            select(
+                channels.c.value,
+                skus.c.value,
+                literal({}, m.Listing.external_ids.type),
+                true(),
+                literal(tx.now, m.Listing.dirty_since.type),
+                literal(1),
+            )
+            .select_from(skus.join(channels, true()))
+            .where(true())  # SQLite: INSERT ... SELECT ... ON CONFLICT needs a WHERE
+            .order_by(skus.c.value, channels.c.value)  # rows locked in sku-id order
+        )
+        upsert = insert(m.Listing).from_select(
+            ["channel", "sku_id", "external_ids", "dirty", "dirty_since", "dirty_version"], new
+        )
+        tx.session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["channel", "sku_id"],
+                set_={
+                    "dirty": true(),
+                    "dirty_version": m.Listing.dirty_version + 1,
+                    # a listing already dirty keeps its dirty_since: push latency counts from
+                    # the first mark
+                    "dirty_since": case(
+                        (
+                            m.Listing.dirty.is_(True) & m.Listing.dirty_since.is_not(None),
+                            m.Listing.dirty_since,
+                        ),
+                        else_=upsert.excluded.dirty_since,
+                    ),
+                },
+            ).execution_options(synchronize_session=False)
+        )
+
+
+def _rows_of(postgres: bool, items: list[Any], item_type: Any) -> Any:
+    """The items as rows of one column `value`, from one parameter."""
+    if postgres:
+        array = cast(literal(items, ARRAY(item_type)), ARRAY(item_type))
+        return select(func.unnest(array).label("value")).subquery()
+    return (
+        select(cast(literal_column("value"), item_type).label("value"))
+        .select_from(func.json_each(literal(json.dumps(items))))
+        .subquery()
+    )
 
 
 @dataclass(frozen=True)

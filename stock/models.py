@@ -86,11 +86,16 @@ class StockLevel(Base):
     __table_args__ = (
         CheckConstraint("on_hand >= 0", name="on_hand_not_negative"),
         CheckConstraint("oversold >= 0", name="oversold_not_negative"),
+        CheckConstraint("reserved >= 0 AND backordered >= 0", name="counters_not_negative"),
     )
     sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"), primary_key=True)
     on_hand: Mapped[int] = mapped_column(Integer, default=0)
     # Units shipped that on_hand could not cover: an oversell is recorded, never hidden.
     oversold: Mapped[int] = mapped_column(Integer, default=0)
+    # Counters of the rows below, kept by stock.commitments in the same transaction as the rows
+    # (Σ reservation.qty and Σ backorder.qty_open of this SKU), so an offer reads one row.
+    reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    backordered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -162,6 +167,12 @@ class OrderLine(Base):
     shipped: Mapped[int] = mapped_column(Integer, default=0)
     cancelled: Mapped[int] = mapped_column(Integer, default=0)
     order: Mapped[ChannelOrder] = relationship(back_populates="lines")
+    reservation: Mapped[Reservation | None] = relationship(
+        back_populates="line", cascade="all, delete-orphan"
+    )
+    backorders: Mapped[list[Backorder]] = relationship(
+        back_populates="line", order_by="Backorder.id", cascade="all"
+    )
 
 
 class Reservation(Base):
@@ -173,6 +184,7 @@ class Reservation(Base):
     order_line_id: Mapped[int] = mapped_column(ForeignKey("order_line.id"), unique=True)
     sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"), index=True)
     qty: Mapped[int] = mapped_column(Integer)
+    line: Mapped[OrderLine] = relationship(back_populates="reservation")
 
 
 class Backorder(Base):
@@ -191,6 +203,7 @@ class Backorder(Base):
     # False: the channel sold it before our lower offer landed; kept and flagged, never dropped.
     accepted_within_capacity: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    line: Mapped[OrderLine] = relationship(back_populates="backorders")
 
 
 class Listing(Base):
@@ -271,3 +284,4 @@ class Writeback(Base):
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    order: Mapped[ChannelOrder] = relationship()

@@ -7,6 +7,9 @@ stock.engine applied per (channel, SKU) with the rule resolved for it.
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,8 +19,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rules import EffectiveRule, Sourced
-from stock import commitments, counts
+from rules import EffectiveRule, RuleSet, Sourced
+from stock import counts
 from stock import models as m
 from stock.engine import IncomingLine, OfferBreakdown, OfferInputs, compute_offer, incoming_open
 from stock.tx import LedgerInputError, LedgerTx, RuleBook
@@ -65,8 +68,34 @@ def figures(session: Session, sku_ids: Iterable[int] | None = None) -> dict[int,
 
 
 def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]:
-    levels_q = select(m.StockLevel.sku_id, m.StockLevel.on_hand, m.StockLevel.oversold)
-    incoming_q = (
+    levels_q = select(
+        m.StockLevel.sku_id,
+        m.StockLevel.on_hand,
+        m.StockLevel.oversold,
+        m.StockLevel.reserved,
+        m.StockLevel.backordered,
+    )
+    if ids is not None:
+        levels_q = levels_q.where(m.StockLevel.sku_id.in_(ids))
+    incoming = _incoming(session, ids)
+    result = {
+        int(sku_id): StockFigures(
+            on_hand=on_hand,
+            oversold=oversold,
+            reserved=reserved,
+            backordered=backordered,
+            incoming=tuple(incoming.get(int(sku_id), ())),
+        )
+        for sku_id, on_hand, oversold, reserved, backordered in session.execute(levels_q).all()
+    }
+    for sku_id in ids or ():
+        result.setdefault(sku_id, StockFigures())
+    return result
+
+
+def _incoming(session: Session, ids: list[int] | None) -> dict[int, list[tuple[str, IncomingLine]]]:
+    """Open purchase-order lines per SKU, in eta order."""
+    query = (
         select(
             m.PoLine.sku_id,
             m.PurchaseOrder.ref,
@@ -79,24 +108,43 @@ def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]
         .order_by(m.PurchaseOrder.eta, m.PurchaseOrder.ref)
     )
     if ids is not None:
-        levels_q = levels_q.where(m.StockLevel.sku_id.in_(ids))
-        incoming_q = incoming_q.where(m.PoLine.sku_id.in_(ids))
-    levels = {int(s): (int(h), int(o)) for s, h, o in session.execute(levels_q).all()}
-    totals = commitments.totals(session, ids)
-    incoming: dict[int, list[tuple[str, IncomingLine]]] = defaultdict(list)
-    for sku_id, ref, ordered, received, eta in session.execute(incoming_q).all():
-        incoming[int(sku_id)].append((str(ref), IncomingLine(ordered, received, eta)))
-    keys = set(levels) if ids is None else set(ids)
+        query = query.where(m.PoLine.sku_id.in_(ids))
+    found: dict[int, list[tuple[str, IncomingLine]]] = defaultdict(list)
+    for sku_id, ref, ordered, received, eta in session.execute(query).all():
+        found[int(sku_id)].append((str(ref), IncomingLine(ordered, received, eta)))
+    return found
+
+
+def read_incoming(tx: LedgerTx, sku_ids: Iterable[int]) -> None:
+    """Read the open PO lines of these SKUs into the transaction, once (a batch asks first)."""
+    unread = sorted({sku_id for sku_id in sku_ids if sku_id not in tx.incoming})
+    if not unread:
+        return
+    found: dict[int, list[tuple[str, IncomingLine]]] = {}
+    with tx.session.no_autoflush:  # PO lines are not what a batch of orders is writing
+        for start in range(0, len(unread), IN_CHUNK):
+            found.update(_incoming(tx.session, unread[start : start + IN_CHUNK]))
+    for sku_id in unread:
+        tx.incoming[sku_id] = tuple(found.get(sku_id, ()))
+
+
+def locked_figures(tx: LedgerTx, sku_ids: Iterable[int]) -> dict[int, StockFigures]:
+    """Figures of SKUs whose stock rows this transaction holds locked, from the rows in the
+    session (their counters are current) and the open PO lines read once per transaction:
+    no query for a SKU seen before, and no flush of the rows the transaction is building."""
+    ids = sorted(set(sku_ids))
+    read_incoming(tx, ids)
     result: dict[int, StockFigures] = {}
-    for sku_id in keys:
-        on_hand, oversold = levels.get(sku_id, (0, 0))
-        total = totals.get(sku_id)
+    for sku_id in ids:
+        level = tx.levels.get(sku_id)
+        if level is None:
+            raise LookupError(f"sku {sku_id}: its stock row is not locked by this transaction")
         result[sku_id] = StockFigures(
-            on_hand=on_hand,
-            oversold=oversold,
-            reserved=total.reserved if total else 0,
-            backordered=total.backordered if total else 0,
-            incoming=tuple(incoming.get(sku_id, ())),
+            on_hand=level.on_hand,
+            oversold=level.oversold,
+            reserved=level.reserved,
+            backordered=level.backordered,
+            incoming=tx.incoming[sku_id],
         )
     return result
 
@@ -170,27 +218,106 @@ def explain(tx: LedgerTx, code: str, channel: str | None = None) -> dict[str, An
 
 
 def status_rows(
-    session: Session, rules: RuleBook, channels: Iterable[str], today: date
+    session: Session,
+    rules: RuleBook,
+    channels: Iterable[str],
+    today: date,
+    *,
+    sku_glob: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per SKU (code order): the figures and the offered number per channel."""
-    names = list(channels)
-    codes = dict(session.execute(select(m.Sku.id, m.Sku.code).order_by(m.Sku.code)).all())
-    found = figures(session, None)
+    """One row per SKU (code order): the figures and the offered number per channel.
+
+    `sku_glob` keeps the SKUs it matches (case-sensitive, as `sku_rules`' `match`), `limit`
+    the first so many. The figures come from the grouped reads of `figures`; the offer of a
+    (figures, rule) pair is computed once, so 100,000 SKUs cost a few distinct computations,
+    not 100,000 x channels rule resolutions. Rows with the same offers share their `offered`
+    dict: treat the rows as read only.
+    """
+    query = select(m.Sku.id, m.Sku.code).order_by(m.Sku.code)
+    if sku_glob is not None:
+        prefix = re.split(r"[*?\[]", sku_glob, maxsplit=1)[0]
+        if prefix:  # narrow in SQL (a superset: SQLite's LIKE ignores case), match exactly below
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(m.Sku.code.like(escaped + "%", escape="\\"))
+    elif limit is not None:
+        query = query.limit(limit)
+    selected = [(int(sku_id), str(code)) for sku_id, code in session.execute(query).all()]
+    if sku_glob is not None:
+        matches = re.compile(fnmatch.translate(sku_glob)).match
+        selected = [(sku_id, code) for sku_id, code in selected if matches(code)]
+    if limit is not None:
+        selected = selected[:limit]
+    ids = [sku_id for sku_id, _code in selected]
+    found = figures(session, ids if len(ids) <= IN_CHUNK else None)
+    offers = _OfferTable(rules, list(channels), today)
+    globs, memo, compute = offers.globs, offers.memo, offers.compute
+    by_fields = offers.by_fields
+    empty = StockFigures()
     rows: list[dict[str, Any]] = []
-    for sku_id, code in codes.items():
-        fig = found.get(sku_id, StockFigures())
+    for sku_id, code in selected:
+        fig = found.get(sku_id, empty)
+        # what the offers depend on: which sku_rules globs match the code, and the figures
+        hits = tuple([match(code) is not None for match in globs]) if globs is not None else code
+        key = (
+            (hits, fig.on_hand, fig.oversold, fig.reserved, fig.backordered, fig.incoming)
+            if by_fields
+            else (hits, fig)
+        )
+        offered = memo.get(key)
+        if offered is None:
+            offered = memo[key] = compute(code, fig, hits)
         rows.append(
             {
                 "sku": code,
                 "on_hand": fig.on_hand,
                 "reserved": fig.reserved,
                 "backordered": fig.backordered,
-                "incoming": sum(max(line.ordered - line.received, 0) for _r, line in fig.incoming),
+                "incoming": sum(max(line.ordered - line.received, 0) for _r, line in fig.incoming)
+                if fig.incoming
+                else 0,
                 "oversold": fig.oversold,
-                "offered": {c: fig.offer(rules.rule_for(c, code), today).offered for c in names},
+                "offered": offered,  # shared by the rows with these offers: read only
             }
         )
     return rows
+
+
+_FIGURE_FIELDS = {"on_hand", "oversold", "reserved", "backordered", "incoming"}
+
+
+class _OfferTable:
+    """Offered numbers per channel for many SKUs, each distinct computation done once.
+
+    A SKU's rules depend on it only through which `sku_rules` globs match its code (DESIGN §8:
+    the first matching rule, optionally per channel), so SKUs matching the same globs share
+    their rules, and SKUs that also hold the same figures share their offers. A rule book that
+    is not a `rules.Config` is asked per SKU and channel.
+    """
+
+    def __init__(self, rules: RuleBook, channels: list[str], today: date) -> None:
+        self.rules = rules
+        self.channels = channels
+        self.today = today
+        ruleset = getattr(rules, "rules", None)
+        self.globs = (
+            [re.compile(fnmatch.translate(rule.match)).match for rule in ruleset.sku_rules]
+            if isinstance(ruleset, RuleSet)
+            else None
+        )
+        # key the memo by the figures' values (hashed in C) while they are all the offer reads
+        self.by_fields = {f.name for f in dataclasses.fields(StockFigures)} == _FIGURE_FIELDS
+        self.memo: dict[tuple[Any, ...], dict[str, int]] = {}
+        self.resolved: dict[tuple[str, Any], EffectiveRule] = {}
+
+    def compute(self, code: str, fig: StockFigures, hits: Any) -> dict[str, int]:
+        return {c: fig.offer(self._rule(c, code, hits), self.today).offered for c in self.channels}
+
+    def _rule(self, channel: str, code: str, hits: Any) -> EffectiveRule:
+        rule = self.resolved.get((channel, hits))
+        if rule is None:
+            rule = self.resolved[channel, hits] = self.rules.rule_for(channel, code)
+        return rule
 
 
 def _iso(value: datetime | None) -> str | None:

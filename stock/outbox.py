@@ -14,12 +14,12 @@ hold to the ledger's open backorders, recording around the call what the channel
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from stock import models as m
@@ -50,15 +50,19 @@ def merge_holds(*holds: Mapping[str, int]) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------ queueing (ledger side)
-def queue(tx: LedgerTx, order_id: int, channel: str) -> None:
+def queue(tx: LedgerTx, order: m.ChannelOrder) -> None:
     """The order's backorder state changed: queue a write-back to its channel."""
-    if channel not in tx.listed_channels or not tx.first_queue_of(order_id):
+    if order.channel not in tx.listed_channels or id(order) in tx.writebacks:
         return
-    row = tx.session.scalar(select(m.Writeback).where(m.Writeback.order_id == order_id))
+    row = None
+    if order.id is not None:
+        if order.id not in tx.stored_writebacks:
+            preload(tx, [order.id])
+        row = tx.stored_writebacks[order.id]
     if row is None:
         row = m.Writeback(
-            order_id=order_id,
-            channel=channel,
+            order=order,
+            channel=order.channel,
             status=WritebackStatus.PENDING,
             version=1,
             attempts=0,
@@ -71,17 +75,57 @@ def queue(tx: LedgerTx, order_id: int, channel: str) -> None:
         row.attempts = 0
         row.error = None
         row.updated_at = tx.now
+    tx.writebacks[id(order)] = row
+
+
+def queue_orders(
+    tx: LedgerTx, orders: Mapping[int, str], stored: Mapping[int, tuple[int, int]]
+) -> None:
+    """Queue write-backs of many orders (order id -> channel) at once, set-based: one bulk
+    UPDATE of the rows that exist (`stored`: order id -> (row id, version), as the caller read
+    them with the orders), one INSERT of the new ones (a release touches thousands)."""
+    wanted = {order_id: ch for order_id, ch in orders.items() if ch in tx.listed_channels}
+    if not wanted:
+        return
     tx.session.flush()
-    tx.effects.writebacks.add(row.id)
+    ids = sorted(wanted)
+    bumped = [
+        {"id": row_id, "status": WritebackStatus.PENDING, "version": version + 1, "attempts": 0,
+         "error": None, "updated_at": tx.now}
+        for order_id, (row_id, version) in stored.items()
+        if order_id in wanted
+    ]  # fmt: skip
+    new = [
+        {"order_id": order_id, "channel": wanted[order_id], "status": WritebackStatus.PENDING,
+         "version": 1, "attempts": 0, "updated_at": tx.now}
+        for order_id in ids
+        if order_id not in stored
+    ]  # fmt: skip
+    if bumped:
+        tx.session.execute(update(m.Writeback), bumped)
+    if new:
+        tx.effects.writebacks.update(
+            tx.session.scalars(insert(m.Writeback).returning(m.Writeback.id), new)
+        )
+    tx.effects.writebacks.update(row_id for o, (row_id, _v) in stored.items() if o in wanted)
+    for order_id in ids:
+        tx.stored_writebacks.pop(order_id, None)  # re-read if queued again in this transaction
+    tx.session.expire_all()
 
 
-def queue_for_line(tx: LedgerTx, order_line_id: int) -> None:
-    order_id, channel = tx.session.execute(
-        select(m.ChannelOrder.id, m.ChannelOrder.channel)
-        .join(m.OrderLine, m.OrderLine.order_id == m.ChannelOrder.id)
-        .where(m.OrderLine.id == order_line_id)
-    ).one()
-    queue(tx, int(order_id), str(channel))
+def preload(tx: LedgerTx, order_ids: Iterable[int]) -> None:
+    """Read the outbox rows of these orders at once (a release touches thousands)."""
+    wanted = sorted({i for i in order_ids if i not in tx.stored_writebacks})
+    # nothing of these orders' outbox is pending in the session (queued rows are in
+    # tx.writebacks), so the stored rows are the ones: read them without flushing the batch
+    with tx.session.no_autoflush:
+        for start in range(0, len(wanted), 5000):
+            chunk = wanted[start : start + 5000]
+            tx.stored_writebacks.update(dict.fromkeys(chunk))
+            for row in tx.session.scalars(
+                select(m.Writeback).where(m.Writeback.order_id.in_(chunk))
+            ):
+                tx.stored_writebacks[row.order_id] = row
 
 
 def desired_hold(session: Session, order_id: int) -> dict[str, int]:

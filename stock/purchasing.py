@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from stock import counts, listings
 from stock import models as m
-from stock.db import lock_stock_rows
 from stock.tx import LedgerInputError, LedgerTx
 
 
@@ -53,6 +52,7 @@ def add_po(
             line.ordered = qty
     tx.session.flush()
     tx.session.refresh(po)
+    tx.incoming.clear()  # open PO lines changed
     listings.mark_dirty(tx, sku_ids.values())
     tx.audit(action, ref, {"eta": eta.isoformat(), "lines": dict(lines)})
 
@@ -74,10 +74,11 @@ def receive_po(tx: LedgerTx, ref: str, received: Mapping[str, int]) -> None:
         if qty <= 0:
             raise LedgerInputError(ref, f"{code}: received quantity must be positive")
     units = {by_code[code]: qty for code, qty in received.items()}
-    rows = lock_stock_rows(tx.session, units)
+    rows = counts.lock(tx, units)
     for sku_id, qty in units.items():
         lines[sku_id].received += qty
     counts.receive_units(tx, rows, units)
+    tx.incoming.clear()  # open PO lines changed
     if all(line.received >= line.ordered for line in po.lines):
         po.status = "received"
     tx.session.flush()

@@ -94,7 +94,16 @@ class LedgerTx:
         self.now = now
         self.actor = actor
         self.effects = Effects()
-        self._queued_orders: set[int] = set()  # orders whose write-back is queued already
+        # What this transaction already holds, so a batch of orders reads each thing once:
+        self.sku_ids: dict[str, int] = {}  # SKU code -> id (SKUs known to exist)
+        self.codes: dict[int, str] = {}  # id -> code
+        # stock rows locked FOR UPDATE, held here (the session only keeps weak references)
+        self.levels: dict[int, Any] = {}
+        self.orders: dict[tuple[str, str], Any] = {}  # (channel, external id) -> order or None
+        self.incoming: dict[int, Any] = {}  # sku id -> open PO lines (stock.offers)
+        self.writebacks: dict[int, Any] = {}  # id(order) -> its queued Writeback row
+        self.stored_writebacks: dict[int, Any] = {}  # order id -> its outbox row, or None
+        self.dirty_written: set[int] = set()  # SKUs whose listings were written already
 
     @property
     def dialect(self) -> str:
@@ -103,9 +112,6 @@ class LedgerTx:
     def audit(self, action: str, subject: str, detail: Mapping[str, Any]) -> None:
         audit.record(self.session, self.now, self.actor, action, subject, detail)
 
-    def first_queue_of(self, order_id: int) -> bool:
-        """True the first time an order's write-back is queued in this transaction."""
-        if order_id in self._queued_orders:
-            return False
-        self._queued_orders.add(order_id)
-        return True
+    def remember_skus(self, ids: Mapping[str, int]) -> None:
+        self.sku_ids.update(ids)
+        self.codes.update({sku_id: code for code, sku_id in ids.items()})

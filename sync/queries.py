@@ -8,17 +8,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backorders import releasing
 from rules import Config
 from stock import commitments, inbox, listings, offers
 from stock import models as m
-from stock.db import current_revision, head_revision, safe_url
+from stock.db import safe_url
 from stock.tx import LedgerInputError
-from sync.context import AppContext
+from sync.context import AppContext, code_revision, database_revision
 
 
 def revision(ctx: AppContext) -> dict[str, str | None]:
-    return {"current": current_revision(ctx.engine), "head": head_revision()}
+    return {"current": database_revision(ctx.engine), "head": code_revision()}
 
 
 def order_exists(session: Session, channel: str, ref: str) -> bool:
@@ -100,16 +99,35 @@ def po_list(session: Session, include_closed: bool) -> list[dict[str, Any]]:
 
 
 def backorders(
-    session: Session, config: Config, sku: str | None, include_closed: bool
-) -> list[dict[str, Any]]:
-    """Backorders in exactly the order a release would fill them now."""
-    return releasing.listing(session, config, sku, include_closed)
+    session: Session,
+    config: Config,
+    sku: str | None,
+    include_closed: bool,
+    *,
+    limit: int | None = None,
+    after_sku: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Backorders in exactly the order a release would fill them now, a page of whole SKUs
+    (at most `limit` rows unless one SKU has more) after `after_sku`; and the next page's
+    `after_sku`, None on the last page."""
+    from backorders import releasing
+
+    return releasing.listing_page(
+        session, config, sku, include_closed, limit=limit, after_sku=after_sku
+    )
 
 
 def status(
-    ctx: AppContext, session: Session, db_revision: dict[str, str | None], today: date
+    ctx: AppContext,
+    session: Session,
+    db_revision: dict[str, str | None],
+    today: date,
+    *,
+    sku_glob: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """`db_revision` is read before this transaction (SQLite allows one writer)."""
+    """`db_revision` is read before this transaction (SQLite allows one writer). The counts
+    are the whole ledger's; `skus` lists the SKUs `sku_glob` matches, at most `limit`."""
     events = inbox.counts(session)
     waiting = commitments.counts(session)
 
@@ -127,7 +145,9 @@ def status(
         "inbox_pending": events["pending"],
         "inbox_failed": events["failed"],
         "listings_dirty": sum(listings.dirty_counts(session).values()),
-        "skus": offers.status_rows(session, ctx.config, ctx.channel_names, today),
+        "skus": offers.status_rows(
+            session, ctx.config, ctx.channel_names, today, sku_glob=sku_glob, limit=limit
+        ),
     }
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from backorders import orders as order_flow
 from backorders.orders import LineInput, OrderInput, Outcome
 from rules import Config, parse_config
-from stock import counts, purchasing
+from stock import commitments, counts, purchasing
 from stock import models as m
 from stock.db import make_engine, session_factory, upgrade
 from stock.tx import Effects, LedgerInputError
@@ -350,6 +350,9 @@ class LedgerMachine(RuleBasedStateMachine):
             if backordered.get(sku, 0) and sku != "B":
                 # release is eager: free stock never sits beside a fillable backorder
                 assert on_hand - reserved.get(sku, 0) <= 0, (sku, snap)
+        # the per-SKU counters on the stock row equal the rows they summarise
+        with self.ctx.sessions() as session:
+            assert commitments.counter_drift(session) == {}
 
     def teardown(self) -> None:
         try:

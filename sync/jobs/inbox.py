@@ -18,7 +18,7 @@ from sync.runtime import Runtime
 
 log = get_logger("stocksync.jobs.inbox")
 
-DRAIN_BATCH = 25  # later inbox events applied in the same transaction as the one asked for
+DRAIN_BATCH = 100  # later inbox events applied in the same transaction as the one asked for
 
 
 @dataclass(frozen=True)
@@ -59,46 +59,70 @@ def store_event(
 def process_event(runtime: Runtime, event_id: int, *, drain: bool = True) -> Followups:
     """Apply one inbox event to the ledger, in one transaction with marking it processed.
 
-    With `drain`, up to DRAIN_BATCH later pending events ride along in the same transaction
-    (each in a savepoint): in a burst, one lock and one commit serve many orders, and the jobs
-    of the drained events find them done.
+    With `drain`, up to DRAIN_BATCH later pending events ride along in the same transaction:
+    in a burst, one lock of all their SKUs, one read of their orders and one flush serve many
+    orders, and the jobs of the drained events find them done. If any of them is refused, the
+    batch is rolled back and the asked-for event is applied alone (each event's own job records
+    its own failure).
     """
+    if drain:
+        try:
+            return _apply_batch(runtime, event_id, DRAIN_BATCH)
+        except BatchRefused as refused:
+            log.warning("batch_refused", event_id=event_id, error=repr(refused.__cause__))
+    return _apply_batch(runtime, event_id, 0)
+
+
+class BatchRefused(Exception):
+    """An event of a drained batch was refused for good; the whole batch was rolled back."""
+
+
+def _apply_batch(runtime: Runtime, event_id: int, more: int) -> Followups:
+    applied: list[tuple[str, str]] = []  # (channel, outcome), counted once committed
     with runtime.ctx.ledger(actor="worker") as tx:
         event = inbox.claim(tx.session, event_id)
         if event is None:
             return Followups()  # processing twice = once
-        _apply_event(runtime, tx, event)
-        if drain:
-            for other in inbox.claim_more(tx.session, event_id, DRAIN_BATCH):
-                try:
-                    with tx.session.begin_nested():
-                        _apply_event(runtime, tx, other)
-                except Exception as exc:
-                    if is_transient(exc):
-                        raise
-                    # its own job applies it alone and records the failure there
-                    log.warning("drain_skipped", event_id=other.id, error=repr(exc))
+        events = [event, *(inbox.claim_more(tx.session, event_id, more) if more else ())]
+        try:
+            applied = _apply(runtime, tx, events)
+        except Exception as exc:
+            if len(events) > 1 and not is_transient(exc):
+                raise BatchRefused(event_id) from exc
+            raise
+    for channel, result in applied:
+        runtime.metrics.events.labels(channel, result).inc()
     return Followups.of(tx.effects, list(runtime.channels))
 
 
-def _apply_event(runtime: Runtime, tx: LedgerTx, event: m.InboxEvent) -> None:
-    channel = runtime.channels.get(event.channel)
+def _apply(runtime: Runtime, tx: LedgerTx, events: list[m.InboxEvent]) -> list[tuple[str, str]]:
+    parsed = [(event, _parse(runtime, event)) for event in events]
+    orders.prepare(tx, [order for _event, order in parsed if order is not None])
+    applied: list[tuple[str, str]] = []
+    for event, order in parsed:
+        if order is None:
+            applied.append((event.channel, "failed"))
+            continue
+        outcome = orders.record_order(tx, order)
+        inbox.mark_applied(event, tx.now)
+        applied.append((event.channel, "applied" if outcome.applied else "stale"))
+    return applied
+
+
+def _parse(runtime: Runtime, event: m.InboxEvent) -> orders.OrderInput | None:
+    """The ledger input of an event; None when it cannot be understood (then it is marked
+    failed: the visible exception queue, `stocksync inbox list --failed`)."""
     inbox.begin_attempt(event)
+    channel = runtime.channels.get(event.channel)
     if channel is None:
         inbox.mark_failed(event, f"channel {event.channel!r} is no longer configured")
-        runtime.metrics.events.labels(event.channel, "failed").inc()
-        return
+        return None
     try:
-        order = channel.parse_order(event.topic, event.body)
+        return to_order_input(channel.parse_order(event.topic, event.body), event.channel)
     except PayloadError as exc:
-        # permanent: keep it visible in the exception queue (status, `stocksync inbox`)
         inbox.mark_failed(event, str(exc))
-        runtime.metrics.events.labels(event.channel, "failed").inc()
         log.warning("event_unparseable", event_id=event.id, error=str(exc))
-        return
-    outcome = orders.record_order(tx, to_order_input(order, event.channel))
-    inbox.mark_applied(event, tx.now)
-    runtime.metrics.events.labels(event.channel, "applied" if outcome.applied else "stale").inc()
+        return None
 
 
 def reset_event(runtime: Runtime, event_id: int) -> None:

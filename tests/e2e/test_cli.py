@@ -150,7 +150,8 @@ def test_popup_ledger_stock_orders_and_cancel(tmp_path: Path) -> None:
     assert "TEE: 7 on hand, 5 reserved, 0 backordered" in explain_run.stdout
     assert "channel popup: offered 2" in explain_run.stdout
     history = history_run.json()
-    assert set(history) == {"backorders"}
+    assert set(history) == {"backorders", "next"}
+    assert history["next"] is None  # one page holds them all
     check_backorder_shape(history["backorders"])
     assert [
         (b["order"], b["qty_open"], b["qty_released"], b["beyond_capacity"])
@@ -298,7 +299,8 @@ def test_explain_and_receipts_release_in_configured_order(tmp_path: Path) -> Non
         assert offers[channel]["offered"] == offered
 
     waiting = waiting_run.json()
-    assert set(waiting) == {"backorders"}
+    assert set(waiting) == {"backorders", "next"}
+    assert waiting["next"] is None
     check_backorder_shape(waiting["backorders"])
     assert [(b["channel"], b["order"], b["qty_open"]) for b in waiting["backorders"]] == [
         ("popup", "P-2", 2),  # priority 1, vip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.push import MeteredBucket, Phase, PushPlan, changed_quantities, run_push, table
 
 
@@ -32,6 +34,7 @@ def test_every_sku_gets_a_different_quantity() -> None:
     assert any(q < 50 for q in wanted.values()) and any(q > 50 for q in wanted.values())
 
 
+@pytest.mark.slow
 def test_a_small_push_lands_every_quantity_in_the_minimal_calls() -> None:
     report = run_push(PushPlan(skus=300, restore_rate=2000.0))
     assert report["quantities_landed"] == 300
