@@ -8,7 +8,7 @@ each touched order's write-back.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -139,16 +139,15 @@ def _waiting_rows(
     lines: dict[int, ranking.WaitingLine] = {}
     for line_id, line_rows in rows.items():
         channel, tier, placed = about[line_id]
-        handle = min(row.id for row in line_rows)
-        lines[handle] = ranking.WaitingLine(
-            line_id=line_id,
-            first_backorder_id=handle,
-            sku=codes[line_rows[0].sku_id],
-            channel=channel,
-            tier=tier,
-            placed_at=placed,
-            qty_open=sum(row.qty_open for row in line_rows),
+        waiting = _waiting_line(
+            line_id,
+            [(row.id, row.qty_open) for row in line_rows],
+            codes[line_rows[0].sku_id],
+            channel,
+            tier,
+            placed,
         )
+        lines[waiting.first_backorder_id] = waiting
     return rows, lines
 
 
@@ -179,17 +178,26 @@ def releasable_skus(session: Session) -> list[str]:
     return [str(code) for (code,) in rows]
 
 
-def _waiting(
-    rows: list[m.Backorder], line: m.OrderLine, order: m.ChannelOrder, codes: dict[int, str]
+def _waiting_line(
+    line_id: int,
+    rows: Sequence[tuple[int, int]],
+    sku: str,
+    channel: str,
+    tier: str | None,
+    placed_at: datetime,
 ) -> ranking.WaitingLine:
+    """One candidate per line from its backorder rows (id, units open). The handle, which also
+    breaks ties, is the line's first OPEN row, for the release and the listing alike (the
+    listing with `--all` also reads rows released before)."""
+    open_ids = [row_id for row_id, units in rows if units > 0]
     return ranking.WaitingLine(
-        line_id=line.id,
-        first_backorder_id=min(row.id for row in rows),
-        sku=codes[line.sku_id],
-        channel=order.channel,
-        tier=order.tier,
-        placed_at=order.placed_at,
-        qty_open=sum(row.qty_open for row in rows),
+        line_id=line_id,
+        first_backorder_id=min(open_ids or [row_id for row_id, _units in rows]),
+        sku=sku,
+        channel=channel,
+        tier=tier,
+        placed_at=placed_at,
+        qty_open=sum(units for _row_id, units in rows),
     )
 
 
@@ -261,7 +269,16 @@ def listing_page(
     lines = []
     for line_id, rows in per_line.items():
         line, order, code = context[line_id]
-        lines.append(_waiting(rows, line, order, {line.sku_id: code}))
+        lines.append(
+            _waiting_line(
+                line.id,
+                [(row.id, row.qty_open) for row in rows],
+                code,
+                order.channel,
+                order.tier,
+                order.placed_at,
+            )
+        )
     result: list[dict[str, Any]] = []
     ranks: dict[str, int] = defaultdict(int)  # position among the SKU's waiting lines
     for ranked_line in ranking.ranked(lines, rules):

@@ -305,3 +305,22 @@ def test_the_backorders_listing_shows_the_order_a_release_fills(ledger: Ledger) 
             select(func.count()).select_from(models.Backorder).where(models.Backorder.qty_open > 0)
         )
     assert waiting == 0
+
+
+def test_the_full_listing_breaks_ties_as_the_release_does(ledger: Ledger) -> None:
+    # X's first row was released; its waiting units are in a newer row than Y's
+    po(ledger, "PO1", A=10)
+    ledger.order("popup", "X", ("A", 1), placed=T0)
+    ledger.order("popup", "Y", ("A", 1), placed=T0)
+    with ledger.tx() as tx:
+        purchasing.receive_po(tx, "PO1", {"A": 1})
+    assert [r.order_external_id for r in tx.effects.released] == ["X"]
+    ledger.order("popup", "X", ("A", 2), placed=T0)  # grows: a new backorder row
+    with ledger.ctx.read() as session:
+        listed = releasing.listing(session, ledger.ctx.config, None, include_closed=True)
+    assert [(row["order"], row["rank"]) for row in listed if row["qty_open"]] == [
+        ("Y", 1), ("X", 2),
+    ]  # fmt: skip
+    with ledger.tx() as tx:
+        purchasing.receive_po(tx, "PO1", {"A": 1})
+    assert [r.order_external_id for r in tx.effects.released] == ["Y"]
