@@ -109,20 +109,6 @@ def close_backorders(tx: LedgerTx, line: m.OrderLine) -> None:
         outbox.queue(tx, line.order)
 
 
-def fill_backorders(tx: LedgerTx, line: m.OrderLine, units: int) -> None:
-    """Release `units` of a line from backorder to reservation: promises made within capacity
-    are settled first, then the flagged ones."""
-    left = units
-    for row in sorted(open_rows(line), key=_settled_first):
-        take = min(left, row.qty_open)
-        row.qty_open -= take
-        row.qty_released += take
-        left -= take
-    level(tx, line.sku_id).backordered -= units - left
-    reserve(tx, line, units - left)
-    outbox.queue(tx, line.order)
-
-
 @dataclass(frozen=True)
 class OpenRow:
     """An open backorder row, as a set-based release reads it."""
@@ -191,10 +177,6 @@ BULK_CHUNK = 5000  # rows per IN list (bound-parameter limits)
 
 def _newest_first(row: m.Backorder) -> tuple[bool, int]:
     return (row.id is not None, -(row.id or 0))  # rows not flushed yet are the newest
-
-
-def _settled_first(row: m.Backorder) -> tuple[bool, bool, int]:
-    return (not row.accepted_within_capacity, row.id is None, row.id or 0)
 
 
 def demote_newest(tx: LedgerTx, sku_id: int, excess: int) -> int:

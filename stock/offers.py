@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -318,10 +318,6 @@ class _OfferTable:
         if rule is None:
             rule = self.resolved[channel, hits] = self.rules.rule_for(channel, code)
         return rule
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any]]:
