@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, cast
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from backorders.settle import settle
 from backorders.split import Availability, LineDemand, split_lines
@@ -173,6 +173,20 @@ def cancel_order(tx: LedgerTx, channel: str, external_id: str) -> Outcome:
             source_status="cancelled",
         ),
     )
+
+
+def known_versions(
+    session: Session, channel: str, external_ids: Sequence[str]
+) -> dict[str, tuple[datetime, OrderState]]:
+    """The version (channel's update stamp, state) the ledger holds of each of these orders."""
+    if not external_ids:
+        return {}
+    rows = session.execute(
+        select(
+            m.ChannelOrder.external_id, m.ChannelOrder.source_updated_at, m.ChannelOrder.status
+        ).where(m.ChannelOrder.channel == channel, m.ChannelOrder.external_id.in_(external_ids))
+    ).all()
+    return {external_id: (at, cast(OrderState, status)) for external_id, at, status in rows}
 
 
 def find(tx: LedgerTx, channel: str, external_id: str) -> m.ChannelOrder | None:

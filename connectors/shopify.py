@@ -31,6 +31,7 @@ HOLD_HANDLE = "stocksync-backorder"
 HOLD_REASON = "INVENTORY_OUT_OF_STOCK"
 PUSH_REASON = "correction"
 STALE = "CHANGE_FROM_QUANTITY_STALE"
+STALE_RETRIES = 3  # resends of a call's rows held back by other, stale rows
 HOLDABLE = ("OPEN", "SCHEDULED", "ON_HOLD")
 
 
@@ -189,9 +190,12 @@ class ShopifyChannel:
     def push_offers(self, pushes: Sequence[OfferPush]) -> list[PushResult]:
         """Set `available` with compare-and-set, in calls of up to 250 rows, decreases first.
 
-        A stale row fails its whole call (Shopify applies all rows or none): every row of that
-        call comes back not ok with CHANGE_FROM_QUANTITY_STALE and the quantity re-read now, so
-        the caller can recompute and push again.
+        A stale row fails its whole call (Shopify applies all rows or none, and names the stale
+        rows by index): the stale rows come back not ok with CHANGE_FROM_QUANTITY_STALE and the
+        quantity re-read now, so the caller can recompute them; the rows held back only by them
+        are sent again at once, without them (up to STALE_RETRIES times). Under steady sales
+        on the shop a call of many rows is rarely free of a stale one, and without the resend
+        no row would ever land.
         """
         with self._lock:
             missing = [p.sku for p in pushes if p.sku not in self._ids]
@@ -212,12 +216,39 @@ class ShopifyChannel:
         rows.sort(key=lambda r: r[1].quantity - (r[1].last_seen or 0))
         for start in range(0, len(rows), q.MAX_ROWS_PER_MUTATION):
             batch = rows[start : start + q.MAX_ROWS_PER_MUTATION]
-            results.update(self._push_batch(batch))
+            for attempt in range(STALE_RETRIES + 1):
+                done, held_back = self._push_batch(batch)
+                results.update(done)
+                if not held_back:
+                    break
+                if attempt == STALE_RETRIES:
+                    results.update(self._not_applied_stale(held_back))
+                batch = held_back
         return [results[i] for i in range(len(pushes))]
+
+    def _not_applied_stale(
+        self, rows: list[tuple[int, OfferPush, Mapping[str, str]]]
+    ) -> dict[int, PushResult]:
+        """Rows never applied because other rows of their calls kept being stale: reported
+        stale with what the shop holds now, so the caller recomputes them like the others."""
+        now = self.fetch_listings([push.sku for _, push, _ in rows])
+        out = {}
+        for index, push, _ in rows:
+            listing = now.get(push.sku)
+            out[index] = PushResult(
+                push.sku,
+                ok=False,
+                channel_quantity=listing.quantity if listing else None,
+                error_code=STALE,
+                message="not applied: other rows of the same call kept being stale",
+            )
+        return out
 
     def _push_batch(
         self, batch: list[tuple[int, OfferPush, Mapping[str, str]]]
-    ) -> dict[int, PushResult]:
+    ) -> tuple[dict[int, PushResult], list[tuple[int, OfferPush, Mapping[str, str]]]]:
+        """One call: the rows' results, and the rows to send again (held back by stale rows
+        named by the shop; those rows themselves are in the results, re-read)."""
         quantities = [
             {
                 "inventoryItemId": ids["inventory_item_id"],
@@ -236,29 +267,34 @@ class ShopifyChannel:
         payload = _get(self.name, data, "inventorySetQuantities")
         errors = payload.get("userErrors") or []
         if not errors:
-            return {i: PushResult(p.sku, ok=True, channel_quantity=p.quantity) for i, p, _ in batch}
+            return {
+                i: PushResult(p.sku, ok=True, channel_quantity=p.quantity) for i, p, _ in batch
+            }, []
         by_row: dict[int, dict[str, Any]] = {}
         for error in errors:
             row = _row_index(error.get("field"))
             if row is not None and row < len(batch):
                 by_row.setdefault(row, error)
         if any(e.get("code") == STALE for e in errors):
-            now = self.fetch_listings([push.sku for _, push, _ in batch])
+            stale_rows = {row for row, e in by_row.items() if e.get("code") == STALE}
+            if not stale_rows:
+                stale_rows = set(range(len(batch)))  # not told which rows: treat all as stale
+            stale = [batch[row] for row in sorted(stale_rows)]
+            now = self.fetch_listings([push.sku for _, push, _ in stale])
             out = {}
-            for row, (index, push, _) in enumerate(batch):
-                own = by_row.get(row)
-                stale_here = own is not None and own.get("code") == STALE
+            for row in sorted(stale_rows):
+                index, push, _ = batch[row]
                 listing = now.get(push.sku)
+                own = by_row.get(row)
                 out[index] = PushResult(
                     push.sku,
                     ok=False,
                     channel_quantity=listing.quantity if listing else None,
                     error_code=STALE,
-                    message=own.get("message", "")
-                    if stale_here and own
-                    else "not applied: another row of the same call was stale",
+                    message=str(own.get("message", "")) if own else "stale",
                 )
-            return out
+            held_back = [entry for row, entry in enumerate(batch) if row not in stale_rows]
+            return out, held_back
         general = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
         out = {}
         for row, (index, push, _) in enumerate(batch):
@@ -269,7 +305,7 @@ class ShopifyChannel:
                 error_code=str(own.get("code")) if own else "NOT_APPLIED",
                 message=str(own.get("message")) if own else f"call rejected: {general}",
             )
-        return out
+        return out, []
 
     # -- backorder holds -------------------------------------------------------------------
     def place_hold(self, hold: BackorderHold) -> None:

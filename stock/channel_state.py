@@ -24,7 +24,8 @@ def get(session: Session, channel: str) -> m.ChannelState | None:
 
 def take_lease(session: Session, channel: str, owner: str, now: datetime, until: datetime) -> bool:
     """Take the push lease if it is free, expired, or ours already."""
-    ensure(session, channel)
+    if get(session, channel) is None:
+        ensure(session, channel)  # only when missing: the insert would wait on the row's writers
     taken = session.execute(
         update(m.ChannelState)
         .where(

@@ -6,6 +6,7 @@ visible exception queue an operator retries after a fix); nothing received is dr
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -49,11 +50,55 @@ def store(
     return int(found) if found is not None else None
 
 
-def claim(session: Session, event_id: int) -> m.InboxEvent | None:
-    """Lock an event for applying; None when it is gone or was applied already."""
-    event = session.get(m.InboxEvent, event_id, with_for_update=True)
-    if event is None or event.processed_at is not None:
-        return None
+def store_many(
+    session: Session, channel: str, events: Sequence[tuple[str, str, bytes]], now: datetime
+) -> list[int]:
+    """Insert (event_key, topic, body) events in one statement; the ids of those not stored
+    before (duplicates are skipped, as by `store`)."""
+    if not events:
+        return []
+    insert = upsert_insert(session)
+    rows = [
+        {
+            "channel": channel,
+            "event_key": key[:255],
+            "topic": topic[:128],
+            "body": body,
+            "received_at": now,
+            "attempts": 0,
+        }
+        for key, topic, body in events
+    ]
+    stmt = (
+        insert(m.InboxEvent)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["channel", "event_key"])
+        .returning(m.InboxEvent.id)
+    )
+    return sorted(int(found) for found in session.scalars(stmt))
+
+
+class Claim(enum.Enum):
+    DONE = "done"  # gone or applied already: nothing to do
+    HELD = "held"  # another transaction holds it (applying it in its batch): look again later
+
+
+def claim(session: Session, event_id: int) -> m.InboxEvent | Claim:
+    """Lock an event for applying, without waiting: a held event is being applied by another
+    transaction's batch, and waiting for it would only hold a worker thread idle."""
+    event = session.scalars(
+        select(m.InboxEvent)
+        .where(m.InboxEvent.id == event_id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).first()
+    if event is None:
+        row = session.execute(
+            select(m.InboxEvent.processed_at).where(m.InboxEvent.id == event_id)
+        ).first()
+        return Claim.HELD if row is not None and row.processed_at is None else Claim.DONE
+    if event.processed_at is not None:
+        return Claim.DONE
     return event
 
 

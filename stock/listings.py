@@ -18,11 +18,15 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     String,
+    Table,
+    bindparam,
     case,
     cast,
+    false,
     func,
     literal,
     literal_column,
+    null,
     select,
     true,
     update,
@@ -146,34 +150,64 @@ def dirty(session: Session, channel: str, limit: int) -> list[DirtyListing]:
     ]
 
 
-def mark_pushed(session: Session, listing: DirtyListing, quantity: int, now: datetime) -> None:
-    """The channel now shows `quantity`, which we wrote."""
-    # clean only if no change arrived since the offer was computed (it bumps the version)
-    session.execute(
-        update(m.Listing)
-        .where(m.Listing.id == listing.listing_id, m.Listing.dirty_version == listing.dirty_version)
-        .values(dirty=False, dirty_since=None)
-    )
-    # what landed is what the channel shows, even when the listing was re-dirtied meanwhile
-    session.execute(
-        update(m.Listing)
-        .where(m.Listing.id == listing.listing_id)
-        .values(last_pushed=quantity, pushed_at=now, last_seen=quantity)
-    )
+@dataclass(frozen=True)
+class PushOutcome:
+    """What a channel said to one planned listing: `pushed` (it now shows `quantity`, which we
+    wrote), `stale` (a compare-and-set found it at `quantity`: stays dirty) or `error`."""
+
+    listing: DirtyListing
+    kind: str
+    quantity: int | None = None
+    error_code: str | None = None
 
 
-def note_seen(session: Session, listing_id: int, quantity: int | None) -> None:
-    """A compare-and-set found the channel elsewhere: remember what it holds (stays dirty)."""
-    session.execute(update(m.Listing).where(m.Listing.id == listing_id).values(last_seen=quantity))
-
-
-def note_push_error(session: Session, listing_id: int, error_code: str | None) -> None:
-    # a SKU the channel does not sell stops being pushed; other errors stay dirty and retry
-    session.execute(
-        update(m.Listing)
-        .where(m.Listing.id == listing_id)
-        .values(dirty=error_code != "UNKNOWN_SKU")
-    )
+def record_push(session: Session, outcomes: Iterable[PushOutcome], now: datetime) -> None:
+    """Record a push round's outcomes: one executemany per kind, rows in sku-id order (the lock
+    order of `write_dirty`, which may be bumping the same rows in a ledger transaction)."""
+    table: Table = m.Listing.__table__  # type: ignore[assignment]  # Core: executemany
+    ordered = sorted(outcomes, key=lambda o: o.listing.sku_id)
+    version_unchanged = table.c.dirty_version == bindparam("b_version")
+    pushed = [
+        {"b_id": o.listing.listing_id, "b_version": o.listing.dirty_version, "b_qty": o.quantity}
+        for o in ordered
+        if o.kind == "pushed"
+    ]
+    if pushed:
+        # clean only if no change arrived since the offer was computed (it bumps the version);
+        # what landed is what the channel shows, even when the listing was re-dirtied meanwhile
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                dirty=case((version_unchanged, false()), else_=table.c.dirty),
+                dirty_since=case((version_unchanged, null()), else_=table.c.dirty_since),
+                last_pushed=bindparam("b_qty"),
+                last_seen=bindparam("b_qty"),
+                pushed_at=now,
+            ),
+            pushed,
+        )
+    stale = [
+        {"b_id": o.listing.listing_id, "b_qty": o.quantity} for o in ordered if o.kind == "stale"
+    ]
+    if stale:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(last_seen=bindparam("b_qty")),
+            stale,
+        )
+    failed = [
+        # a SKU the channel does not sell stops being pushed; other errors stay dirty and retry
+        {"b_id": o.listing.listing_id, "b_dirty": o.error_code != "UNKNOWN_SKU"}
+        for o in ordered
+        if o.kind == "error"
+    ]
+    if failed:
+        session.execute(
+            update(table).where(table.c.id == bindparam("b_id")).values(dirty=bindparam("b_dirty")),
+            failed,
+        )
 
 
 def record_mapping(

@@ -75,6 +75,45 @@ __all__ = [
 PUSH_BUSY_DELAY_MS = 300
 PUSH_COALESCE_MS = 50  # a burst of orders shares one push per channel
 PUSH_BUSY_BOUNCES = 200  # about a minute: longer than a push lease lives
+POLL_COALESCE_MS = 1000  # pushes asking for a poll share one per channel per second
+EVENT_HELD_DELAY_MS = 500  # an event held by another job's batch: look again after this
+EVENT_HELD_BOUNCES = 120  # about a minute; after that the sweeper's re-enqueue covers it
+
+
+class PushGate:
+    """One push per channel at a time in this process. A push job arriving while another
+    thread pushes the channel leaves a request and ends; the pushing thread goes round again,
+    so it reads every change committed before the request. (Across processes the lease in
+    `channel_state` decides, and a refused push comes back later.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = False
+        self._wanted = False
+
+    def enter(self) -> bool:
+        with self._lock:
+            if self._running:
+                self._wanted = True
+                return False
+            self._running = True
+            return True
+
+    def again(self) -> bool:
+        """Whether a request came while pushing (taken); if none, the gate is left open."""
+        with self._lock:
+            if self._wanted:
+                self._wanted = False
+                return True
+            self._running = False
+            return False
+
+    def leave(self) -> None:
+        """Leave without going round again (an error, or another process holds the lease:
+        its push, or our bounce, serves the requests)."""
+        with self._lock:
+            self._running = False
+            self._wanted = False
 
 
 @dataclass
@@ -87,6 +126,8 @@ class Actors:
     reconcile: dramatiq.Actor[Any, Any]
     release: dramatiq.Actor[Any, Any]
     _push_windows: dict[str, float] = field(default_factory=dict)
+    _poll_windows: dict[str, float] = field(default_factory=dict)
+    _push_gates: dict[str, PushGate] = field(default_factory=dict)
     _push_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def request_push(self, channel: str) -> None:
@@ -103,16 +144,40 @@ class Actors:
             self._push_windows[channel] = now + PUSH_COALESCE_MS / 1000
         self.push.send_with_options(args=(channel,), delay=PUSH_COALESCE_MS)
 
+    def push_gate(self, channel: str) -> PushGate:
+        with self._push_lock:
+            return self._push_gates.setdefault(channel, PushGate())
+
+    def request_poll(self, channel: str) -> None:
+        """A poll now, unless one was asked for less than POLL_COALESCE_MS ago (every push
+        round under steady sales may ask; one poll answers them all)."""
+        now = time.monotonic()
+        with self._push_lock:
+            if self._poll_windows.get(channel, 0.0) > now:
+                return
+            self._poll_windows[channel] = now + POLL_COALESCE_MS / 1000
+        self.poll.send(channel)
+
+    def look_again(self, event_id: int, bounces: int) -> None:
+        """An event another job's batch holds: applied by it, or (if that batch is rolled back
+        or its worker dies) by this job when it comes back."""
+        if bounces <= EVENT_HELD_BOUNCES:
+            self.process_event.send_with_options(
+                args=(event_id,), kwargs={"bounces": bounces}, delay=EVENT_HELD_DELAY_MS
+            )
+
     def dispatch(self, followups: Followups) -> None:
         """Enqueue follow-up jobs; call only after the transaction that made them committed."""
         for event_id in followups.events:
             self.process_event.send(event_id)
+        for event_id in followups.held_events:
+            self.look_again(event_id, 1)
         for writeback_id in sorted(followups.writebacks):
             self.write_back.send(writeback_id)
         for channel in sorted(followups.pushes):
             self.request_push(channel)
         for channel in sorted(followups.polls):
-            self.poll.send(channel)
+            self.request_poll(channel)
         releases = sorted(followups.releases)
         if releases:
             self.release.send(releases)
@@ -129,15 +194,34 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
     def actors() -> Actors:
         return holder[0]
 
-    def process_event(event_id: int) -> None:
-        actors().dispatch(inbox.process_event(runtime, event_id))
+    def process_event(event_id: int, bounces: int = 0) -> None:
+        followups = inbox.process_event(runtime, event_id)
+        for held in followups.held_events:
+            actors().look_again(held, bounces + 1)
+        followups.held_events = []
+        actors().dispatch(followups)
 
     def push(channel: str, bounces: int = 0) -> None:
-        report = push_channel(runtime, channel)
-        if report.busy and bounces < PUSH_BUSY_BOUNCES:
-            # another pusher holds the channel; come back in case it misses our changes
-            actors().push.send_with_options(args=(channel, bounces + 1), delay=PUSH_BUSY_DELAY_MS)
-        actors().dispatch(report.followups)
+        gate = actors().push_gate(channel)
+        if not gate.enter():
+            return  # a thread of this process is pushing the channel: it goes round again
+        try:
+            while True:
+                report = push_channel(runtime, channel)
+                actors().dispatch(report.followups)
+                if report.busy:
+                    gate.leave()
+                    if bounces < PUSH_BUSY_BOUNCES:
+                        # another process holds the channel; come back in case it misses ours
+                        actors().push.send_with_options(
+                            args=(channel, bounces + 1), delay=PUSH_BUSY_DELAY_MS
+                        )
+                    return
+                if not gate.again():
+                    return
+        except BaseException:
+            gate.leave()  # a retry of this job (or the next request) pushes again
+            raise
 
     def write_back(writeback_id: int) -> None:
         actors().dispatch(writeback.write_back(runtime, writeback_id))

@@ -12,6 +12,10 @@ _STATES: dict[OrderStatus, OrderState] = {
 }
 
 
+def order_state(status: OrderStatus) -> OrderState:
+    return _STATES[status]
+
+
 def to_order_input(order: ChannelOrder, channel: str) -> OrderInput:
     """`channel` is our name for it (the config key), whatever the connector called it."""
     merged: dict[str, LineInput] = {}

@@ -5,7 +5,9 @@ Made at process start (never at import) and closed at shutdown.
 
 from __future__ import annotations
 
+import enum
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,12 +53,47 @@ def build_channel(cfg: ChannelConfig, timeout: float = 10.0) -> Channel | None:
     return None
 
 
+class BatchState(enum.Enum):
+    IN_FLIGHT = "in_flight"  # claimed by a batch of this process that has not ended
+    APPLIED = "applied"  # applied by a batch of this process that committed
+
+
+class BatchMemory:
+    """Which inbox events this process's batches hold or applied, so that the jobs of drained
+    events end without a query. Bounded: an event it forgot is looked up in the database."""
+
+    def __init__(self, remember: int = 100_000) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: set[int] = set()
+        self._applied: OrderedDict[int, None] = OrderedDict()
+        self._remember = remember
+
+    def state(self, event_id: int) -> BatchState | None:
+        with self._lock:
+            if event_id in self._in_flight:
+                return BatchState.IN_FLIGHT
+            return BatchState.APPLIED if event_id in self._applied else None
+
+    def begin(self, event_ids: list[int]) -> None:
+        with self._lock:
+            self._in_flight.update(event_ids)
+
+    def end(self, event_ids: list[int], *, committed: bool) -> None:
+        with self._lock:
+            self._in_flight.difference_update(event_ids)
+            if committed:
+                self._applied.update(dict.fromkeys(event_ids))
+                while len(self._applied) > self._remember:
+                    self._applied.popitem(last=False)
+
+
 @dataclass
 class Runtime:
     config: Config
     ctx: AppContext
     channels: dict[str, Channel]
     metrics: Metrics = field(default_factory=Metrics)
+    batches: BatchMemory = field(default_factory=BatchMemory)
     _order_locks: dict[int, threading.Lock] = field(default_factory=dict)
     _order_locks_guard: threading.Lock = field(default_factory=threading.Lock)
 

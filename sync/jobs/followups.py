@@ -11,6 +11,8 @@ from stock.tx import Effects
 @dataclass
 class Followups:
     events: list[int] = field(default_factory=list)  # inbox event ids
+    # events another transaction held when we came to apply them: looked at again shortly
+    held_events: list[int] = field(default_factory=list)
     pushes: set[str] = field(default_factory=set)  # channel names
     writebacks: set[int] = field(default_factory=set)  # writeback row ids
     polls: set[str] = field(default_factory=set)  # channel names
@@ -26,6 +28,7 @@ class Followups:
 
     def merge(self, other: Followups) -> None:
         self.events.extend(other.events)
+        self.held_events.extend(other.held_events)
         self.pushes |= other.pushes
         self.writebacks |= other.writebacks
         self.polls |= other.polls

@@ -14,7 +14,7 @@ from sync.failures import is_transient
 from sync.jobs.followups import Followups, utc_now
 from sync.logs import get_logger
 from sync.mapping import to_order_input
-from sync.runtime import Runtime
+from sync.runtime import BatchState, Runtime
 
 log = get_logger("stocksync.jobs.inbox")
 
@@ -61,9 +61,11 @@ def process_event(runtime: Runtime, event_id: int, *, drain: bool = True) -> Fol
 
     With `drain`, up to DRAIN_BATCH later pending events ride along in the same transaction:
     in a burst, one lock of all their SKUs, one read of their orders and one flush serve many
-    orders, and the jobs of the drained events find them done. If any of them is refused, the
-    batch is rolled back and the asked-for event is applied alone (each event's own job records
-    its own failure).
+    orders. The jobs of the drained events find them applied (in this process's memory, or in
+    the database) or still held by the batch: then `held_events` asks the caller to look again
+    shortly (the batch may yet be rolled back, or its worker die), never to wait on the lock.
+    If any of them is refused, the batch is rolled back and the asked-for event is applied
+    alone (each event's own job records its own failure).
     """
     if drain:
         try:
@@ -79,17 +81,34 @@ class BatchRefused(Exception):
 
 def _apply_batch(runtime: Runtime, event_id: int, more: int) -> Followups:
     applied: list[tuple[str, str]] = []  # (channel, outcome), counted once committed
-    with runtime.ctx.ledger(actor="worker") as tx:
-        event = inbox.claim(tx.session, event_id)
-        if event is None:
-            return Followups()  # processing twice = once
-        events = [event, *(inbox.claim_more(tx.session, event_id, more) if more else ())]
-        try:
-            applied = _apply(runtime, tx, events)
-        except Exception as exc:
-            if len(events) > 1 and not is_transient(exc):
-                raise BatchRefused(event_id) from exc
-            raise
+    # Most jobs of a burst find their event applied by an earlier job's batch in this process,
+    # or held by one still running: the process's memory answers them without a query.
+    known = runtime.batches.state(event_id)
+    if known is BatchState.APPLIED:
+        return Followups()  # processing twice = once
+    if known is BatchState.IN_FLIGHT:
+        return Followups(held_events=[event_id])
+    claimed_ids: list[int] = []
+    committed = False
+    try:
+        with runtime.ctx.ledger(actor="worker") as tx:
+            event = inbox.claim(tx.session, event_id)
+            if event is inbox.Claim.HELD:  # by another process's batch
+                return Followups(held_events=[event_id])
+            if event is inbox.Claim.DONE:
+                return Followups()
+            events = [event, *(inbox.claim_more(tx.session, event_id, more) if more else ())]
+            claimed_ids = [e.id for e in events]
+            runtime.batches.begin(claimed_ids)
+            try:
+                applied = _apply(runtime, tx, events)
+            except Exception as exc:
+                if len(events) > 1 and not is_transient(exc):
+                    raise BatchRefused(event_id) from exc
+                raise
+        committed = True
+    finally:
+        runtime.batches.end(claimed_ids, committed=committed)
     for channel, result in applied:
         runtime.metrics.events.labels(channel, result).inc()
     return Followups.of(tx.effects, list(runtime.channels))
@@ -131,7 +150,8 @@ def reset_event(runtime: Runtime, event_id: int) -> None:
         inbox.reset(session, event_id)
 
 
-def record_event_failure(runtime: Runtime, event_id: int, error: str) -> None:
-    """A failure that retrying will not fix: the event joins the visible exception queue."""
+def record_event_failure(runtime: Runtime, event_id: int, error: str, bounces: int = 0) -> None:
+    """A failure that retrying will not fix: the event joins the visible exception queue.
+    (`bounces` is the job's look-again count, passed along with its arguments.)"""
     with runtime.ctx.sessions.begin() as session:
         inbox.record_failure(session, event_id, error)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -138,12 +140,20 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
     if not planned:
         return True
     deferred: list[PlannedPush] = []
-    if any(p.raises_unexplained for p in planned) and not _explained_by_poll(runtime, channel_name):
+    awaiting = (
+        _raises_wait_for(runtime, channel_name)
+        if any(p.raises_unexplained for p in planned)
+        else None
+    )
+    if awaiting is not None:
         # Raising over a quantity the channel reached by itself (a sale we may not know yet)
-        # waits for a poll that finished after it moved; decreases go out now regardless.
+        # waits until every order it may have sold is applied: its stored events first, then
+        # a poll that started after it moved. Decreases go out now regardless.
         deferred = [p for p in planned if p.raises_unexplained]
         report.deferred += len(deferred)
-        report.followups.polls.add(channel_name)
+        if awaiting == "poll":
+            report.followups.polls.add(channel_name)
+        # else: applying the stored events asks for a push (and the scheduled push comes)
         planned = [p for p in planned if not p.raises_unexplained]
         if not planned:
             return True
@@ -152,6 +162,7 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
     # compare-and-set (Shopify) or re-read (WooCommerce, which then skips a write that changes
     # nothing) is what finds out.
     report.calls += 1
+    started = time.monotonic()
     try:
         results = channel.push_offers(
             [OfferPush(p.listing.sku, p.offered, p.listing.last_seen) for p in planned]
@@ -164,27 +175,40 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
         _note_channel_error(runtime, channel_name, str(exc))
         return True  # listings stay dirty; the sweeper retries
     now = utc_now()
-    stale_seen = False
+    outcomes: list[listings.PushOutcome] = []
+    for plan, result in zip(planned, results, strict=True):
+        if result.ok:
+            outcomes.append(listings.PushOutcome(plan.listing, "pushed", plan.offered))
+            report.pushed += 1
+            runtime.metrics.pushes.labels(channel_name, "ok").inc()
+            _observe_latency(runtime, channel_name, plan.listing.dirty_since, now)
+        elif result.error_code in ("CHANGE_FROM_QUANTITY_STALE", "STALE"):
+            outcomes.append(listings.PushOutcome(plan.listing, "stale", result.channel_quantity))
+            report.stale += 1
+            runtime.metrics.pushes.labels(channel_name, "stale").inc()
+        else:
+            outcomes.append(
+                listings.PushOutcome(plan.listing, "error", error_code=result.error_code)
+            )
+            report.errors += 1
+            runtime.metrics.pushes.labels(channel_name, "error").inc()
+            runtime.metrics.channel_errors.labels(channel_name, result.error_code or "error").inc()
+    stale_seen = any(o.kind == "stale" for o in outcomes)
     with runtime.ctx.sessions.begin() as session:
-        for plan, result in zip(planned, results, strict=True):
-            if result.ok:
-                listings.mark_pushed(session, plan.listing, plan.offered, now)
-                report.pushed += 1
-                runtime.metrics.pushes.labels(channel_name, "ok").inc()
-                _observe_latency(runtime, channel_name, plan.listing.dirty_since, now)
-            elif result.error_code in ("CHANGE_FROM_QUANTITY_STALE", "STALE"):
-                stale_seen = True
-                channel_state.note_moved(session, channel_name, now)
-                report.stale += 1
-                runtime.metrics.pushes.labels(channel_name, "stale").inc()
-                listings.note_seen(session, plan.listing.listing_id, result.channel_quantity)
-            else:
-                report.errors += 1
-                runtime.metrics.pushes.labels(channel_name, "error").inc()
-                runtime.metrics.channel_errors.labels(
-                    channel_name, result.error_code or "error"
-                ).inc()
-                listings.note_push_error(session, plan.listing.listing_id, result.error_code)
+        listings.record_push(session, outcomes, now)
+        if stale_seen:
+            channel_state.note_moved(session, channel_name, now)
+    kinds = Counter(o.kind for o in outcomes)
+    log.info(
+        "push_sent",
+        channel=channel_name,
+        listings=len(outcomes),
+        pushed=kinds["pushed"],
+        stale=kinds["stale"],
+        errors=kinds["error"],
+        deferred=len(deferred),
+        call_ms=round((time.monotonic() - started) * 1000, 1),
+    )
     if stale_seen:
         # The channel sold since we last looked. We now know what it holds: the next round
         # lowers what must come down at once; raises wait until orders explain the gap.
@@ -201,16 +225,20 @@ def _observe_latency(
         )
 
 
-def _explained_by_poll(runtime: Runtime, channel_name: str) -> bool:
-    """True when the ledger knows every order behind the channel's last move of its own: a poll
-    started after the move, and the channel's inbox is fully processed."""
+def _raises_wait_for(runtime: Runtime, channel_name: str) -> str | None:
+    """None when the ledger knows every order behind the channel's last move of its own: a poll
+    started after the move, and the channel's inbox is fully processed. Otherwise what raises
+    wait for: "inbox" (events stored, not applied yet: under steady sales a poll per push
+    would only re-read them) or "poll"."""
     with runtime.ctx.sessions() as session:
         state = channel_state.get(session, channel_name)
         if state is None or state.moved_at is None:
-            return True
+            return None
+        if inbox.waiting(session, channel_name):
+            return "inbox"
         if state.last_poll_at is None or state.last_poll_at <= state.moved_at:
-            return False
-        return not inbox.waiting(session, channel_name)
+            return "poll"
+        return None
 
 
 def _map_listings(runtime: Runtime, channel_name: str, channel: Channel, skus: list[str]) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import requests
 
 from connectors.base import POLL_TOPIC, BackorderHold, Channel, ChannelError, OfferPush, OrderStatus
 from connectors.sandbox.shopify import ShopifySandbox
-from connectors.shopify import HOLD_HANDLE, ShopifyChannel
+from connectors.shopify import HOLD_HANDLE, STALE, STALE_RETRIES, ShopifyChannel
 from tests.shopify_support import Receiver, checkout, make_channel, receiver_fixture
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -80,14 +81,36 @@ def test_stale_push_changes_nothing_and_reports_current_quantities(
     )
     assert [(r.ok, r.error_code, r.channel_quantity) for r in results] == [
         (False, "CHANGE_FROM_QUANTITY_STALE", 18),
-        (False, "CHANGE_FROM_QUANTITY_STALE", 20),  # same call, not applied
+        (True, None, 9),  # held back by the stale row, sent again without it
     ]
-    assert "another row" in results[1].message
     assert sandbox.available("DEMO-1") == 18
-    assert sandbox.available("DEMO-2") == 20
-    retry = shop.push_offers([OfferPush(r.sku, 7, last_seen=r.channel_quantity) for r in results])
+    assert sandbox.available("DEMO-2") == 9
+    retry = shop.push_offers([OfferPush("DEMO-1", 7, last_seen=results[0].channel_quantity)])
     assert all(r.ok for r in retry)
     assert sandbox.available("DEMO-1") == 7
+
+
+def test_rows_kept_back_by_stale_rows_every_time_come_back_stale_with_quantities(
+    sandbox: ShopifySandbox, shop: ShopifyChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shop selling faster than we resend: each call finds a newly sold row stale. After
+    STALE_RETRIES resends, the rows still held back come back stale with the shop's quantity
+    (never reported pushed, never lost)."""
+    skus = [f"DEMO-{i}" for i in range(1, STALE_RETRIES + 3)]
+    calls: list[int] = []
+    push_batch = shop._push_batch
+
+    def selling_before_each_call(batch: Any) -> Any:
+        checkout(sandbox, {skus[len(calls)]: 1})  # the shop sells the next row's SKU
+        calls.append(len(batch))
+        return push_batch(batch)
+
+    monkeypatch.setattr(shop, "_push_batch", selling_before_each_call)
+    results = shop.push_offers([OfferPush(sku, 3, last_seen=20) for sku in skus])
+    assert calls == [len(skus) - i for i in range(STALE_RETRIES + 1)]
+    assert all(not r.ok and r.error_code == STALE for r in results)
+    assert [r.channel_quantity for r in results] == [19] * (STALE_RETRIES + 1) + [20]
+    assert all(sandbox.available(sku) >= 19 for sku in skus)  # nothing was set
 
 
 def test_push_batches_250_rows_per_call() -> None:
