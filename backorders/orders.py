@@ -33,6 +33,15 @@ class LineInput:
 
 
 @dataclass(frozen=True, slots=True)
+class OtherLineInput:
+    """A line that is not stock (no SKU): kept with the order, never counted."""
+
+    external_line_id: str
+    title: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
 class OrderInput:
     channel: str
     external_id: str
@@ -43,6 +52,7 @@ class OrderInput:
     customer_key: str | None = None
     tier: str | None = None
     source_status: str = ""
+    other_lines: tuple[OtherLineInput, ...] = ()
 
 
 @dataclass
@@ -217,9 +227,14 @@ def _check_order(tx: LedgerTx, order: OrderInput) -> None:
 def _store_order(
     tx: LedgerTx, order: OrderInput, existing: m.ChannelOrder | None
 ) -> m.ChannelOrder:
+    other_lines = [
+        {"line": o.external_line_id, "title": o.title, "quantity": o.quantity}
+        for o in order.other_lines
+    ] or None
     if existing is not None:
         existing.status = order.status
         existing.source_status = order.source_status
+        existing.other_lines = other_lines
         existing.source_updated_at = order.updated_at.astimezone(UTC)
         existing.customer_key = order.customer_key or existing.customer_key
         existing.tier = order.tier or existing.tier
@@ -233,6 +248,7 @@ def _store_order(
         status=order.status,
         source_status=order.source_status,
         source_updated_at=order.updated_at.astimezone(UTC),
+        other_lines=other_lines,
     )
     tx.session.add(db_order)
     tx.orders[(order.channel, order.external_id)] = db_order

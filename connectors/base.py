@@ -29,6 +29,16 @@ class OrderLine:
 
 
 @dataclass(frozen=True, slots=True)
+class OtherLine:
+    """A line that is not stock: no SKU (a custom item, a tip, a gift card, a bundle's parent
+    line). Kept with the order so it can be explained; never reserved, backordered or held."""
+
+    external_line_id: str
+    title: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelOrder:
     channel: str
     external_id: str
@@ -38,6 +48,7 @@ class ChannelOrder:
     lines: tuple[OrderLine, ...]
     customer_key: str | None = None
     source_status: str = ""  # the channel's own word, kept for explanations
+    other_lines: tuple[OtherLine, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,9 @@ class WebhookEvent:
     event_key: str  # unique per channel; duplicates of one delivery share it
     topic: str
     body: bytes
+    # why a verified delivery is answered 200 but not stored: a topic we do not subscribe to,
+    # whose change also comes as an order update (Shopify's orders/edited, refunds/create)
+    ignored: str = ""
 
 
 POLL_TOPIC = "poll/order"
@@ -154,6 +168,16 @@ class Channel(Protocol):
         `topic` is the webhook topic (e.g. "orders/updated", "order.updated") or POLL_TOPIC for a
         body that pull_orders produced. Raises PayloadError when the body cannot be understood.
         """
+        ...
+
+    def needs_fetch(self, topic: str, body: bytes) -> bool:
+        """Whether the payload lacks what applying it needs and `complete_order` must fetch it
+        first (WooCommerce lists an order's refunds without their lines). Pure: no I/O."""
+        ...
+
+    def complete_order(self, topic: str, body: bytes) -> bytes:
+        """The payload with what it lacked fetched from the channel (ChannelError on failure);
+        parse_order reads it like any body of the topic."""
         ...
 
     def pull_orders(self, updated_after: datetime) -> Iterator[PolledOrder]:

@@ -31,6 +31,23 @@ HOLD_HANDLE = "stocksync-backorder"
 HOLD_REASON = "INVENTORY_OUT_OF_STOCK"
 PUSH_REASON = "correction"
 STALE = "CHANGE_FROM_QUANTITY_STALE"
+# topics whose body is the order resource (docs/shopify.md subscribes to the first three)
+ORDER_TOPICS = frozenset(
+    {
+        "orders/create",
+        "orders/updated",
+        "orders/cancelled",
+        "orders/fulfilled",
+        "orders/partially_fulfilled",
+        "orders/paid",
+    }
+)
+IGNORED_TOPICS = {
+    "orders/edited": "an order edit also comes as orders/updated, with current quantities",
+    "refunds/create": "a refund also comes as orders/updated, with current quantities",
+    "orders/delete": "Shopify deletes only cancelled or archived orders",
+}
+UNKNOWN_TOPIC = "not an order topic stocksync reads (see docs/shopify.md)"
 STALE_RETRIES = 3  # resends of a call's rows held back by other, stale rows
 HOLDABLE = ("OPEN", "SCHEDULED", "ON_HOLD")
 
@@ -78,10 +95,17 @@ class ShopifyChannel:
             json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise WebhookRejected(400, f"body is not JSON: {exc}") from exc
-        return WebhookEvent(event_key=event_id, topic=topic, body=body)
+        ignored = "" if topic in ORDER_TOPICS else IGNORED_TOPICS.get(topic, UNKNOWN_TOPIC)
+        return WebhookEvent(event_key=event_id, topic=topic, body=body, ignored=ignored)
 
     def parse_order(self, topic: str, body: bytes) -> ChannelOrder:
         return parse_body(self.name, topic, body)
+
+    def needs_fetch(self, topic: str, body: bytes) -> bool:
+        return False  # order payloads carry current quantities (refunds and edits applied)
+
+    def complete_order(self, topic: str, body: bytes) -> bytes:
+        return body
 
     # -- orders ----------------------------------------------------------------------------
     def pull_orders(self, updated_after: datetime) -> Iterator[PolledOrder]:

@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import POLL_TOPIC, ChannelOrder, OrderLine, OrderStatus, PayloadError
+from connectors.base import (
+    POLL_TOPIC,
+    ChannelOrder,
+    OrderLine,
+    OrderStatus,
+    OtherLine,
+    PayloadError,
+)
 
 
 def gid_tail(value: Any) -> str:
@@ -43,7 +50,8 @@ def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order")
     order_id = _required(channel, what, data, "id")
     where = f"{what} {order_id}"
     refunded = _refunded_by_line(channel, where, data.get("refunds") or [])
-    lines = []
+    lines: list[OrderLine] = []
+    others: list[OtherLine] = []
     for index, raw in enumerate(_list(channel, where, data, "line_items")):
         if not isinstance(raw, Mapping):
             raise PayloadError(channel, f"{where} line_items[{index}]", "not an object")
@@ -53,7 +61,9 @@ def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order")
         else:  # payloads before current_quantity existed: original minus refunded units
             original = _int(channel, f"{where} line {line_id}", raw.get("quantity"))
             quantity = max(original - refunded.get(line_id, 0), 0)
-        lines.append(OrderLine(line_id, _sku(raw.get("sku"), line_id), quantity))
+        _add_line(
+            lines, others, line_id, raw.get("sku"), raw.get("name") or raw.get("title"), quantity
+        )
     customer = data.get("customer")
     customer_key = None
     if isinstance(customer, Mapping) and customer.get("id") is not None:
@@ -71,6 +81,7 @@ def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order")
         lines=tuple(lines),
         customer_key=customer_key,
         source_status="cancelled" if cancelled else (fulfillment or "unfulfilled"),
+        other_lines=tuple(others),
     )
 
 
@@ -80,13 +91,14 @@ def parse_graphql_order(channel: str, data: Mapping[str, Any]) -> ChannelOrder:
     connection = data.get("lineItems")
     if not isinstance(connection, Mapping):
         raise PayloadError(channel, where, "lineItems missing")
-    lines = []
+    lines: list[OrderLine] = []
+    others: list[OtherLine] = []
     for index, raw in enumerate(_list(channel, where, connection, "nodes")):
         if not isinstance(raw, Mapping):
             raise PayloadError(channel, f"{where} lineItems[{index}]", "not an object")
         line_id = gid_tail(_required(channel, f"{where} lineItems[{index}]", raw, "id"))
         quantity = _int(channel, f"{where} line {line_id}", raw.get("currentQuantity"))
-        lines.append(OrderLine(line_id, _sku(raw.get("sku"), line_id), quantity))
+        _add_line(lines, others, line_id, raw.get("sku"), raw.get("name"), quantity)
     customer = data.get("customer")
     customer_key = None
     if isinstance(customer, Mapping) and customer.get("id"):
@@ -104,6 +116,7 @@ def parse_graphql_order(channel: str, data: Mapping[str, Any]) -> ChannelOrder:
         lines=tuple(lines),
         customer_key=customer_key,
         source_status="cancelled" if cancelled else (display.lower() or "unfulfilled"),
+        other_lines=tuple(others),
     )
 
 
@@ -113,9 +126,20 @@ def _status(cancelled: bool, fulfilled: bool) -> OrderStatus:
     return OrderStatus.FULFILLED if fulfilled else OrderStatus.OPEN
 
 
-def _sku(value: Any, line_id: str) -> str:
-    # a custom line item has no SKU; keep it visible instead of dropping units silently
-    return str(value) if value else f"shopify-line:{line_id}"
+def _add_line(
+    lines: list[OrderLine],
+    others: list[OtherLine],
+    line_id: str,
+    sku: Any,
+    title: Any,
+    quantity: int,
+) -> None:
+    """Stock is kept by SKU: a line without one (a custom item, a tip, a gift card) is kept
+    with the order as an other line, never reserved, backordered or held for."""
+    if isinstance(sku, str) and sku.strip():
+        lines.append(OrderLine(line_id, sku, quantity))
+    else:
+        others.append(OtherLine(line_id, str(title or ""), quantity))
 
 
 def _refunded_by_line(channel: str, where: str, refunds: Any) -> dict[str, int]:

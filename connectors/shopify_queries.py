@@ -52,7 +52,7 @@ fragment StocksyncOrder on Order {
   customer { id email }
   lineItems(first: <lines>) {
     pageInfo { hasNextPage endCursor }
-    nodes { id sku quantity currentQuantity unfulfilledQuantity }
+    nodes { id sku name quantity currentQuantity unfulfilledQuantity }
   }
 }
 """,
@@ -77,7 +77,7 @@ query StocksyncOrderLines($id: ID!, $after: String) {
   order(id: $id) {
     lineItems(first: <lines>, after: $after) {
       pageInfo { hasNextPage endCursor }
-      nodes { id sku quantity currentQuantity unfulfilledQuantity }
+      nodes { id sku name quantity currentQuantity unfulfilledQuantity }
     }
   }
 }

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import ChannelOrder, OrderLine, OrderStatus, PayloadError
+from connectors.base import ChannelOrder, OrderLine, OrderStatus, OtherLine, PayloadError
 
 STATUS_MAP: Mapping[str, OrderStatus] = {
     "pending": OrderStatus.CANCELLED,  # unpaid: WooCommerce holds no stock for it
@@ -96,12 +96,16 @@ def _refunded_quantities(data: Mapping[str, Any], channel: str) -> dict[int, int
     return refunded
 
 
-def _lines(data: Mapping[str, Any], channel: str) -> tuple[OrderLine, ...]:
+def _lines(
+    data: Mapping[str, Any], channel: str
+) -> tuple[tuple[OrderLine, ...], tuple[OtherLine, ...]]:
+    """The stock lines, and the lines without a SKU (kept with the order, never counted)."""
     items = data.get("line_items")
     if not isinstance(items, list):
         raise PayloadError(channel, "line_items", f"expected a list, got {items!r}")
     refunded = _refunded_quantities(data, channel)
     lines: list[OrderLine] = []
+    others: list[OtherLine] = []
     for item in items:
         if not isinstance(item, dict):
             raise PayloadError(channel, "line_items", f"expected objects, got {item!r}")
@@ -110,12 +114,14 @@ def _lines(data: Mapping[str, Any], channel: str) -> tuple[OrderLine, ...]:
         sku = item.get("sku")
         if sku is not None and not isinstance(sku, str):
             raise PayloadError(channel, f"line_items[{line_id}].sku", f"not text: {sku!r}")
-        if not sku:
-            # stock is kept by SKU: a product without one is not ours to count
-            continue
         current = max(quantity - refunded.get(line_id, 0), 0)
+        if not sku or not sku.strip():
+            # stock is kept by SKU: a product without one is not ours to count
+            name = item.get("name")
+            others.append(OtherLine(str(line_id), name if isinstance(name, str) else "", current))
+            continue
         lines.append(OrderLine(external_line_id=str(line_id), sku=sku, quantity=current))
-    return tuple(lines)
+    return tuple(lines), tuple(others)
 
 
 def order_status(
@@ -138,6 +144,7 @@ def parse_order_json(
 ) -> ChannelOrder:
     order_id = _field(data, "id", int, channel, "id")
     raw_status = _field(data, "status", str, channel, "status")
+    lines, others = _lines(data, channel)
     customer_id = data.get("customer_id", 0)
     billing = data.get("billing") if isinstance(data.get("billing"), dict) else {}
     email = (billing or {}).get("email") or None
@@ -152,9 +159,10 @@ def parse_order_json(
         placed_at=parse_gmt(data.get("date_created_gmt"), channel, "date_created_gmt"),
         updated_at=parse_gmt(data.get("date_modified_gmt"), channel, "date_modified_gmt"),
         status=order_status(raw_status, channel, extra_statuses),
-        lines=_lines(data, channel),
+        lines=lines,
         customer_key=customer_key,
         source_status=raw_status,
+        other_lines=others,
     )
 
 

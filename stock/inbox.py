@@ -29,7 +29,14 @@ def failed() -> ColumnElement[bool]:
 
 
 def store(
-    session: Session, channel: str, event_key: str, topic: str, body: bytes, now: datetime
+    session: Session,
+    channel: str,
+    event_key: str,
+    topic: str,
+    body: bytes,
+    now: datetime,
+    *,
+    awaits_fetch: bool = False,
 ) -> int | None:
     """Insert an event; None when this event key was stored before (a duplicate)."""
     insert = upsert_insert(session)
@@ -42,6 +49,7 @@ def store(
             body=body,
             received_at=now,
             attempts=0,
+            awaits_fetch=awaits_fetch,
         )
         .on_conflict_do_nothing(index_elements=["channel", "event_key"])
         .returning(m.InboxEvent.id)
@@ -51,10 +59,10 @@ def store(
 
 
 def store_many(
-    session: Session, channel: str, events: Sequence[tuple[str, str, bytes]], now: datetime
+    session: Session, channel: str, events: Sequence[tuple[str, str, bytes, bool]], now: datetime
 ) -> list[int]:
-    """Insert (event_key, topic, body) events in one statement; the ids of those not stored
-    before (duplicates are skipped, as by `store`)."""
+    """Insert (event_key, topic, body, awaits_fetch) events in one statement; the ids of those
+    not stored before (duplicates are skipped, as by `store`)."""
     if not events:
         return []
     insert = upsert_insert(session)
@@ -66,8 +74,9 @@ def store_many(
             "body": body,
             "received_at": now,
             "attempts": 0,
+            "awaits_fetch": awaits_fetch,
         }
-        for key, topic, body in events
+        for key, topic, body, awaits_fetch in events
     ]
     stmt = (
         insert(m.InboxEvent)
@@ -103,14 +112,43 @@ def claim(session: Session, event_id: int) -> m.InboxEvent | Claim:
 
 
 def claim_more(session: Session, besides: int, limit: int) -> Sequence[m.InboxEvent]:
-    """Other pending events, oldest first, that no other transaction holds."""
+    """Other pending events, oldest first, that no other transaction holds (and none that
+    waits for its fetch: its own job fetches it first)."""
     return session.scalars(
         select(m.InboxEvent)
-        .where(pending(), m.InboxEvent.id != besides)
+        .where(
+            pending(),
+            m.InboxEvent.id != besides,
+            m.InboxEvent.awaits_fetch.is_(False) | m.InboxEvent.fetched_body.is_not(None),
+        )
         .order_by(m.InboxEvent.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+
+
+def to_fetch(session: Session, event_id: int) -> tuple[str, str, bytes] | None:
+    """(channel, topic, body) of a pending event that waits for its fetch; else None."""
+    row = session.execute(
+        select(m.InboxEvent.channel, m.InboxEvent.topic, m.InboxEvent.body).where(
+            m.InboxEvent.id == event_id,
+            pending(),
+            m.InboxEvent.awaits_fetch.is_(True),
+            m.InboxEvent.fetched_body.is_(None),
+        )
+    ).first()
+    return (row.channel, row.topic, row.body) if row is not None else None
+
+
+def record_fetched(session: Session, event_id: int, body: bytes) -> None:
+    event = session.get(m.InboxEvent, event_id)
+    if event is not None and event.fetched_body is None:
+        event.fetched_body = body
+
+
+def body_to_apply(event: m.InboxEvent) -> bytes:
+    """The body as completed by its fetch, or as it arrived."""
+    return event.fetched_body if event.fetched_body is not None else event.body
 
 
 def begin_attempt(event: m.InboxEvent) -> None:

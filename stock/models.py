@@ -33,6 +33,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -147,6 +148,8 @@ class ChannelOrder(Base):
     # stock.outbox. The key "?" (outbox.UNSURE) marks a write-back that talked to the channel
     # without recording the result (its value: when, epoch seconds): the hold is then unknown.
     backorder_hold: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    # lines that are not stock (no SKU): [{"line", "title", "quantity"}], for explanations
+    other_lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
 
 
@@ -235,6 +238,10 @@ class InboxEvent(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # the body lacks what applying needs (WooCommerce lists refunds without their lines): a
+    # job fetches it (`fetched_body`, the body completed) before the event is applied
+    awaits_fetch: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    fetched_body: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class AuditEntry(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backorders.orders import LineInput, OrderInput, OrderState
+from backorders.orders import LineInput, OrderInput, OrderState, OtherLineInput
 from connectors.base import ChannelOrder, OrderStatus
 
 _STATES: dict[OrderStatus, OrderState] = {
@@ -30,4 +30,7 @@ def to_order_input(order: ChannelOrder, channel: str) -> OrderInput:
         lines=tuple(merged.values()),
         customer_key=order.customer_key,
         source_status=order.source_status,
+        other_lines=tuple(
+            OtherLineInput(o.external_line_id, o.title, o.quantity) for o in order.other_lines
+        ),
     )

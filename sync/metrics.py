@@ -17,7 +17,8 @@ class Metrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.webhooks = Counter(
-            "stocksync_webhooks_received", "Webhooks by outcome: stored, duplicate, rejected, ping",
+            "stocksync_webhooks_received",
+            "Webhooks by outcome: stored, duplicate, rejected, ping, ignored",
             ["channel", "outcome"], registry=r,
         )  # fmt: skip
         self.inbox_pending = Gauge(

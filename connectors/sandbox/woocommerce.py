@@ -1,9 +1,10 @@
 """A loopback WooCommerce (REST wc/v3) for tests, the demo and `stocksync sandbox woocommerce`.
 
-Serves /wp-json/wc/v3/ orders, order notes, products, variations, their batch endpoints and
-webhooks, authenticated as WooCommerce does (OAuth 1.0a over http, Basic over https), with the
-stock rules in woocommerce_store. Sandbox extras: POST /_sandbox/checkout (a storefront
-purchase), GET /_sandbox/state, and the shared /_sandbox/faults and /_sandbox/webhooks/flush.
+Serves /wp-json/wc/v3/ orders, order notes, order refunds, products, variations, their batch
+endpoints and webhooks, authenticated as WooCommerce does (OAuth 1.0a over http, Basic over
+https), with the stock rules in woocommerce_store. Sandbox extras: POST /_sandbox/checkout (a
+storefront purchase), GET /_sandbox/state, and the shared /_sandbox/faults and
+/_sandbox/webhooks/flush.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
@@ -44,16 +46,23 @@ from connectors.sandbox.woocommerce_query import (
 from connectors.sandbox.woocommerce_shapes import (
     Order,
     Product,
+    decimal_money,
     error_json,
     gmt_text,
     local_text,
+    newest_first,
     note_json,
     order_json,
     product_json,
+    refund_json,
+    refunded_units,
     variation_json,
 )
 from connectors.sandbox.woocommerce_store import (
+    CANNOT_REFUND,
+    BareDataError,
     OutOfStock,
+    RefundLineRequest,
     Store,
     StoreError,
     default_variable,
@@ -109,6 +118,8 @@ def _now() -> datetime:
 
 
 def _woo_error(exc: StoreError | AuthRefused | InvalidParam) -> Response:
+    if isinstance(exc, BareDataError):
+        return Response(500, {"code": exc.code, "message": exc.message, "data": exc.bare})
     if isinstance(exc, AuthRefused):
         return Response(401, error_json(exc.code, exc.message, 401))
     if isinstance(exc, InvalidParam):
@@ -155,6 +166,8 @@ class WooCommerceSandbox(SandboxServer):
             chosen, default_variable(chosen) if variable is None else variable, _now()
         )
         self.webhooks: dict[int, Webhook] = {}
+        # order id -> refund objects a real shop answered (see _record_refunds)
+        self.recorded_refunds: dict[int, list[dict[str, Any]]] = {}
         self._webhooks_activated = False
         self.outbox.on_result = self._delivery_result
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
@@ -165,6 +178,9 @@ class WooCommerceSandbox(SandboxServer):
             ("GET", re.compile(r"orders/(\d+)/notes"), self._list_notes),
             ("POST", re.compile(r"orders/(\d+)/notes"), self._create_note),
             ("GET", re.compile(r"orders/(\d+)/notes/(\d+)"), self._get_note),
+            ("GET", re.compile(r"orders/(\d+)/refunds"), self._list_refunds),
+            ("POST", re.compile(r"orders/(\d+)/refunds"), self._create_refund),
+            ("GET", re.compile(r"orders/(\d+)/refunds/(\d+)"), self._get_refund),
             ("GET", re.compile(r"products"), self._list_products),
             ("POST", re.compile(r"products/batch"), self._batch_products),
             ("GET", re.compile(r"products/(\d+)"), self._get_product),
@@ -410,6 +426,72 @@ class WooCommerceSandbox(SandboxServer):
                 return Response(200, note_json(note, self._base()))
         raise StoreError("woocommerce_rest_invalid_id", "Invalid resource ID.", 404)
 
+    # -- refunds --------------------------------------------------------------------------
+    def _list_refunds(self, request: Request, match: re.Match[str]) -> Response:
+        # the collection is a query on post_parent: an unknown order is an empty list, not 404
+        order_id = int(match[1])
+        order = self.store.orders.get(order_id)
+        if order is None and order_id in self.recorded_refunds:
+            recorded, found = paginate(self.recorded_refunds[order_id], request.query_dict())
+            return Response(200, recorded, found)
+        refunds = newest_first(order.refunds) if order is not None else []
+        page, headers = paginate(refunds, request.query_dict())
+        base = self._base()
+        return Response(200, [refund_json(r, base) for r in page], headers)
+
+    def _get_refund(self, request: Request, match: re.Match[str]) -> Response:
+        refund_id = int(match[2])
+        refund = self.store.refund(refund_id)
+        if refund is None and refund_id not in self.store.orders:  # wc_get_order() found nothing
+            raise StoreError("woocommerce_rest_shop_order_refund_invalid_id", "Invalid ID.", 404)
+        order = self.store.orders.get(int(match[1]))
+        if order is None:
+            raise BareDataError("woocommerce_rest_invalid_order_id", "Invalid order ID.", 404)
+        if refund is None or refund.order_id != order.id:
+            raise BareDataError(
+                "woocommerce_rest_invalid_order_refund_id", "Invalid order refund ID.", 404
+            )
+        return Response(200, refund_json(refund, self._base()))
+
+    def _create_refund(self, request: Request, match: re.Match[str]) -> Response:
+        """WC_REST_Order_Refunds_Controller::create_item over wc_create_refund.
+
+        The request takes api_refund and api_restock (both default true); restock_items is
+        wc_create_refund's own argument, not a REST one, and is ignored as WordPress ignores
+        unknown parameters. Refusals after argument validation are WP_Errors with bare data,
+        so they reach the client as HTTP 500 (see BareDataError).
+        """
+        body = _object_body(request)
+        for name in ("amount", "reason"):
+            if name in body and not isinstance(body[name], str):
+                raise InvalidParam(name, f"{name} is not of type string.")
+        refund_payment = _rest_bool(body, "api_refund")
+        restock = _rest_bool(body, "api_restock")
+        meta = body.get("meta_data", [])
+        if not isinstance(meta, list):
+            raise InvalidParam("meta_data", "meta_data is not of type array.")
+        order = self.store.orders.get(int(match[1]))
+        if order is None:
+            raise BareDataError("woocommerce_rest_invalid_order_id", "Invalid order ID.", 404)
+        known = {line.id for line in order.line_items}
+        lines, any_lines, line_sum = _refund_lines(body.get("line_items"), known)
+        amount = _refund_amount(body.get("amount"), line_sum)
+        refund = self.store.create_refund(
+            order,
+            amount=amount,
+            reason=str(body.get("reason") or ""),
+            lines=lines,
+            any_lines=any_lines,
+            refund_payment=refund_payment,
+            restock=restock,
+            meta=meta,
+            now=_now(),
+        )
+        self._fire("order.updated", order)
+        base = self._base()
+        location = f"{base}/wp-json/wc/v3/orders/{order.id}/refunds/{refund.id}"
+        return Response(201, refund_json(refund, base), {"Location": location})
+
     # -- products -------------------------------------------------------------------------
     def _list_products(self, request: Request, match: re.Match[str]) -> Response:
         query = request.query_dict()
@@ -566,7 +648,22 @@ class WooCommerceSandbox(SandboxServer):
     def sandbox_route(self, request: Request) -> Response | None:
         if request.path == "/_sandbox/checkout" and request.method == "POST":
             return self._checkout(request)
+        recorded = _RECORDED_REFUNDS.fullmatch(request.path)
+        if recorded and request.method == "PUT":
+            return self._record_refunds(int(recorded[1]), request)
         return None
+
+    def _record_refunds(self, order_id: int, request: Request) -> Response:
+        """Refunds a real shop answered for an order this sandbox never held (a replayed real
+        payload): GET orders/{id}/refunds then returns them as they were recorded."""
+        refunds = request.json()
+        if not isinstance(refunds, list) or not all(isinstance(r, dict) for r in refunds):
+            raise ValueError("recorded refunds must be a JSON list of refund objects")
+        with self.lock:
+            if order_id in self.store.orders:
+                raise ValueError(f"order {order_id} is the sandbox's own: refund it instead")
+            self.recorded_refunds[order_id] = refunds
+        return Response(200, {"order": order_id, "refunds": len(refunds)})
 
     def _checkout(self, request: Request) -> Response:
         body = request.json()
@@ -623,8 +720,24 @@ class WooCommerceSandbox(SandboxServer):
                     "email": o.email,
                     "date_modified_gmt": gmt_text(o.modified),
                     "lines": [
-                        {"id": li.id, "sku": li.sku, "quantity": li.quantity, "reduced": li.reduced}
+                        {
+                            "id": li.id,
+                            "sku": li.sku,
+                            "quantity": li.quantity,  # as ordered: refunds do not change it
+                            "reduced": li.reduced,
+                            "refunded": refunded_units(o).get(li.id, 0),
+                            "restocked": li.restocked,
+                        }
                         for li in o.line_items
+                    ],
+                    "refunds": [
+                        {
+                            "id": r.id,
+                            "amount": decimal_money(r.amount),
+                            "reason": r.reason,
+                            "lines": {str(rl.refunded_item_id): -rl.quantity for rl in r.lines},
+                        }
+                        for r in o.refunds
                     ],
                     "meta": {m.key: m.value for m in o.meta},
                     "notes": [
@@ -649,6 +762,7 @@ class WooCommerceSandbox(SandboxServer):
         }
 
 
+_RECORDED_REFUNDS = re.compile(r"/_sandbox/orders/(\d+)/refunds")
 _NO_ROUTE = "No route was found matching the URL and request method"
 _EDITABLE = re.compile(r"(orders|products|webhooks)/\d+(/variations/\d+)?")
 
@@ -659,6 +773,127 @@ def _customer_id(value: Any) -> int:
             return 0
         raise StoreError("rest_invalid_param", "Invalid parameter(s): customer_id", 400)
     return value
+
+
+def _rest_bool(body: Mapping[str, Any], name: str) -> bool:
+    """A boolean argument as rest_is_boolean/rest_sanitize_boolean read it; absent: true."""
+    value = body.get(name, True)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    raise InvalidParam(name, f"{name} is not of type boolean.")
+
+
+def _php_number(value: Any) -> Decimal | None:
+    """The value when PHP's is_numeric() holds for it, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _php_empty(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value == 0
+    if isinstance(value, str):
+        return value in ("", "0")
+    if isinstance(value, (list, dict)):
+        return not value
+    return False
+
+
+def _refund_amount(raw: str | None, line_sum: Decimal | None) -> Decimal:
+    """The amount wc_create_refund gets; a missing one is the lines' sum (RestApiParameterUtil)."""
+    amount = (line_sum or Decimal(0)) if raw is None else _php_number(raw)
+    # PHP 8 compares 0 > "" as strings, which holds; other non-numbers fail the remaining check
+    blank = raw is not None and not raw.strip()
+    if blank or (amount is not None and amount < 0):
+        raise BareDataError(
+            "woocommerce_rest_invalid_order_refund", "Refund amount must be greater than zero.", 400
+        )
+    if amount is None:
+        raise BareDataError(CANNOT_REFUND, "Invalid refund amount.")
+    return amount
+
+
+def _item_key(value: Any) -> int | None:
+    """The order line id a PHP array key names, when it names one."""
+    if isinstance(value, (bool, int)):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"0|-?[1-9][0-9]*", value):
+        return int(value)
+    return None
+
+
+def _refund_lines(
+    raw: Any, known: set[int]
+) -> tuple[dict[int, RefundLineRequest], bool, Decimal | None]:
+    """line_items as RestApiParameterUtil hands them to wc_create_refund: entries keyed by order
+    line id (a list where an entry lacks an id stays keyed by position), whether any were given,
+    and the sum of refund_total and refund_tax when every entry has numeric ones."""
+    if _php_empty(raw):
+        return {}, False, None
+    if isinstance(raw, list):
+        keyed = all(isinstance(i, dict) and _item_key(i.get("id")) is not None for i in raw)
+        entries = {i["id"]: i for i in raw} if keyed else dict(enumerate(raw))
+    elif isinstance(raw, dict):
+        entries = dict(raw)
+    else:
+        return {}, True, None  # not an array: wc_create_refund adds no lines
+    lines: dict[int, RefundLineRequest] = {}
+    total: Decimal | None = Decimal(0)
+    for key, item in entries.items():
+        part = _refund_sum(item)
+        total = None if total is None or part is None else total + part
+        line_id = _item_key(key)
+        if isinstance(item, dict) and line_id in known:
+            lines[line_id] = _refund_line(item)
+    return lines, True, total
+
+
+def _refund_sum(item: Any) -> Decimal | None:
+    """One entry's refund_total plus its refund_tax values, or None when one is not numeric."""
+    if not isinstance(item, dict):
+        return None
+    amount = _php_number(item.get("refund_total"))
+    taxes = item.get("refund_tax")
+    if isinstance(taxes, dict):
+        taxes = list(taxes.values())
+    elif isinstance(taxes, list):
+        if all(isinstance(t, dict) and "id" in t and "refund_total" in t for t in taxes):
+            taxes = [t["refund_total"] for t in taxes]
+    else:
+        taxes = []  # PHP's foreach skips a scalar
+    for tax in taxes:
+        value = _php_number(tax)
+        if amount is None or value is None:
+            return None
+        amount += value
+    return amount
+
+
+def _refund_line(item: dict[str, Any]) -> RefundLineRequest:
+    qty = item.get("qty") if item.get("qty") is not None else item.get("quantity")
+    quantity = _php_number(qty)
+    refund_total = _php_number(item.get("refund_total"))
+    if (qty is not None and quantity is None) or (
+        item.get("refund_total") is not None and refund_total is None
+    ):
+        # PHP 8 stops with a TypeError on such arithmetic; the sandbox names the field instead
+        raise InvalidParam("line_items", "quantity and refund_total must be numbers.")
+    return RefundLineRequest(
+        quantity=int(quantity) if quantity is not None else None,
+        refund_total=refund_total or Decimal(0),
+        has_tax=not _php_empty(item.get("refund_tax")),
+    )
 
 
 def _is_edit(rest: str) -> bool:

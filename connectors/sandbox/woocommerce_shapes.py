@@ -4,8 +4,10 @@ documented wc/v3 examples (fixtures/woocommerce). Pure: records in, dicts out.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 # the store's own timezone: fields without _gmt are local time, as on a real shop, so a client
@@ -32,6 +34,12 @@ def gmt_text(moment: datetime | None) -> str | None:
 
 def money(amount: float) -> str:
     return f"{amount:.2f}"
+
+
+def decimal_money(amount: Decimal) -> str:
+    """wc_format_decimal(amount, 2), without the "-0.00" a negated zero would print."""
+    rounded = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{rounded:f}" if rounded else "0.00"
 
 
 @dataclass
@@ -74,6 +82,22 @@ class LineItem:
     quantity: int
     price: float
     reduced: int = 0  # WooCommerce's _reduced_stock item meta: units this line took from stock
+    restocked: int = 0  # _restock_refunded_items: units refunds gave back to stock
+
+
+@dataclass
+class RefundLine:
+    """A refund's copy of an order line; WooCommerce stores its quantity and total negated."""
+
+    id: int
+    refunded_item_id: int  # the _refunded_item_id meta
+    meta_id: int
+    product_id: int
+    variation_id: int
+    sku: str
+    name: str
+    quantity: int
+    total: Decimal
 
 
 @dataclass
@@ -81,6 +105,21 @@ class MetaEntry:
     id: int
     key: str
     value: Any
+
+
+@dataclass
+class Refund:
+    """A shop_order_refund post, child of its order; amount is positive, as in the REST JSON."""
+
+    id: int
+    order_id: int
+    created: datetime
+    amount: Decimal
+    reason: str
+    lines: list[RefundLine] = field(default_factory=list)
+    meta: list[MetaEntry] = field(default_factory=list)
+    refunded_payment: bool = False
+    refunded_by: int = 1  # the API key's user
 
 
 @dataclass
@@ -99,6 +138,25 @@ class Order:
     paid: datetime | None = None
     completed: datetime | None = None
     stock_reduced: bool = False  # WooCommerce's _order_stock_reduced
+    refunds: list[Refund] = field(default_factory=list)  # in creation order
+
+
+def order_total(order: Order) -> Decimal:
+    return Decimal(money(sum(line.price * line.quantity for line in order.line_items)))
+
+
+def newest_first(refunds: Iterable[Refund]) -> list[Refund]:
+    # get_refunds() orders by date, newest first; ids break ties within one second
+    return sorted(refunds, key=lambda r: (r.created, r.id), reverse=True)
+
+
+def refunded_units(order: Order) -> dict[int, int]:
+    """Units refunded per order line id, summed over the order's refunds."""
+    units: dict[int, int] = {}
+    for refund in order.refunds:
+        for line in refund.lines:
+            units[line.refunded_item_id] = units.get(line.refunded_item_id, 0) - line.quantity
+    return units
 
 
 @dataclass
@@ -272,6 +330,11 @@ def _line_json(line: LineItem) -> dict[str, Any]:
 def order_json(order: Order, base: str, *, links: bool = True) -> dict[str, Any]:
     """An order as GET /orders/{id} returns it; webhooks carry the same JSON without _links."""
     total = money(sum(line.price * line.quantity for line in order.line_items))
+    # the order body names its refunds only; their lines come from GET orders/{id}/refunds
+    refunds = [
+        {"id": r.id, "reason": r.reason, "total": "-" + decimal_money(r.amount)}
+        for r in newest_first(order.refunds)
+    ]
     address = {
         "first_name": "Sandbox",
         "last_name": "Customer",
@@ -320,11 +383,58 @@ def order_json(order: Order, base: str, *, links: bool = True) -> dict[str, Any]
         "shipping_lines": [],
         "fee_lines": [],
         "coupon_lines": [],
-        "refunds": [],
+        "refunds": refunds,
     }
     if links:
         body["_links"] = _links(base, f"orders/{order.id}", "orders")
     return body
+
+
+def _refund_line_json(line: RefundLine) -> dict[str, Any]:
+    total = decimal_money(line.total)
+    return {
+        "id": line.id,
+        "name": line.name,
+        "product_id": line.product_id,
+        "variation_id": line.variation_id,
+        "quantity": line.quantity,
+        "tax_class": "",
+        "subtotal": total,
+        "subtotal_tax": "0.00",
+        "total": total,
+        "total_tax": "0.00",
+        "taxes": [],
+        # WooCommerce keeps the refunded line's id as a string meta value
+        "meta_data": [
+            {"id": line.meta_id, "key": "_refunded_item_id", "value": str(line.refunded_item_id)}
+        ],
+        "sku": line.sku,
+        "price": float(line.total / line.quantity) if line.quantity else 0,
+    }
+
+
+def refund_json(refund: Refund, base: str) -> dict[str, Any]:
+    """A refund as GET /orders/{id}/refunds/{refund_id} returns it."""
+    order = refund.order_id
+    return {
+        "id": refund.id,
+        **_dates("date_created", refund.created),
+        "amount": decimal_money(refund.amount),
+        "reason": refund.reason,
+        "refunded_by": refund.refunded_by,
+        "refunded_payment": refund.refunded_payment,
+        "meta_data": [{"id": m.id, "key": m.key, "value": m.value} for m in refund.meta],
+        "line_items": [_refund_line_json(line) for line in refund.lines],
+        "shipping_lines": [],
+        "tax_lines": [],
+        "fee_lines": [],
+        "_links": _links(
+            base,
+            f"orders/{order}/refunds/{refund.id}",
+            f"orders/{order}/refunds",
+            up=f"orders/{order}",
+        ),
+    }
 
 
 def note_json(note: Note, base: str) -> dict[str, Any]:

@@ -6,7 +6,10 @@ Rules kept as WooCommerce core has them:
 - an order reduces stock once (its _order_stock_reduced flag and each line's _reduced_stock) when
   it enters processing, on-hold or completed, and gives those units back when it enters
   cancelled or pending;
-- REST order creation does not check stock (a merchant may oversell); the storefront does.
+- REST order creation does not check stock (a merchant may oversell); the storefront does;
+- a refund (wc_create_refund) is checked against the amount left to refund only, never against
+  units; it restocks the units it names on lines that reduced stock, and an order refunded in
+  full (by amount) becomes "refunded". Status "refunded" set by hand refunds what is left.
 
 Callers hold the sandbox lock around every method.
 """
@@ -17,6 +20,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from connectors.sandbox.woocommerce_shapes import (
@@ -28,6 +32,9 @@ from connectors.sandbox.woocommerce_shapes import (
     Note,
     Order,
     Product,
+    Refund,
+    RefundLine,
+    order_total,
 )
 
 
@@ -40,6 +47,31 @@ class StoreError(Exception):
         self.message = message
         self.status = status
         self.data = data
+
+
+class BareDataError(StoreError):
+    """A WP_Error whose data is a bare number, not {"status": n}, as the refunds controller
+    builds them: WordPress then answers HTTP 500 and echoes the number as `data`."""
+
+    def __init__(self, code: str, message: str, data: int = 500) -> None:
+        super().__init__(code, message, 500)
+        self.bare = data
+
+
+CANNOT_REFUND = "woocommerce_rest_cannot_create_order_refund"
+
+
+@dataclass(frozen=True)
+class RefundLineRequest:
+    """One line_items entry of a refund request, keyed elsewhere by the order line id."""
+
+    quantity: int | None  # None when the request names no quantity (isset fails)
+    refund_total: Decimal  # as sent, positive
+    has_tax: bool  # refund_tax given (the sandbox has no tax lines, so only its presence counts)
+
+    @property
+    def empty(self) -> bool:
+        return not self.quantity and not self.refund_total and not self.has_tax
 
 
 @dataclass(frozen=True)
@@ -314,6 +346,7 @@ class Store:
     def set_status(self, order: Order, status: str, now: datetime) -> None:
         if status not in ORDER_STATUSES:
             raise StoreError("rest_invalid_param", "Invalid parameter(s): status", 400)
+        previous = order.status
         order.status = status
         order.modified = now
         if status in ("processing", "completed") and order.paid is None:
@@ -337,20 +370,133 @@ class Store:
                     owner.modified = now
                 line.reduced = 0
             order.stock_reduced = False
+        if status == "refunded" and previous != "refunded":
+            self._refund_the_rest(order, now)
 
-    def update_meta(self, order: Order, entries: Sequence[Mapping[str, Any]]) -> None:
+    def _refund_the_rest(self, order: Order, now: datetime) -> None:
+        """wc_order_fully_refunded: a refund of what is left, without lines or restock."""
+        rest = self.remaining_refund_amount(order)
+        if not rest:
+            return
+        if rest > 0:
+            order.refunds.append(
+                Refund(self._post_id(), order.id, now, rest, "Order fully refunded.")
+            )
+        self.add_note(
+            order,
+            "Order status set to refunded. To return funds to the customer you will need to"
+            " issue a refund through your payment gateway.",
+            False,
+            now,
+        )
+
+    # -- refunds --------------------------------------------------------------------------
+    def remaining_refund_amount(self, order: Order) -> Decimal:
+        return order_total(order) - sum((r.amount for r in order.refunds), Decimal(0))
+
+    def refund(self, refund_id: int) -> Refund | None:
+        for order in self.orders.values():
+            for refund in order.refunds:
+                if refund.id == refund_id:
+                    return refund
+        return None
+
+    def create_refund(
+        self,
+        order: Order,
+        *,
+        amount: Decimal,
+        reason: str,
+        lines: Mapping[int, RefundLineRequest],
+        any_lines: bool,
+        refund_payment: bool,
+        restock: bool,
+        meta: Sequence[Mapping[str, Any]],
+        now: datetime,
+    ) -> Refund:
+        """wc_create_refund; raises before changing anything (ids aside) when refused."""
+        if any(not isinstance(entry, Mapping) or "key" not in entry for entry in meta):
+            raise StoreError("rest_invalid_param", "meta_data items need a key.", 400)
+        remaining = self.remaining_refund_amount(order)
+        units_left = sum(li.quantity for li in order.line_items) - sum(
+            -rl.quantity for r in order.refunds for rl in r.lines
+        )
+        # WooCommerce checks the amount only: not units, line ids or quantities
+        if amount < 0 or amount > remaining:
+            raise BareDataError(CANNOT_REFUND, "Invalid refund amount.")
+        refund = Refund(self._post_id(), order.id, now, amount, reason)
+        units = 0
+        for line in order.line_items:
+            spec = lines.get(line.id)
+            if spec is None or spec.empty:
+                continue
+            refund.lines.append(
+                RefundLine(
+                    id=self._item_id(),
+                    refunded_item_id=line.id,
+                    meta_id=self._meta_id(),
+                    product_id=line.product_id,
+                    variation_id=line.variation_id,
+                    sku=line.sku,
+                    name=line.name,
+                    quantity=-(spec.quantity or 0),
+                    total=-spec.refund_total,
+                )
+            )
+            units += spec.quantity or 0
+        if refund_payment:
+            # sandbox orders are paid by bacs, a gateway without refunds: the refund is deleted
+            raise BareDataError(
+                CANNOT_REFUND,
+                "The payment gateway for this order does not support automatic refunds.",
+            )
+        order.refunds.append(refund)
+        if restock:
+            self._restock_refunded(order, lines, now)
+        free_item = any(li.price * li.quantity == 0 for li in order.line_items)
+        partial = remaining - amount > 0 or (any_lines and free_item and units_left - units > 0)
+        if not partial:
+            self.set_status(order, "refunded", now)
+        self.update_meta(refund, meta)
+        order.modified = now
+        return refund
+
+    def _restock_refunded(
+        self, order: Order, lines: Mapping[int, RefundLineRequest], now: datetime
+    ) -> None:
+        """wc_restock_refunded_items: only lines that reduced stock, by the units named."""
+        for line in order.line_items:
+            spec = lines.get(line.id)
+            qty = spec.quantity if spec is not None else None
+            owner = self.stock_owner(line.product_id, line.variation_id)
+            if not qty or not line.reduced or owner is None or owner.stock_quantity is None:
+                continue
+            old = owner.stock_quantity
+            owner.stock_quantity = old + qty
+            owner.modified = now
+            line.reduced -= qty
+            line.restocked += qty
+            product_id = line.variation_id or line.product_id
+            self.add_note(
+                order,
+                f"Item #{product_id} stock increased from {old} to {owner.stock_quantity}.",
+                False,
+                now,
+            )
+
+    def update_meta(self, owner: Order | Refund, entries: Sequence[Mapping[str, Any]]) -> None:
         """update_meta_data(key, value, id): by id when given, else replace the key's value."""
         for entry in entries:
             if not isinstance(entry, Mapping) or "key" not in entry:
                 raise StoreError("rest_invalid_param", "meta_data items need a key.", 400)
             key, value = str(entry["key"]), entry.get("value")
             meta_id = entry.get("id")
-            existing = [m for m in order.meta if (m.id == meta_id if meta_id else m.key == key)]
+            existing = [m for m in owner.meta if (m.id == meta_id if meta_id else m.key == key)]
             if existing:
                 existing[0].key, existing[0].value = key, value
-                order.meta = [m for m in order.meta if m is existing[0] or m.key != key]
+                owner.meta = [m for m in owner.meta if m is existing[0] or m.key != key]
             else:
-                order.meta.append(MetaEntry(self._meta_id(), key, value))
+                owner.meta.append(MetaEntry(self._meta_id(), key, value))
 
     def update_order(self, order: Order, changes: Mapping[str, Any], now: datetime) -> None:
         if "status" in changes and str(changes["status"]) not in ORDER_STATUSES:

@@ -24,7 +24,7 @@ DRAIN_BATCH = 100  # later inbox events applied in the same transaction as the o
 @dataclass(frozen=True)
 class Ingested:
     status: int  # HTTP status to answer
-    outcome: str  # stored, duplicate, rejected, ping
+    outcome: str  # stored, duplicate, rejected, ping, ignored
     event_id: int | None = None
     reason: str = ""
 
@@ -42,18 +42,37 @@ def ingest_webhook(
         return Ingested(exc.status, "rejected", reason=exc.reason)
     if event is None:
         return Ingested(200, "ping")
-    event_id = store_event(runtime, channel_name, event.event_key, event.topic, event.body)
+    if event.ignored:
+        # verified, and answered 200 so the shop does not retry it for hours; not stored
+        log.info("webhook_ignored", channel=channel_name, topic=event.topic, why=event.ignored)
+        return Ingested(200, "ignored", reason=event.ignored)
+    event_id = store_event(
+        runtime,
+        channel_name,
+        event.event_key,
+        event.topic,
+        event.body,
+        awaits_fetch=channel.needs_fetch(event.topic, event.body),
+    )
     if event_id is None:
         return Ingested(200, "duplicate")
     return Ingested(200, "stored", event_id)
 
 
 def store_event(
-    runtime: Runtime, channel: str, event_key: str, topic: str, body: bytes
+    runtime: Runtime,
+    channel: str,
+    event_key: str,
+    topic: str,
+    body: bytes,
+    *,
+    awaits_fetch: bool = False,
 ) -> int | None:
     """Insert into the inbox; None when this event key was stored before (a duplicate)."""
     with runtime.ctx.sessions.begin() as session:
-        return inbox.store(session, channel, event_key, topic, body, utc_now())
+        return inbox.store(
+            session, channel, event_key, topic, body, utc_now(), awaits_fetch=awaits_fetch
+        )
 
 
 def process_event(runtime: Runtime, event_id: int, *, drain: bool = True) -> Followups:
@@ -67,12 +86,33 @@ def process_event(runtime: Runtime, event_id: int, *, drain: bool = True) -> Fol
     If any of them is refused, the batch is rolled back and the asked-for event is applied
     alone (each event's own job records its own failure).
     """
+    _fetch_if_needed(runtime, event_id)
     if drain:
         try:
             return _apply_batch(runtime, event_id, DRAIN_BATCH)
         except BatchRefused as refused:
             log.warning("batch_refused", event_id=event_id, error=repr(refused.__cause__))
     return _apply_batch(runtime, event_id, 0)
+
+
+def _fetch_if_needed(runtime: Runtime, event_id: int) -> None:
+    """Complete an event whose body lacks what applying needs (WooCommerce refunds without
+    their lines), from the channel, before the ledger transaction: no channel call is made
+    while ledger rows are locked. A failed fetch raises: retried if transient, else the event
+    joins the exception queue with the channel's message."""
+    if runtime.batches.state(event_id) is not None:
+        return
+    with runtime.ctx.read() as session:
+        found = inbox.to_fetch(session, event_id)
+    if found is None:
+        return
+    channel_name, topic, body = found
+    channel = runtime.channels.get(channel_name)
+    if channel is None:
+        return  # applying it reports the missing channel
+    completed = channel.complete_order(topic, body)
+    with runtime.ctx.sessions.begin() as session:
+        inbox.record_fetched(session, event_id, completed)
 
 
 class BatchRefused(Exception):
@@ -137,7 +177,8 @@ def _parse(runtime: Runtime, event: m.InboxEvent) -> orders.OrderInput | None:
         inbox.mark_failed(event, f"channel {event.channel!r} is no longer configured")
         return None
     try:
-        return to_order_input(channel.parse_order(event.topic, event.body), event.channel)
+        body = inbox.body_to_apply(event)
+        return to_order_input(channel.parse_order(event.topic, body), event.channel)
     except PayloadError as exc:
         inbox.mark_failed(event, str(exc))
         log.warning("event_unparseable", event_id=event.id, error=str(exc))

@@ -63,11 +63,18 @@ def _store_new_versions(runtime: Runtime, channel_name: str, page: list[PolledOr
     """
     if not page:
         return []
+    channel = runtime.channels[channel_name]
     with runtime.ctx.sessions.begin() as session:
         known = orders.known_versions(session, channel_name, [p.order.external_id for p in page])
         new = [p for p in page if not _held_already(p.order, known.get(p.order.external_id))]
         return inbox.store_many(
-            session, channel_name, [(p.event_key, POLL_TOPIC, p.body) for p in new], utc_now()
+            session,
+            channel_name,
+            [
+                (p.event_key, POLL_TOPIC, p.body, channel.needs_fetch(POLL_TOPIC, p.body))
+                for p in new
+            ],
+            utc_now(),
         )
 
 

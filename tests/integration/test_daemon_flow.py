@@ -342,3 +342,51 @@ def test_reconcile_reports_drift_and_fixes_it(tmp_path: Path) -> None:
             ).all()
         drifted = {d["sku"] for a in audits for d in a.detail["drift"]}
         assert drifted == {"DEMO-4", "DEMO-5"}
+
+
+def test_a_partial_woocommerce_refund_frees_the_refunded_units(tmp_path: Path) -> None:
+    """The order body lists the refund as id/reason/total only; the daemon reads
+    GET orders/{id}/refunds before applying it, so the refunded units stop being reserved and
+    completing the order later ships only what was kept."""
+    from woocommerce import API
+
+    with running_stack(tmp_path) as stack:
+        assert stack.daemon is not None
+        reply = stack.checkout_woo("DEMO-1", 3)
+        assert reply.status_code == 201, reply.text
+        order = reply.json()
+        stack.wait_until(lambda: ledger_counts(stack)["reserved"] == 3, what="3 reserved")
+        api = API(
+            url=stack.woo.url,
+            consumer_key="ck_sandbox",
+            consumer_secret="cs_sandbox",
+            version="wc/v3",
+            timeout=5,
+        )
+        line = order["line_items"][0]
+        refunded = api.post(
+            f"orders/{order['id']}/refunds",
+            {
+                "amount": "20.00",
+                "reason": "two arrived broken",
+                "line_items": [{"id": line["id"], "quantity": 2, "refund_total": 20.0}],
+                "api_refund": False,
+            },
+        )
+        assert refunded.status_code == 201, refunded.text
+        stack.wait_until(lambda: ledger_counts(stack)["reserved"] == 1, what="2 units freed")
+        assert api.put(f"orders/{order['id']}", {"status": "completed"}).ok
+        stack.daemon.wait_idle()
+
+        def shipped() -> int:
+            with stack.daemon.runtime.ctx.sessions() as session:  # type: ignore[union-attr]
+                return int(session.scalar(select(func.sum(m.OrderLine.shipped))) or 0)
+
+        stack.wait_until(lambda: shipped() == 1, what="the kept unit shipped")
+        with stack.daemon.runtime.ctx.sessions() as session:
+            failed = session.scalar(
+                select(func.count())
+                .select_from(m.InboxEvent)
+                .where(m.InboxEvent.error.is_not(None))
+            )
+        assert failed == 0

@@ -200,3 +200,51 @@ def test_webhook_with_a_body_that_is_not_json_is_rejected_400() -> None:
     with pytest.raises(WebhookRejected) as caught:
         channel().verify_webhook(headers(body, "new-secret"), body)
     assert caught.value.status == 400
+
+
+def test_lines_without_a_sku_are_kept_apart_not_made_into_stock() -> None:
+    """A custom item, a tip or a gift card has no SKU: no invented SKU, no units counted."""
+    lines = [
+        {"id": 1, "sku": "DEMO-1", "quantity": 1, "current_quantity": 1},
+        {"id": 2, "sku": None, "name": "Tip", "quantity": 1, "current_quantity": 1},
+        {"id": 3, "sku": "", "title": "Custom engraving", "quantity": 2, "current_quantity": 2},
+    ]
+    order = channel().parse_order("orders/create", encode(rest_order(line_items=lines)))
+    assert [(li.external_line_id, li.sku) for li in order.lines] == [("1", "DEMO-1")]
+    assert [(o.external_line_id, o.title, o.quantity) for o in order.other_lines] == [
+        ("2", "Tip", 1),
+        ("3", "Custom engraving", 2),
+    ]
+    nodes = {
+        "nodes": [
+            {
+                "id": "gid://shopify/LineItem/9",
+                "sku": None,
+                "name": "Gift card",
+                "currentQuantity": 1,
+            }
+        ]
+    }
+    polled = channel().parse_order(POLL_TOPIC, encode(poll_node(lineItems=nodes)))
+    assert polled.lines == ()
+    assert [(o.external_line_id, o.title) for o in polled.other_lines] == [("9", "Gift card")]
+
+
+@pytest.mark.parametrize("topic", ["orders/edited", "refunds/create", "orders/delete"])
+def test_topics_we_do_not_subscribe_to_are_verified_then_ignored(topic: str) -> None:
+    body = encode({"id": 929361472, "order_id": 450789469})
+    headers = {
+        "X-Shopify-Hmac-Sha256": sign("new-secret", body),
+        "X-Shopify-Event-Id": "evt-1",
+        "X-Shopify-Topic": topic,
+    }
+    event = channel().verify_webhook(headers, body)
+    assert event is not None and event.ignored
+    forged = {**headers, "X-Shopify-Hmac-Sha256": sign("wrong", body)}
+    with pytest.raises(WebhookRejected):
+        channel().verify_webhook(forged, body)  # ignored only once it is proven to be Shopify's
+    order = encode(rest_order())
+    ordered = {**headers, "X-Shopify-Topic": "orders/updated"}
+    ordered["X-Shopify-Hmac-Sha256"] = sign("new-secret", order)
+    stored = channel().verify_webhook(ordered, order)
+    assert stored is not None and not stored.ignored

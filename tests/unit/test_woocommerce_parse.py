@@ -218,3 +218,24 @@ def test_signed_but_not_json_is_a_400() -> None:
     with pytest.raises(WebhookRejected) as caught:
         channel().verify_webhook(headers, raw)
     assert caught.value.status == 400
+
+
+def test_refunds_listed_without_lines_need_a_fetch_and_lines_without_sku_are_kept_apart() -> None:
+    """The order body lists refunds as id/reason/total only: the refunded units are unknown
+    until GET orders/{id}/refunds is read (`complete_order`), so the event waits for it."""
+    data = own_fixture("order.json")
+    assert not channel().needs_fetch("order.updated", body(data))
+    data["refunds"] = [{"id": 562, "reason": "damaged", "total": "-27.00"}]
+    assert channel().needs_fetch("order.updated", body(data))
+    data["refunds"] = [{"id": 562, "line_items": []}]  # as complete_order leaves it
+    assert not channel().needs_fetch("order.updated", body(data))
+    data["line_items"].append(
+        {"id": 900, "sku": "", "name": "Bundle", "quantity": 2, "product_id": 1, "variation_id": 0}
+    )
+    order = channel().parse_order("order.updated", body(data))
+    assert [(o.external_line_id, o.title, o.quantity) for o in order.other_lines][-1] == (
+        "900",
+        "Bundle",
+        2,
+    )
+    assert "900" not in [line.external_line_id for line in order.lines]
