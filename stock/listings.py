@@ -9,7 +9,7 @@ one the channel does not sell stops being dirty. Reconcile re-dirties a listing 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -238,16 +238,25 @@ class MappedListing:
     sku: str
     last_pushed: int | None
     last_seen: int | None
+    sku_id: int
+    dirty: bool
 
 
 def mapped(session: Session, channel: str) -> list[MappedListing]:
     """Listings the channel sells (we know its ids for them)."""
     rows = session.execute(
-        select(m.Listing.id, m.Sku.code, m.Listing.last_pushed, m.Listing.last_seen)
+        select(
+            m.Listing.id,
+            m.Sku.code,
+            m.Listing.last_pushed,
+            m.Listing.last_seen,
+            m.Listing.sku_id,
+            m.Listing.dirty,
+        )
         .join(m.Sku, m.Sku.id == m.Listing.sku_id)
         .where(m.Listing.channel == channel, m.Listing.external_ids != {})
     ).all()
-    return [MappedListing(int(r[0]), str(r[1]), r[2], r[3]) for r in rows]
+    return [MappedListing(int(r[0]), str(r[1]), r[2], r[3], int(r[4]), bool(r[5])) for r in rows]
 
 
 def mark_drifted(
@@ -263,6 +272,46 @@ def mark_drifted(
             dirty_since=now,
             dirty_version=m.Listing.dirty_version + 1,
         )
+    )
+
+
+@dataclass(frozen=True)
+class PushedListing:
+    listing_id: int
+    sku_id: int
+    sku: str
+    last_pushed: int | None
+    dirty: bool
+
+
+def pushed_page(session: Session, channel: str, after_id: int, limit: int) -> list[PushedListing]:
+    """The channel's listings with id > after_id, in id order: what each was last given."""
+    rows = session.execute(
+        select(m.Listing.id, m.Listing.sku_id, m.Sku.code, m.Listing.last_pushed, m.Listing.dirty)
+        .join(m.Sku, m.Sku.id == m.Listing.sku_id)
+        .where(m.Listing.channel == channel, m.Listing.id > after_id)
+        .order_by(m.Listing.id)
+        .limit(limit)
+    ).all()
+    return [PushedListing(int(r[0]), int(r[1]), str(r[2]), r[3], bool(r[4])) for r in rows]
+
+
+def mark_for_push(session: Session, moved: Sequence[PushedListing], now: datetime) -> None:
+    """Flag listings whose offered number moved without a ledger change touching their SKU (a
+    rule changed, a PO line entered the horizon or turned late): the next push sends them."""
+    table: Table = m.Listing.__table__  # type: ignore[assignment]  # Core: executemany
+    if not moved:
+        return
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            dirty=True,
+            dirty_version=table.c.dirty_version + 1,
+            dirty_since=case((table.c.dirty.is_(True), table.c.dirty_since), else_=now),
+        ),
+        # in sku-id order, the lock order of write_dirty and record_push
+        [{"b_id": row.listing_id} for row in sorted(moved, key=lambda row: row.sku_id)],
     )
 
 

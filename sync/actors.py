@@ -21,6 +21,7 @@ by the actor's `on_permanent_failure` where it has one, never retried (dramatiq 
 | poll          | retried                        | logged; the next scheduled poll retries         |
 | reconcile     | retried                        | logged; the next scheduled reconcile retries    |
 | release       | retried                        | logged; the sweeper finds the SKUs releasable   |
+| reevaluate    | retried                        | logged; the next start, reload or day retries   |
 | sweep         | not retried (`never`): the     | logged                                          |
 |               | next sweep is soon enough      |                                                 |
 """
@@ -43,6 +44,7 @@ from sync.actor_names import (
     PUSH,
     QUEUE,
     RECONCILE,
+    REEVALUATE,
     RELEASE,
     SWEEP,
     WRITE_BACK,
@@ -53,6 +55,7 @@ from sync.jobs.followups import Followups
 from sync.jobs.poll import poll_channel
 from sync.jobs.push import push_channel
 from sync.jobs.reconcile import reconcile_channel
+from sync.jobs.reevaluate import reevaluate_channel
 from sync.jobs.sweep import sweep as sweep_ledger
 from sync.logs import get_logger
 from sync.runtime import Runtime
@@ -65,6 +68,7 @@ __all__ = [
     "PUSH",
     "QUEUE",
     "RECONCILE",
+    "REEVALUATE",
     "RELEASE",
     "SWEEP",
     "WRITE_BACK",
@@ -125,6 +129,7 @@ class Actors:
     sweep: dramatiq.Actor[Any, Any]
     reconcile: dramatiq.Actor[Any, Any]
     release: dramatiq.Actor[Any, Any]
+    reevaluate: dramatiq.Actor[Any, Any]
     _push_windows: dict[str, float] = field(default_factory=dict)
     _poll_windows: dict[str, float] = field(default_factory=dict)
     _push_gates: dict[str, PushGate] = field(default_factory=dict)
@@ -232,6 +237,9 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
     def release(skus: list[str]) -> None:
         actors().dispatch(receipts.release_skus(runtime, skus))
 
+    def reevaluate(channel: str, why: str = "scheduled") -> None:
+        actors().dispatch(reevaluate_channel(runtime, channel, why))
+
     def sweep() -> None:
         actors().dispatch(sweep_ledger(runtime))
 
@@ -262,6 +270,7 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
             sweep=actor(sweep, SWEEP, retry_when=never),
             reconcile=actor(reconcile, RECONCILE),
             release=actor(release, RELEASE),
+            reevaluate=actor(reevaluate, REEVALUATE),
         )
     )
     return holder[0]

@@ -322,17 +322,28 @@ def init(
 
 
 @app.command()
-def check(as_json: JsonFlag = False) -> None:
+def check(
+    diff: Annotated[
+        bool,
+        typer.Option(
+            "--diff",
+            help="Also list, without writing, every offered number these rules move: SKU, "
+            "channel, what the channel was last given -> what the rules give now.",
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """Validate the config (errors as FILE:LINE: key: message) and reach the database."""
     with handled(as_json):
         path = config_path(STATE.config_file)
         config = load_config(path)
-        ctx = AppContext.open(config, require_migrated=False)
+        ctx = AppContext.open(config, require_migrated=diff)
         try:
             revision = queries.revision(ctx)
+            moved = _offers_moved(ctx) if diff else None
         finally:
             ctx.close()
-        data = {
+        data: dict[str, Any] = {
             "ok": True,
             "config": str(path),
             "database": safe_url(config.database),
@@ -340,7 +351,27 @@ def check(as_json: JsonFlag = False) -> None:
             "channels": {name: ch.kind for name, ch in config.channels.items()},
             "settings": config.redacted(),
         }
+        if moved is not None:
+            data["diff"] = moved
         emit(data, as_json, lambda: render.check(out, data))
+
+
+def _offers_moved(ctx: AppContext) -> list[dict[str, Any]]:
+    from sync.jobs.reevaluate import moved_offers
+
+    today = datetime.now(UTC).date()
+    with ctx.read() as session:
+        return [
+            {
+                "sku": moved.listing.sku,
+                "channel": channel,
+                "before": moved.before,
+                "after": moved.offered,
+                "push_pending": moved.listing.dirty,
+            }
+            for channel in ctx.listed_channel_names
+            for moved in moved_offers(session, ctx.config, channel, today)
+        ]
 
 
 @db_app.command("upgrade")

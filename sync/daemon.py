@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import uvicorn
@@ -16,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from dramatiq import Broker, Worker
 from dramatiq.brokers.redis import RedisBroker
 
-from rules import Config
+from rules import ChannelConfig, Config, ConfigError, load_config
 from sync.actor_names import QUEUE
 from sync.actors import Actors, declare_actors
 from sync.broker import get_broker
@@ -68,9 +68,11 @@ class Daemon:
             self._worker.start()
         self._scheduler = self._make_scheduler()
         self._scheduler.start()
-        # learn what the channels hold and what happened while we were away
+        # learn what the channels hold and what happened while we were away; offers may have
+        # moved with no ledger change (the rules file changed, days passed): re-evaluate them
         for channel in self.runtime.channels:
             self.actors.poll.send(channel)
+            self.actors.reevaluate.send(channel, "start")
             self.actors.push.send(channel)
         self.actors.sweep.send()
 
@@ -86,6 +88,8 @@ class Daemon:
                 "poll": (actors.poll, daemon.poll_interval_s),
                 "push": (actors.push, daemon.push_interval_s),
                 "reconcile": (actors.reconcile, daemon.reconcile_interval_s),
+                # POs enter the horizon or turn late as days pass, with no ledger change
+                "reevaluate": (actors.reevaluate, REEVALUATE_EVERY_S),
             }
             for name, (actor, seconds) in every.items():
                 scheduler.add_job(
@@ -95,6 +99,19 @@ class Daemon:
             actors.sweep.send, "interval", seconds=daemon.sweep_interval_s, id="sweep"
         )
         return scheduler
+
+    def reload(self) -> bool:
+        """Re-read the rules file (SIGHUP): rule changes take effect and every channel's
+        offers are re-evaluated. A file that does not load leaves everything as it was.
+        Channel connections (URLs, credentials, channels added or removed) need a restart."""
+        fresh = _reloaded(self.config)
+        if fresh is None:
+            return False
+        self.config = fresh
+        self.runtime.adopt_rules(fresh)
+        for channel in self.runtime.channels:
+            self.actors.reevaluate.send(channel, "reload")
+        return True
 
     def _make_server(self) -> uvicorn.Server:
         app = create_app(self.runtime, self.actors, lambda: broker_ready(self.broker))
@@ -113,6 +130,7 @@ class Daemon:
         # handlers first: Python-level handlers let that re-raise return here for our cleanup
         signal.signal(signal.SIGTERM, lambda *_: None)
         signal.signal(signal.SIGINT, lambda *_: None)
+        signal.signal(signal.SIGHUP, lambda *_: self.reload())
         try:
             self._server.run()
         finally:
@@ -166,6 +184,42 @@ class Daemon:
         log.info("daemon_stopped")
 
 
+REEVALUATE_EVERY_S = 24 * 3600
+
+
+def _reloaded(current: Config) -> Config | None:
+    """The config file read again, or None (logged) when it cannot be used: it does not load,
+    or it changes what only a restart can change."""
+    try:
+        fresh = load_config(current.path)
+    except ConfigError as exc:
+        log.error("reload_failed", file=current.path, error=str(exc))
+        return None
+    restart_only = _restart_needed(current, fresh)
+    if restart_only:
+        log.error("reload_refused", file=current.path, needs_restart=restart_only)
+        return None
+    log.info("config_reloaded", file=current.path)
+    return fresh
+
+
+def _restart_needed(current: Config, fresh: Config) -> list[str]:
+    """What changed that a running process cannot take: connections and listeners."""
+    changed = [
+        name
+        for name in ("database", "broker", "server", "logging")
+        if getattr(current, name) != getattr(fresh, name)
+    ]
+    if _connections(current) != _connections(fresh):
+        changed.append("channels")
+    return changed
+
+
+def _connections(config: Config) -> dict[str, ChannelConfig]:
+    # where a channel is written in the file (its line) is not a connection
+    return {name: replace(ch, line=0) for name, ch in config.channels.items()}
+
+
 def _broker_kind(url: str) -> str:
     return "memory" if url == "memory" else url.split("://", 1)[0]
 
@@ -192,6 +246,14 @@ def run_worker(
         start_http_server(metrics_port, addr=metrics_host, registry=runtime.metrics.registry)
     worker = Worker(broker, worker_threads=threads)
     worker.start()
+
+    def reload_rules(*_: object) -> None:
+        fresh = _reloaded(runtime.config)
+        if fresh is not None:
+            runtime.adopt_rules(fresh)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, reload_rules)  # `run` re-evaluates; workers must agree
     log.info("worker_started", threads=threads, metrics_port=metrics_port)
     try:
         while not stop.wait(0.5):

@@ -31,6 +31,28 @@ def check(console: Console, data: dict[str, Any]) -> None:
         console.print(f"  channel {name}: {kind}")
     for warning in data["settings"]["warnings"]:
         console.print(f"warning: {warning}", markup=False)
+    if "diff" in data:
+        _offer_diff(console, data["diff"])
+
+
+DIFF_SHOWN = 500  # rows printed; --json lists every one
+
+
+def _offer_diff(console: Console, moved: list[dict[str, Any]]) -> None:
+    if not moved:
+        console.print("no offered number moves: every channel shows what these rules give")
+        return
+    table = _table(
+        f"{len(moved)} offered numbers move (last given -> these rules)",
+        "SKU", "channel", "before", "after", "note",
+    )  # fmt: skip
+    for row in moved[:DIFF_SHOWN]:
+        before = "-" if row["before"] is None else str(row["before"])
+        note = "push pending" if row["push_pending"] else ""
+        table.add_row(row["sku"], row["channel"], before, str(row["after"]), note)
+    console.print(table)
+    if len(moved) > DIFF_SHOWN:
+        console.print(f"... and {len(moved) - DIFF_SHOWN} more (--json lists them all)")
 
 
 def stock_change(console: Console, data: dict[str, Any]) -> None:

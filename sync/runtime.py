@@ -130,6 +130,11 @@ class Runtime:
                 channels[name] = channel
         return cls(config, ctx, channels, metrics or Metrics())
 
+    def adopt_rules(self, config: Config) -> None:
+        """Take a reloaded config's rules (same channels and database: see Daemon.reload)."""
+        self.config = config
+        self.ctx.config = config
+
     def secrets(self) -> list[str]:
         return self.secrets_of(self.config)
 

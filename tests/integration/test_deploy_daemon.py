@@ -43,6 +43,13 @@ def systemd_exec_start(unit: str) -> list[str]:
     return shlex.split(found[0])
 
 
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
 def k8s_argv(file: str) -> list[str]:
     workload = yaml.safe_load((DEPLOY / "k8s" / file).read_text(encoding="utf-8"))
     (container,) = workload["spec"]["template"]["spec"]["containers"]
@@ -248,6 +255,20 @@ def test_run_and_worker_as_deployed(deployment: Deployment, tmp_path: Path) -> N
         assert 'stocksync_webhooks_received_total{channel="shop",outcome="stored"} 1.0' in (
             metrics.text
         )
+
+        # a rule changes while running: the reload the units declare (ExecReload: SIGHUP to
+        # every process) re-evaluates the offers, and the shop gets the new number
+        wait_until(lambda: deployment.sandbox.available("DEMO-1") == 18, 30, "shop at 18")
+        settings = yaml.safe_load(deployment.config.read_text(encoding="utf-8"))
+        settings["defaults"] = {**settings.get("defaults", {}), "safety_buffer": 3}
+        deployment.config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+        for unit in ("stocksync-run.service", "stocksync-worker.service"):
+            text = (DEPLOY / "systemd" / unit).read_text(encoding="utf-8")
+            assert "ExecReload=/bin/kill -HUP $MAINPID" in text.splitlines(), unit
+        for process in (run, worker):
+            process.send_signal(signal.SIGHUP)
+        wait_until(lambda: deployment.sandbox.available("DEMO-1") == 15, 30, "shop at 18 - 3")
+        assert run.poll() is None and worker.poll() is None
     finally:
         # both at once, as `docker compose stop`, a rollout or `systemctl stop` sends it
         for process in (run, worker):
