@@ -61,6 +61,7 @@ class Outcome:
 
     order_id: int | None = None
     applied: bool = True  # False when an older order version was ignored
+    repeated: bool = False  # the version already held came again: nothing to do
     reserved: dict[str, int] = field(default_factory=dict)  # units reserved now
     backordered: dict[str, int] = field(default_factory=dict)  # new backorders
     beyond_capacity: dict[str, int] = field(default_factory=dict)
@@ -125,6 +126,9 @@ def record_order(tx: LedgerTx, order: OrderInput) -> Outcome:
             {"received": order.updated_at.isoformat()},
         )
         return Outcome(order_id=existing.id, applied=False)
+    if existing is not None and _same_version(order, existing, old_lines, sku_ids):
+        # the version we hold, again (a webhook and a poll of one change, a redelivery)
+        return Outcome(order_id=existing.id, applied=False, repeated=True)
     db_order = _store_order(tx, order, existing)
     outcome = Outcome(order_id=db_order.id)
     growth: list[tuple[m.OrderLine, int]] = []
@@ -165,6 +169,10 @@ def cancel_order(tx: LedgerTx, channel: str, external_id: str) -> Outcome:
     db_order = find(tx, channel, external_id)
     if db_order is None:
         raise LedgerInputError(f"{channel}/{external_id}", "no such order")
+    if db_order.status == "fulfilled":
+        raise LedgerInputError(
+            f"{channel}/{external_id}", "order is fulfilled: its units were shipped"
+        )
     codes = counts.codes_of(tx, {line.sku_id for line in db_order.lines})
     return record_order(
         tx,
@@ -183,6 +191,151 @@ def cancel_order(tx: LedgerTx, channel: str, external_id: str) -> Outcome:
             source_status="cancelled",
         ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ShipShortfall:
+    """A SKU of a ship request the order cannot ship from its reservations."""
+
+    sku: str
+    requested: int
+    reserved: int
+    backordered: int
+    on_order: bool = True
+
+
+class NotShippable(LedgerInputError):
+    """A ship request refused as a whole (nothing booked); carries every SKU it could not ship."""
+
+    def __init__(self, subject: str, message: str, items: Sequence[ShipShortfall] = ()) -> None:
+        super().__init__(subject, message)
+        self.items = tuple(items)
+
+
+def ship_order(
+    tx: LedgerTx, channel: str, external_id: str, units: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """Ship reserved units of an order we record ourselves (a manual channel): SKU -> units, or
+    every reserved unit. Each shipped unit leaves its reservation for the line's `shipped` and
+    leaves on_hand (counts.ship_units, as a fulfilled channel order does), so a count taken
+    afterwards finds no phantom oversell. Backordered units stay waiting. The order becomes
+    fulfilled when nothing of it is left reserved or backordered. Refused as a whole (nothing
+    booked) when a SKU is not on the order or asks for more than its lines reserve. Returns
+    the units shipped per external line id.
+    """
+    subject = f"{channel}/{external_id}"
+    if channel not in tx.channels:
+        raise LedgerInputError(subject, f"unknown channel {channel!r}")
+    if channel in tx.listed_channels:
+        raise LedgerInputError(subject, "orders of this channel are shipped by the channel")
+    found = find(tx, channel, external_id)
+    if found is None:
+        raise LedgerInputError(subject, "no such order")
+    # lock the stock rows (sku-id order) before reading the commitments they count
+    sku_ids = {line.sku_id for line in found.lines}
+    counts.lock(tx, sku_ids)
+    tx.remember_skus({code: sku_id for sku_id, code in counts.codes_of(tx, sku_ids).items()})
+    db_order = _reload(tx, found.id)
+    if db_order.status != "open":
+        raise LedgerInputError(subject, f"order is {db_order.status}; nothing to ship")
+    plan = _ship_plan(subject, db_order, units, tx.codes)
+    shipped: dict[str, int] = {}
+    by_sku: dict[str, int] = {}
+    for db_line, qty in plan:
+        code = tx.codes[db_line.sku_id]
+        commitments.unreserve(tx, db_line, qty)
+        _ship_units(tx, db_line, qty, code)
+        shipped[db_line.external_line_id] = qty
+        by_sku[code] = by_sku.get(code, 0) + qty
+    if all(commitments.live_units(line) == 0 for line in db_order.lines):
+        db_order.status = "fulfilled"
+        db_order.source_status = "fulfilled"
+    # a later version of this order (a cancel) must count as newer than this change
+    db_order.source_updated_at = max(tx.now, db_order.source_updated_at)
+    settle(tx)
+    listings.mark_dirty(tx, sku_ids)
+    tx.audit("order.ship", subject, {"shipped": by_sku, "status": db_order.status})
+    return shipped
+
+
+def _reload(tx: LedgerTx, order_id: int) -> m.ChannelOrder:
+    """The order with its lines and their commitments as the database holds them now."""
+    order = tx.session.scalar(
+        select(m.ChannelOrder)
+        .where(m.ChannelOrder.id == order_id)
+        .options(
+            selectinload(m.ChannelOrder.lines).selectinload(m.OrderLine.reservation),
+            selectinload(m.ChannelOrder.lines).selectinload(m.OrderLine.backorders),
+        )
+        .execution_options(populate_existing=True)
+    )
+    if order is None:
+        raise LookupError(f"order {order_id} vanished")
+    return order
+
+
+def _ship_plan(
+    subject: str,
+    db_order: m.ChannelOrder,
+    units: Mapping[str, int] | None,
+    codes: Mapping[int, str],
+) -> list[tuple[m.OrderLine, int]]:
+    """(line, units to ship) in line order; every problem of the request raised at once."""
+    lines_of: dict[str, list[m.OrderLine]] = {}
+    for line in db_order.lines:
+        lines_of.setdefault(codes[line.sku_id], []).append(line)
+
+    def backordered(lines: Sequence[m.OrderLine]) -> int:
+        return sum(row.qty_open for line in lines for row in line.backorders)
+
+    if units is None:
+        plan = [
+            (line, commitments.reserved_units(line))
+            for line in db_order.lines
+            if commitments.reserved_units(line) > 0
+        ]
+        if not plan:
+            waiting = backordered(db_order.lines)
+            raise NotShippable(
+                subject,
+                "nothing is reserved to ship"
+                + (f" ({waiting} units backordered, waiting for stock)" if waiting else ""),
+            )
+        return plan
+    if not units:
+        raise NotShippable(
+            subject, "name at least one SKU=QTY, or none to ship every reserved unit"
+        )
+    problems: list[str] = []
+    short: list[ShipShortfall] = []
+    plan = []
+    for code, qty in units.items():
+        lines = lines_of.get(code)
+        if lines is None:
+            problems.append(f"{code} is not on this order")
+            short.append(ShipShortfall(code, qty, 0, 0, on_order=False))
+            continue
+        reserved = sum(commitments.reserved_units(line) for line in lines)
+        if qty <= 0:
+            problems.append(f"{code}: quantity must be positive, got {qty}")
+            continue
+        if qty > reserved:
+            waiting = backordered(lines)
+            problems.append(
+                f"{code}: cannot ship {qty}, only {reserved} reserved ({waiting} backordered)"
+            )
+            short.append(ShipShortfall(code, qty, reserved, waiting))
+            continue
+        left = qty
+        for line in lines:
+            take = min(left, commitments.reserved_units(line))
+            if take:
+                plan.append((line, take))
+                left -= take
+    if problems:
+        raise NotShippable(subject, "; ".join(problems) + "; nothing shipped", short)
+    plan.sort(key=lambda item: item[0].id)
+    return plan
 
 
 def known_versions(
@@ -337,9 +490,29 @@ def _ship_line(tx: LedgerTx, db_line: m.OrderLine, current_quantity: int, code: 
     commitments.unreserve(tx, db_line, min(commitments.reserved_units(db_line), to_ship))
     commitments.close_backorders(tx, db_line)
     db_line.quantity += max(to_ship - live, 0)
-    db_line.shipped += to_ship
-    # reserved units leave on_hand, and so do the rest (unreserved stock; beyond it, oversold)
-    counts.ship_units(tx, db_line.sku_id, code, to_ship)
+    _ship_units(tx, db_line, to_ship, code)
+
+
+def _ship_units(tx: LedgerTx, db_line: m.OrderLine, units: int, code: str) -> None:
+    """Units of the line (already out of its commitments) left the warehouse: counted shipped,
+    taken off on_hand (reserved units leave on_hand, and so do the rest: unreserved stock;
+    beyond it, oversold)."""
+    db_line.shipped += units
+    counts.ship_units(tx, db_line.sku_id, code, units)
+
+
+def _same_version(
+    order: OrderInput,
+    stored: m.ChannelOrder,
+    old_lines: list[m.OrderLine],
+    sku_ids: Mapping[str, int],
+) -> bool:
+    """Is `order` exactly the version the ledger holds (stamp, state and every line)?"""
+    if order.updated_at != stored.source_updated_at or order.status != stored.status:
+        return False
+    held = {line.external_line_id: (line.sku_id, line.quantity) for line in old_lines}
+    given = {line.external_line_id: (sku_ids[line.sku], line.quantity) for line in order.lines}
+    return held == given
 
 
 def _is_older(order: OrderInput, stored: m.ChannelOrder) -> bool:

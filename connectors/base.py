@@ -49,6 +49,13 @@ class ChannelOrder:
     customer_key: str | None = None
     source_status: str = ""  # the channel's own word, kept for explanations
     other_lines: tuple[OtherLine, ...] = ()
+    # what a customer tier may be read from (mapped to a tier by the daemon, per channel config):
+    # the customer's tags (Shopify), the customer's role (WooCommerce, when fetched: see
+    # WooCommerceChannel.needs_fetch), the order's meta values as (key, value) text pairs in
+    # payload order (WooCommerce meta_data; values that are not text or numbers are left out)
+    customer_tags: tuple[str, ...] = ()
+    customer_role: str | None = None
+    meta: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

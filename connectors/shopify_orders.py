@@ -1,9 +1,10 @@
 """Shopify order payloads -> ChannelOrder, for both shapes we store in the inbox:
 
 - webhooks (`orders/create`, `orders/updated`, `orders/cancelled`, ...): the REST order JSON,
-  numeric ids, `line_items[].current_quantity` (older payloads: quantity minus refunds);
+  numeric ids, `line_items[].current_quantity` (older payloads: quantity minus refunds),
+  `customer.tags` one comma-separated string;
 - POLL_TOPIC: the GraphQL order node pull_orders fetched (gids, `lineItems.nodes`,
-  `currentQuantity`), with every line item page merged in.
+  `currentQuantity`, `customer.tags` a list), with every line item page merged in.
 
 Both give the same external ids (the numeric order and line item ids), so a webhook and a poll
 of one order land on the same ledger rows.
@@ -66,6 +67,9 @@ def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order")
         )
     customer = data.get("customer")
     customer_key = None
+    tags: tuple[str, ...] = ()
+    if isinstance(customer, Mapping):
+        tags = _tags(channel, where, customer.get("tags"))
     if isinstance(customer, Mapping) and customer.get("id") is not None:
         customer_key = str(customer["id"])
     elif data.get("email") or data.get("contact_email"):
@@ -82,6 +86,7 @@ def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order")
         customer_key=customer_key,
         source_status="cancelled" if cancelled else (fulfillment or "unfulfilled"),
         other_lines=tuple(others),
+        customer_tags=tags,
     )
 
 
@@ -101,6 +106,9 @@ def parse_graphql_order(channel: str, data: Mapping[str, Any]) -> ChannelOrder:
         _add_line(lines, others, line_id, raw.get("sku"), raw.get("name"), quantity)
     customer = data.get("customer")
     customer_key = None
+    tags: tuple[str, ...] = ()
+    if isinstance(customer, Mapping):
+        tags = _tags(channel, where, customer.get("tags"))
     if isinstance(customer, Mapping) and customer.get("id"):
         customer_key = gid_tail(customer["id"])
     elif data.get("email"):
@@ -117,6 +125,7 @@ def parse_graphql_order(channel: str, data: Mapping[str, Any]) -> ChannelOrder:
         customer_key=customer_key,
         source_status="cancelled" if cancelled else (display.lower() or "unfulfilled"),
         other_lines=tuple(others),
+        customer_tags=tags,
     )
 
 
@@ -140,6 +149,26 @@ def _add_line(
         lines.append(OrderLine(line_id, sku, quantity))
     else:
         others.append(OtherLine(line_id, str(title or ""), quantity))
+
+
+def _tags(channel: str, where: str, value: Any) -> tuple[str, ...]:
+    """The customer's tags: REST payloads give one comma-separated string ("vip, wholesale"),
+    GraphQL a list of strings. Trimmed, empty ones dropped, each once, in the order given."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise PayloadError(channel, f"{where} customer.tags", f"not text or a list: {value!r}")
+    tags: dict[str, None] = {}
+    for item in items:
+        if not isinstance(item, str):
+            raise PayloadError(channel, f"{where} customer.tags", f"a tag is not text: {item!r}")
+        if item.strip():
+            tags[item.strip()] = None
+    return tuple(tags)
 
 
 def _refunded_by_line(channel: str, where: str, refunds: Any) -> dict[str, int]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-# orders: node = order 1 + customer 1 + lineItems (2 + 50 x 1) = 54 -> 18 per page (974 points)
+# orders: node = order 1 + customer 1 (its tags are scalars: 0) + lineItems (2 + 50 x 1) = 54
+# -> 18 per page (974 points)
 ORDERS_PAGE_SIZE: Final = 18
 ORDER_LINES_PAGE_SIZE: Final = 50
 # line items beyond the first page of an order: 2 + 250 x 1
@@ -49,7 +50,7 @@ fragment StocksyncOrder on Order {
   updatedAt
   cancelledAt
   displayFulfillmentStatus
-  customer { id email }
+  customer { id email tags }
   lineItems(first: <lines>) {
     pageInfo { hasNextPage endCursor }
     nodes { id sku name quantity currentQuantity unfulfilledQuantity }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from connectors.base import (
 )
 from connectors.signatures import verify
 from connectors.woocommerce_parse import (
+    CUSTOMER_ROLE_KEY,
     event_key,
     is_ping,
     load_object,
@@ -53,6 +55,8 @@ PER_PAGE = 100
 SKU_CHUNK = 50  # SKUs per ?sku= list read, keeping URLs short
 BACKORDER_META = "_stocksync_backorder"
 OPEN_FOR_HOLD = frozenset({"processing", "on-hold"})
+ROLE_TTL_S = 300.0  # a customer's role read from the shop is reused this long
+ROLE_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,11 @@ class WooCommerceChannel:
         max_attempts: int = 5,
         backoff: float = 0.5,
         status_map: Mapping[str, OrderStatus] | None = None,
+        customer_roles: bool = False,
     ) -> None:
+        """`customer_roles`: orders of registered customers are completed with the customer's
+        role (GET customers/{id}) before they are applied (see needs_fetch), for
+        `tier_from: {role: ...}`."""
         self.name = name
         self._api = API(
             url=api_url or url,
@@ -100,6 +108,8 @@ class WooCommerceChannel:
         self._status_map = dict(status_map or {})
         self._listings: dict[str, Listing] = {}
         self._lock = threading.Lock()
+        self._customer_roles = customer_roles
+        self._roles: dict[int, tuple[float, str | None]] = {}  # id -> (read at, role)
 
     # -- transport ------------------------------------------------------------------------
     def _call(
@@ -210,27 +220,52 @@ class WooCommerceChannel:
 
     def needs_fetch(self, topic: str, body: bytes) -> bool:
         """An order that lists refunds without their lines: the order endpoint and webhooks
-        give refunds as {id, reason, total} only, so refunded units are not visible in it."""
+        give refunds as {id, reason, total} only, so refunded units are not visible in it.
+        With `customer_roles`, also an order of a registered customer (customer_id > 0): no
+        order payload carries the customer's role, the customer resource does."""
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return False  # parse_order reports it
-        refunds = data.get("refunds") if isinstance(data, dict) else None
-        if not isinstance(refunds, list):
+        if not isinstance(data, dict):
             return False
-        return any(isinstance(r, dict) and "line_items" not in r for r in refunds)
+        return _refunds_lack_lines(data) or self._lacks_role(data)
+
+    def _lacks_role(self, data: Mapping[str, Any]) -> bool:
+        return (
+            self._customer_roles
+            and _customer_id(data) is not None
+            and CUSTOMER_ROLE_KEY not in data
+        )
 
     def complete_order(self, topic: str, body: bytes) -> bytes:
-        """The order with `refunds` replaced by the full refund objects of
-        GET orders/{id}/refunds, whose lines say which order line lost how many units."""
+        """The order with what needs_fetch found missing, read from the shop now:
+        `refunds` replaced by the full refund objects of GET orders/{id}/refunds, whose lines
+        say which order line lost how many units; the customer's role (GET customers/{id}) put
+        under CUSTOMER_ROLE_KEY."""
         data = json.loads(body)
+        changes: dict[str, Any] = {}
+        if _refunds_lack_lines(data):
+            refunds = self._order_refunds(data)
+            if refunds is not None:
+                changes["refunds"] = refunds
+        customer_id = _customer_id(data)
+        if self._lacks_role(data) and customer_id is not None:
+            changes[CUSTOMER_ROLE_KEY] = self.customer_role(customer_id)
+        if not changes:
+            return body
+        return json.dumps({**data, **changes}, separators=(",", ":")).encode("utf-8")
+
+    def _order_refunds(self, data: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         order_id = data.get("id")
         if isinstance(order_id, bool) or not isinstance(order_id, int):
             raise WooCommerceError(
                 self.name, "order_refunds", f"order id is not a number: {order_id!r}"
             )
         try:
-            refunds = [
+            # what the shop holds now wins, also over a refund the body listed and the shop
+            # deleted
+            return [
                 refund
                 for page in self._pages(
                     "order_refunds", f"orders/{order_id}/refunds", {"per_page": PER_PAGE}
@@ -241,10 +276,39 @@ class WooCommerceChannel:
             if exc.status != 404:
                 raise
             # the shop no longer has the order (deleted since): nothing more can be learnt,
-            # and the body stays what we apply (its refunds cannot free any unit)
-            return body
-        # what the shop holds now wins, also over a refund the body listed and the shop deleted
-        return json.dumps({**data, "refunds": refunds}, separators=(",", ":")).encode("utf-8")
+            # and the refunds stay what the body lists (they cannot free any unit)
+            return None
+
+    def customer_role(self, customer_id: int) -> str | None:
+        """The customer's role (GET customers/{id} `role`, e.g. "customer", "wholesale"), read
+        at most every ROLE_TTL_S per customer; None when the shop has no such customer (deleted:
+        404 woocommerce_rest_invalid_id). Other failures raise ChannelError (retryable or not,
+        as classified): a REST key that may not read customers stops these orders visibly."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._roles.get(customer_id)
+        if cached is not None and now - cached[0] < ROLE_TTL_S:
+            return cached[1]
+        try:
+            reply = self._call("customer_role", "GET", f"customers/{customer_id}")
+        except WooCommerceError as exc:
+            # only "no such customer" means none; another 404 (no route: the REST API is off
+            # or behind a rewrite) must not read as "no role" for every customer
+            if exc.status != 404 or exc.code != "woocommerce_rest_invalid_id":
+                raise
+            role = None
+        else:
+            raw = reply.body.get("role") if isinstance(reply.body, dict) else None
+            if raw is not None and not isinstance(raw, str):
+                raise WooCommerceError(
+                    self.name, "customer_role", f"role is not text: {reply.body!r:.200}"
+                )
+            role = raw or None
+        with self._lock:
+            if len(self._roles) >= ROLE_CACHE_SIZE:
+                self._roles.clear()  # a rare full reset beats tracking ages per entry
+            self._roles[customer_id] = (now, role)
+        return role
 
     def pull_orders(self, updated_after: datetime) -> Iterator[PolledOrder]:
         """Orders modified after the watermark, oldest first.
@@ -511,6 +575,21 @@ class WooCommerceChannel:
 
     def close(self) -> None:
         """Nothing to release: the package opens a connection per request."""
+
+
+def _refunds_lack_lines(data: Mapping[str, Any]) -> bool:
+    refunds = data.get("refunds")
+    if not isinstance(refunds, list):
+        return False
+    return any(isinstance(r, dict) and "line_items" not in r for r in refunds)
+
+
+def _customer_id(data: Mapping[str, Any]) -> int | None:
+    """A registered customer's id; None for a guest (customer_id 0) or an odd value."""
+    value = data.get("customer_id")
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
 
 
 def _stock_of(item: Mapping[str, Any]) -> int | None:

@@ -29,6 +29,10 @@ STATUS_MAP: Mapping[str, OrderStatus] = {
     "completed": OrderStatus.FULFILLED,
 }
 _PING = re.compile(rb"webhook_id=\d+")
+# Not WooCommerce's: the customer's role (GET customers/{id} `role`), which order payloads do
+# not carry, put into the stored body by WooCommerceChannel.complete_order (null: no such
+# customer any more). Parsing reads it like any field.
+CUSTOMER_ROLE_KEY = "_stocksync_customer_role"
 
 
 def is_ping(body: bytes) -> bool:
@@ -124,6 +128,31 @@ def _lines(
     return tuple(lines), tuple(others)
 
 
+def _meta(data: Mapping[str, Any], channel: str) -> tuple[tuple[str, str], ...]:
+    """The order's meta_data as (key, text) pairs in payload order. Values a plugin stored as
+    arrays or objects (and null or booleans) name no tier: they are left out."""
+    entries = data.get("meta_data") or []
+    if not isinstance(entries, list):
+        raise PayloadError(channel, "meta_data", f"expected a list, got {entries!r:.100}")
+    pairs: list[tuple[str, str]] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            raise PayloadError(channel, "meta_data", f"expected {{key, value}}, got {entry!r:.100}")
+        value = entry.get("value")
+        if isinstance(value, str) or (
+            isinstance(value, int | float) and not isinstance(value, bool)
+        ):
+            pairs.append((entry["key"], str(value)))
+    return tuple(pairs)
+
+
+def _customer_role(data: Mapping[str, Any], channel: str) -> str | None:
+    role = data.get(CUSTOMER_ROLE_KEY)
+    if role is not None and not isinstance(role, str):
+        raise PayloadError(channel, CUSTOMER_ROLE_KEY, f"expected text, got {role!r:.100}")
+    return role or None
+
+
 def order_status(
     raw: str, channel: str, extra: Mapping[str, OrderStatus] | None = None
 ) -> OrderStatus:
@@ -163,6 +192,8 @@ def parse_order_json(
         customer_key=customer_key,
         source_status=raw_status,
         other_lines=others,
+        customer_role=_customer_role(data, channel),
+        meta=_meta(data, channel),
     )
 
 

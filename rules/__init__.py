@@ -3,7 +3,14 @@
 Pure: files and the environment in, values out; imports no other stocksync package.
 """
 
-from rules.config import ChannelConfig, Config, DaemonConfig, LoggingConfig, ServerConfig
+from rules.config import (
+    ChannelConfig,
+    Config,
+    DaemonConfig,
+    LoggingConfig,
+    ServerConfig,
+    TierFrom,
+)
 from rules.errors import ConfigError, ConfigIssue
 from rules.loader import load_config, parse_config
 from rules.model import CHANNEL_KINDS, DEFAULT_PRIORITY, RELEASE_KEYS, SECRET_KEYS, ReleaseKey
@@ -32,6 +39,7 @@ __all__ = [
     "ServerConfig",
     "SkuRule",
     "Sourced",
+    "TierFrom",
     "load_config",
     "parse_config",
     "redact_url",

@@ -9,7 +9,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from rules.config import ChannelConfig, Config, DaemonConfig, LoggingConfig, ServerConfig
+from rules.config import (
+    ChannelConfig,
+    Config,
+    DaemonConfig,
+    LoggingConfig,
+    ServerConfig,
+    TierFrom,
+    fold,
+)
 from rules.errors import ConfigIssue
 from rules.model import (
     ChannelModel,
@@ -17,6 +25,7 @@ from rules.model import (
     ManualChannelModel,
     RuleBlock,
     ShopifyChannelModel,
+    TierFromModel,
 )
 from rules.paths import KeyPath, LineMap, line_for
 from rules.resolve import (
@@ -60,7 +69,21 @@ def _layer(block: RuleBlock, prefix: KeyPath, lines: LineMap, filename: str) -> 
     return RuleLayer(**values)
 
 
-def _channel(name: str, model: ChannelModel, line: int) -> ChannelConfig:
+def _tier_from(model: TierFromModel | None, line: int) -> TierFrom | None:
+    if model is None:
+        return None
+    if model.tags is not None:
+        return TierFrom("tags", _folded(model.tags), line=line)
+    if model.role is not None:
+        return TierFrom("role", _folded(model.role), line=line)
+    return TierFrom("meta", _folded(model.values or {}), key=model.meta, line=line)
+
+
+def _folded(values: dict[str, str]) -> MappingProxyType[str, str]:
+    return MappingProxyType({fold(key): tier for key, tier in values.items()})
+
+
+def _channel(name: str, model: ChannelModel, line: int, tier_line: int) -> ChannelConfig:
     if isinstance(model, ManualChannelModel):
         return ChannelConfig(name=name, kind="manual", line=line)
     if isinstance(model, ShopifyChannelModel):
@@ -76,6 +99,7 @@ def _channel(name: str, model: ChannelModel, line: int) -> ChannelConfig:
             previous_webhook_secret=model.previous_webhook_secret,
             api_url=model.api_url,
             poll=model.poll,
+            tier_from=_tier_from(model.tier_from, tier_line),
         )
     return ChannelConfig(
         name=name,
@@ -88,6 +112,7 @@ def _channel(name: str, model: ChannelModel, line: int) -> ChannelConfig:
         previous_webhook_secret=model.previous_webhook_secret,
         api_url=model.api_url,
         poll=model.poll,
+        tier_from=_tier_from(model.tier_from, tier_line),
     )
 
 
@@ -119,7 +144,12 @@ def build_config(
         ),
     )
     channels = {
-        name: _channel(name, channel, line_for(lines, ("channels", name)))
+        name: _channel(
+            name,
+            channel,
+            line_for(lines, ("channels", name)),
+            line_for(lines, ("channels", name, "tier_from")),
+        )
         for name, channel in model.channels.items()
     }
     warnings += tuple(_release_order_warnings(rules, list(channels), filename))

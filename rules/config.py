@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
 
@@ -29,14 +29,61 @@ def _shown(value: object) -> object:
     return value
 
 
+TierSource = Literal["tags", "role", "meta"]
+
+
+def fold(value: str) -> str:
+    """How tags, roles and meta values are compared: trimmed, ignoring case."""
+    return value.strip().casefold()
+
+
+@dataclass(frozen=True)
+class TierFrom:
+    """``channels.<name>.tier_from``: where a shop order's customer tier is read.
+
+    ``source`` is "tags" (Shopify customer tags), "role" (WooCommerce customer role) or "meta"
+    (the value of WooCommerce order meta ``key``). ``values`` maps a channel value, folded
+    (see ``fold``), to a tier of ``tiers:``; empty for ``meta`` without ``values:``, where the
+    meta value itself names the tier.
+    """
+
+    source: TierSource
+    values: Mapping[str, str]
+    key: str | None = None
+    line: int = 0
+
+    def tier_for(self, found: Iterable[str], tiers: Sequence[str]) -> str | None:
+        """The tier the channel's values map to: when several do, the one first in ``tiers``
+        (the best); None when none does."""
+        by_name = {fold(tier): tier for tier in tiers}
+        matched: set[str] = set()
+        for value in found:
+            tier = (self.values or by_name).get(fold(value))
+            if tier is not None:
+                matched.add(tier)
+        if not matched:
+            return None
+        rank = {tier: index for index, tier in enumerate(tiers)}
+        return min(matched, key=lambda tier: (rank.get(tier, len(tiers)), tier))
+
+    def to_data(self) -> dict[str, Any]:
+        """The YAML form (keys folded), for ``check --json``."""
+        if self.source == "meta":
+            data: dict[str, Any] = {"meta": self.key}
+            if self.values:
+                data["values"] = dict(self.values)
+            return data
+        return {self.source: dict(self.values)}
+
+
 @dataclass(frozen=True)
 class ChannelConfig:
     """One entry of ``channels:``. Fields of the other kinds are None.
 
     shopify: shop, api_version, token, webhook_secret, location (previous_webhook_secret optional);
     woocommerce: url, consumer_key, consumer_secret, webhook_secret (previous_webhook_secret
-    optional); both: api_url (a sandbox, or None) and poll. A manual channel has only
-    name/kind/line (poll is False: there is nothing to poll).
+    optional); both: api_url (a sandbox, or None), poll and tier_from (None: orders get no
+    tier). A manual channel has only name/kind/line (poll is False: there is nothing to poll).
     """
 
     name: str
@@ -53,6 +100,7 @@ class ChannelConfig:
     previous_webhook_secret: SecretStr | None = None
     api_url: str | None = None
     poll: bool = False
+    tier_from: TierFrom | None = None
 
     def secret(self, name: str) -> str:
         """The plain value of secret ``name`` ("token", "consumer_key"...); ValueError if unset."""
@@ -74,6 +122,9 @@ class ChannelConfig:
         for name in ChannelConfig.__dataclass_fields__:
             value = getattr(self, name)
             if name in ("name", "kind", "line") or value is None:
+                continue
+            if isinstance(value, TierFrom):
+                data[name] = value.to_data()
                 continue
             data[name] = redact_url(value) if name in ("url", "api_url") else _shown(value)
         if self.kind == "manual":
@@ -133,6 +184,12 @@ class Config:
     def release_order(self, sku: str) -> Sourced[tuple[ReleaseKey, ...]]:
         """The one order this SKU's backorders are released in (see rules.resolve)."""
         return release_order_for(self.rules, self.channels, sku)
+
+    def tier_from(self, channel: str) -> TierFrom | None:
+        """Where the channel's orders get their customer tier; None for no tier (manual
+        channels: `order add --tier`) or a channel that is not configured."""
+        found = self.channels.get(channel)
+        return found.tier_from if found is not None else None
 
     def channel_priority(self, channel: str) -> Sourced[int]:
         """The channel's release priority (lower first); KeyError for an unknown channel."""

@@ -1,4 +1,5 @@
-"""Checks across sections: channel names, and rules that name channels which do not exist.
+"""Checks across sections: channel names, rules that name channels which do not exist, and
+channels' ``tier_from`` naming tiers that ``tiers:`` does not list.
 
 They run on the raw values, so they are reported even when validation of other parts failed.
 """
@@ -77,3 +78,38 @@ def literal_secrets(data: dict[str, Any], lines: LineMap, filename: str) -> list
                     )
                 )
     return warnings
+
+
+def _unknown_tier(tier: str, tiers: list[str]) -> str:
+    if not tiers:
+        return (
+            f"unknown tier {tier!r}: no tiers are configured (list them, best first: tiers: [...])"
+        )
+    hint = did_you_mean(tier, tiers)
+    return f"unknown tier {tier!r}{hint}; tiers: {', '.join(tiers)}"
+
+
+def check_tier_references(data: dict[str, Any], lines: LineMap, filename: str) -> list[ConfigIssue]:
+    """Every tier a channel's ``tier_from`` maps to must be one of ``tiers:``."""
+    raw_tiers = data.get("tiers")
+    tiers = [t for t in raw_tiers if isinstance(t, str)] if isinstance(raw_tiers, list) else []
+    channels = data.get("channels")
+    issues: list[ConfigIssue] = []
+    for name, channel in channels.items() if isinstance(channels, dict) else ():
+        tier_from = channel.get("tier_from") if isinstance(channel, dict) else None
+        if not isinstance(tier_from, dict):
+            continue
+        for source in ("tags", "role", "values"):
+            mapping = tier_from.get(source)
+            for key, tier in mapping.items() if isinstance(mapping, dict) else ():
+                if isinstance(tier, str) and tier not in tiers:
+                    path: KeyPath = ("channels", name, "tier_from", source, key)
+                    issues.append(
+                        ConfigIssue(
+                            filename,
+                            line_for(lines, path),
+                            format_path(path),
+                            _unknown_tier(tier, tiers),
+                        )
+                    )
+    return issues

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rules.build import build_config
 from rules.config import Config
-from rules.crosscheck import check_channel_references, literal_secrets
+from rules.crosscheck import check_channel_references, check_tier_references, literal_secrets
 from rules.envsubst import shield_references, substitute_tree
 from rules.errors import ConfigError, ConfigIssue
 from rules.secret_files import FILE_SUFFIX, read_secret_files
@@ -31,6 +31,7 @@ def parse_config(text: str, filename: str, env: Mapping[str, str] | None = None)
     data, lines, file_issues = read_secret_files(data, document.lines, filename)
     issues += file_issues
     issues += check_channel_references(data, lines, filename)
+    issues += check_tier_references(data, lines, filename)
     model, model_issues = validate_config(data, lines, filename)
     # a value whose ${VAR} or *_file failed is reported once, not again as an invalid value
     failed = {issue.path for issue in env_issues}

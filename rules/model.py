@@ -8,7 +8,7 @@ value, so ``cap: null`` in a channel rule can lift a cap set in ``defaults``.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from rules.redact import redact_url
@@ -124,6 +125,21 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
+def _distinct_folded(value: dict[str, str]) -> dict[str, str]:
+    """Keys are matched trimmed and case-insensitively: two that differ only so clash."""
+    seen: dict[str, str] = {}
+    for key in value:
+        folded = key.strip().casefold()
+        if not folded:
+            raise ValueError("a key must not be blank")
+        if folded in seen:
+            raise ValueError(
+                f"{seen[folded]!r} and {key!r} are one key (matched ignoring case and spaces)"
+            )
+        seen[folded] = key
+    return value
+
+
 NonNegInt = Annotated[int, _not_bool("an integer"), _at_least(0, "must not be negative")]
 Share = Annotated[float, _not_bool("a number"), _between(0, 1)]
 Priority = Annotated[int, _not_bool("an integer")]
@@ -137,6 +153,13 @@ Secret = Annotated[SecretStr, Field(min_length=1)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_is_none)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 ReleaseOrder = Annotated[tuple[ReleaseKey, ...], Field(min_length=1), AfterValidator(_distinct)]
+# channel value (a tag, a role, a meta value) -> tier name (one of `tiers:`, checked in crosscheck)
+TierMap = Annotated[
+    dict[Text, Text],
+    Field(min_length=1),
+    AfterValidator(_distinct_folded),
+]
+TIER_SOURCES: tuple[str, ...] = ("tags", "role", "meta")
 
 
 class _Block(BaseModel):
@@ -144,6 +167,27 @@ class _Block(BaseModel):
 
 
 # ---- channels ---------------------------------------------------------------------------------
+
+
+class TierFromModel(_Block):
+    """`tier_from:` of a shop channel: where an order's customer tier is read. One source:
+    `tags` (Shopify customer tags), `role` (WooCommerce customer role) or `meta` (a WooCommerce
+    order meta key, whose value names the tier, or is mapped by `values`)."""
+
+    tags: TierMap | None = None
+    role: TierMap | None = None
+    meta: Text | None = None
+    values: TierMap | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        chosen = [name for name in TIER_SOURCES if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            given = f", not {' and '.join(chosen)} together" if chosen else ""
+            raise ValueError(f"needs exactly one of tags, role or meta{given}")
+        if self.values is not None and self.meta is None:
+            raise ValueError("values maps meta values: it goes with meta, not with " + chosen[0])
+        return self
 
 
 class ShopifyChannelModel(_Block):
@@ -156,6 +200,16 @@ class ShopifyChannelModel(_Block):
     location: Text = "Main"
     api_url: HttpUrl | None = None
     poll: bool = True
+    tier_from: TierFromModel | None = None
+
+    @field_validator("tier_from")
+    @classmethod
+    def _tags_only(cls, value: TierFromModel | None) -> TierFromModel | None:
+        if value is not None and value.tags is None:
+            raise ValueError(
+                "a Shopify channel reads tiers from customer tags: tier_from: {tags: {TAG: TIER}}"
+            )
+        return value
 
 
 class WooCommerceChannelModel(_Block):
@@ -167,6 +221,17 @@ class WooCommerceChannelModel(_Block):
     previous_webhook_secret: OptionalSecret = None
     api_url: HttpUrl | None = None
     poll: bool = True
+    tier_from: TierFromModel | None = None
+
+    @field_validator("tier_from")
+    @classmethod
+    def _no_tags(cls, value: TierFromModel | None) -> TierFromModel | None:
+        if value is not None and value.tags is not None:
+            raise ValueError(
+                "WooCommerce customers have no tags: use tier_from: {role: {ROLE: TIER}} "
+                "or {meta: KEY}"
+            )
+        return value
 
 
 class ManualChannelModel(_Block):

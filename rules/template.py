@@ -23,6 +23,7 @@ channels:
   #   webhook_secret: ${SHOPIFY_WEBHOOK_SECRET}
   #   location: Main
   #   # api_url: http://127.0.0.1:8081   # point at `stocksync sandbox shopify --port 8081`
+  #   # tier_from: {tags: {vip: vip}}    # customer tag -> tier (see tiers: below)
 
   # woo:
   #   kind: woocommerce
@@ -30,6 +31,7 @@ channels:
   #   consumer_key: ${WC_KEY}
   #   consumer_secret: ${WC_SECRET}
   #   webhook_secret: ${WC_WEBHOOK_SECRET}
+  #   # tier_from: {role: {wholesale_customer: vip}}   # customer role -> tier; or {meta: KEY}
 
 server:
   host: 127.0.0.1
@@ -48,7 +50,8 @@ logging:
   level: INFO
   # json: true                 # default: JSON when not on a terminal
 
-tiers: [vip, regular]          # customer tiers, best first (used to rank backorder releases)
+tiers: [vip, regular]          # customer tiers, best first (used to rank backorder releases);
+                               # shop orders get theirs from the channel's tier_from
 
 # Rules: built-in defaults < defaults < channel_rules.<channel> < the first matching sku_rule.
 defaults:

@@ -70,6 +70,16 @@ def note_moved(session: Session, channel: str, now: datetime) -> None:
     )
 
 
+def last_polls(session: Session) -> dict[str, datetime]:
+    """When each channel's last finished poll started (what it pulled covers up to then)."""
+    rows = session.execute(
+        select(m.ChannelState.channel, m.ChannelState.last_poll_at).where(
+            m.ChannelState.last_poll_at.is_not(None)
+        )
+    ).all()
+    return {str(channel): at for channel, at in rows if at is not None}
+
+
 def note_error(session: Session, channel: str, error: str) -> None:
     session.execute(
         update(m.ChannelState)

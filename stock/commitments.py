@@ -205,6 +205,70 @@ def demote_newest(tx: LedgerTx, sku_id: int, excess: int) -> int:
 
 
 @dataclass(frozen=True)
+class Cover:
+    """What can still fill a SKU's open backorders."""
+
+    backordered: int  # open backorder units (the SKU's counter)
+    incoming: int  # units still to arrive on open purchase orders, whatever their eta
+    sellable: int  # on hand beyond the reservations (0 when none)
+
+    @property
+    def units(self) -> int:
+        return self.incoming + self.sellable
+
+    @property
+    def at_risk(self) -> int:
+        """Backordered units nothing known will fill (a PO was cancelled or cut, or the
+        channel sold beyond what is coming)."""
+        return max(self.backordered - self.units, 0)
+
+
+def cover(session: Session, codes: Iterable[str] | None = None) -> dict[str, Cover]:
+    """SKU code -> Cover, for the SKUs with open backorders (of `codes`, or all).
+
+    Backorders are promised against incoming units; when a purchase order is cancelled (or cut)
+    the open backorders of a SKU may exceed what the remaining open POs and the sellable stock
+    bring: those units are *at risk*. Which backorders hold them is the release order's tail
+    (backorders.settle.mark_at_risk); this count needs no rules (the /metrics gauge).
+    """
+    open_po = (
+        select(
+            m.PoLine.sku_id.label("sku_id"),
+            func.sum(m.PoLine.ordered - m.PoLine.received).label("units"),
+        )
+        .join(m.PurchaseOrder, m.PurchaseOrder.id == m.PoLine.po_id)
+        .where(m.PurchaseOrder.status == "open", m.PoLine.ordered > m.PoLine.received)
+        .group_by(m.PoLine.sku_id)
+        .subquery()
+    )
+    query = (
+        select(
+            m.Sku.code,
+            m.StockLevel.backordered,
+            m.StockLevel.on_hand - m.StockLevel.reserved,
+            func.coalesce(open_po.c.units, 0),
+        )
+        .join(m.StockLevel, m.StockLevel.sku_id == m.Sku.id)
+        .outerjoin(open_po, open_po.c.sku_id == m.Sku.id)
+        .where(m.StockLevel.backordered > 0)
+    )
+    wanted = None if codes is None else sorted(set(codes))
+    parts = (
+        [query]
+        if wanted is None
+        else [
+            query.where(m.Sku.code.in_(wanted[start : start + BULK_CHUNK]))
+            for start in range(0, len(wanted), BULK_CHUNK)
+        ]
+    )
+    found: dict[str, Cover] = {}
+    for part in parts:
+        for code, backordered, sellable, incoming in session.execute(part).all():
+            found[str(code)] = Cover(int(backordered), int(incoming), max(int(sellable), 0))
+    return found
+
+
+@dataclass(frozen=True)
 class SkuTotals:
     reserved: int
     backordered: int

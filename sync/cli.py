@@ -505,6 +505,10 @@ def po_add(
 def po_receive(
     ref: str,
     lines: Annotated[list[str], typer.Argument(help="SKU=QTY received, one or more.")],
+    allow_over: Annotated[
+        bool,
+        typer.Option("--allow-over", help="Book units beyond the ordered quantity (else refused)."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Book received units into stock and release backorders in the configured order."""
@@ -512,12 +516,35 @@ def po_receive(
         quantities = parse_pairs(lines)
         # receipt and release are one transaction: no order can take the units between them
         with opened() as ctx:
-            with ctx.ledger() as tx:
-                purchasing.receive_po(tx, ref, quantities)
-                detail = queries.po_detail(tx.session, ref)
+            try:
+                with ctx.ledger() as tx:
+                    over = purchasing.receive_po(tx, ref, quantities, allow_over=allow_over)
+                    detail = queries.po_detail(tx.session, ref)
+            except purchasing.OverReceipt as exc:
+                fail(f"{exc}; book it anyway with --allow-over", EXIT_BAD_INPUT)
             _hand_to_workers(ctx, tx.effects)
-        data = {"ok": True, **detail, **outcome_json(None, tx.effects), "release": "done"}
+        data = {
+            "ok": True, **detail, **outcome_json(None, tx.effects), "release": "done",
+            "over_received": over,
+        }  # fmt: skip
         emit(data, as_json, lambda: render.receipt(out, data))
+
+
+@po_app.command("cancel")
+def po_cancel(ref: str, as_json: JsonFlag = False) -> None:
+    """Cancel a purchase order: its open lines stop counting as incoming; the backorders they
+    covered are listed as at risk. Received units stay booked."""
+    from backorders import settle
+
+    with handled(as_json):
+        with opened() as ctx:
+            with ctx.ledger() as tx:
+                cancelled = purchasing.cancel_po(tx, ref)
+                at_risk = settle.flag_at_risk(tx, f"po.cancel {ref}", cancelled)
+                detail = queries.po_detail(tx.session, ref)
+            _hand_to_workers(ctx, tx.effects)  # offers went down: push them
+        data = {"ok": True, **detail, "cancelled": cancelled, "at_risk": at_risk}
+        emit(data, as_json, lambda: render.po_cancel(out, data))
 
 
 def _hand_to_workers(ctx: AppContext, effects: Effects) -> None:
@@ -543,7 +570,9 @@ def _hand_to_workers(ctx: AppContext, effects: Effects) -> None:
 
 @po_app.command("list")
 def po_list(
-    include_closed: Annotated[bool, typer.Option("--all", help="Include received POs.")] = False,
+    include_closed: Annotated[
+        bool, typer.Option("--all", help="Include received and cancelled POs.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """List purchase orders with what is still to arrive."""
@@ -619,6 +648,35 @@ def order_cancel(channel: str, ref: str, as_json: JsonFlag = False) -> None:
                 outcome = orders.cancel_order(tx, channel, ref)
                 detail = queries.order_detail(tx.session, channel, ref)
         data = {"ok": True, **detail, **outcome_json(outcome, tx.effects)}
+        emit(data, as_json, lambda: render.order(out, data))
+
+
+@order_app.command("ship")
+def order_ship(
+    channel: str,
+    ref: str,
+    lines: Annotated[
+        list[str] | None,
+        typer.Argument(help="SKU=QTY to ship (default: every reserved unit of the order)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ship reserved units of a manual order: they leave on hand and count as shipped; the
+    order is fulfilled when nothing of it waits any more."""
+    from backorders import orders
+
+    with handled(as_json):
+        quantities = parse_pairs(lines) if lines else None
+        for sku, qty in (quantities or {}).items():
+            if qty <= 0:
+                fail(f"{sku}: quantity must be positive, got {qty}", EXIT_BAD_INPUT)
+        with opened() as ctx:
+            _require_manual(ctx, channel)
+            with ctx.ledger() as tx:
+                shipped = orders.ship_order(tx, channel, ref, quantities)
+                detail = queries.order_detail(tx.session, channel, ref)
+            _hand_to_workers(ctx, tx.effects)
+        data = {"ok": True, **detail, **outcome_json(None, tx.effects), "shipped": shipped}
         emit(data, as_json, lambda: render.order(out, data))
 
 

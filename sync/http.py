@@ -1,4 +1,4 @@
-"""HTTP edge of the daemon: webhooks in, health, readiness, metrics, PO receipts.
+"""HTTP edge of the daemon: webhooks in, health, readiness, metrics, PO receipts and cancels.
 
 Handlers do no channel I/O: a webhook is verified on its raw bytes, stored, committed, enqueued,
 and answered (Shopify gives us 5 s).
@@ -18,9 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stock.tx import LedgerInputError
+from stock import purchasing
+from stock.tx import LedgerInputError, ReleasedUnits
 from sync.actors import Actors
 from sync.jobs import inbox, receipts
+from sync.jobs.followups import Followups
 from sync.logs import get_logger
 from sync.metrics import refresh_gauges
 from sync.runtime import Runtime
@@ -76,7 +78,8 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
         with runtime.ctx.sessions.begin() as session:
             refresh_gauges(runtime.metrics, session, list(runtime.channels))
 
-    async def receipt(request: Request) -> Response:
+    def _refused(request: Request) -> Response | None:
+        """The purchase-order API's token check: a refusal, or None to go on."""
         token = runtime.config.server.api_token
         if token is None:
             return JSONResponse(
@@ -87,16 +90,31 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
         expected = f"Bearer {token.get_secret_value()}"
         if not hmac.compare_digest(presented.encode(), expected.encode()):
             return JSONResponse({"ok": False, "error": "bad or missing token"}, status_code=401)
+        return None
+
+    async def receipt(request: Request) -> Response:
+        refused = _refused(request)
+        if refused is not None:
+            return refused
         try:
-            lines = _receipt_lines(await request.body())
+            body = await request.body()
+            lines = _receipt_lines(body)
+            allow_over = _allow_over(body)
         except ValueError as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
         ref = request.path_params["ref"]
         try:
             # booked and released in one transaction, committed before we answer
-            released, followups = await run_in_threadpool(
-                receipts.receive_purchase_order, runtime, ref, lines
-            )
+            released, followups, over = await run_in_threadpool(_receive, ref, lines, allow_over)
+        except purchasing.OverReceipt as exc:
+            return JSONResponse(
+                {
+                    "ok": False, "error": str(exc),
+                    "over": {i.sku: i.over for i in exc.items},
+                    "hint": 'send "allow_over": true to book the units anyway',
+                },
+                status_code=409,
+            )  # fmt: skip
         except LedgerInputError as exc:
             status = 404 if "no such" in exc.message else 400
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=status)
@@ -106,6 +124,7 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
                 "ok": True,
                 "ref": ref,
                 "received": lines,
+                "over_received": over,
                 "released": [
                     {"channel": r.channel, "order": r.order_external_id,
                      "line": r.external_line_id, "sku": r.sku, "qty": r.qty}
@@ -114,6 +133,41 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
             }
         )  # fmt: skip
 
+    def _receive(
+        ref: str, lines: dict[str, int], allow_over: bool
+    ) -> tuple[list[ReleasedUnits], Followups, dict[str, int]]:
+        if not allow_over:
+            released, followups = receipts.receive_purchase_order(runtime, ref, lines)
+            return released, followups, {}
+        # an over-receipt the caller allowed: the same transaction, the check lifted
+        with runtime.ctx.ledger(actor="api") as tx:
+            over = purchasing.receive_po(tx, ref, lines, allow_over=True)
+        return tx.effects.released, Followups.of(tx.effects, list(runtime.channels)), over
+
+    async def cancel(request: Request) -> Response:
+        """Cancel a PO: its open lines stop counting as incoming; the answer lists the units no
+        longer expected and the backorders now at risk. A cancelled or fully received PO: 409."""
+        refused = _refused(request)
+        if refused is not None:
+            return refused
+        ref = request.path_params["ref"]
+        try:
+            data, followups = await run_in_threadpool(_cancel, ref)
+        except LedgerInputError as exc:
+            status = 404 if "no such" in exc.message else 409
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=status)
+        await run_in_threadpool(actors.dispatch, followups)  # the lower offers are pushed
+        return JSONResponse({"ok": True, "ref": ref, **data})
+
+    def _cancel(ref: str) -> tuple[dict[str, Any], Followups]:
+        from backorders import settle
+
+        with runtime.ctx.ledger(actor="api") as tx:
+            cancelled = purchasing.cancel_po(tx, ref)
+            at_risk = settle.flag_at_risk(tx, f"po.cancel {ref}", cancelled)
+        data = {"status": "cancelled", "cancelled": cancelled, "at_risk": at_risk}
+        return data, Followups.of(tx.effects, list(runtime.channels))
+
     return Starlette(
         routes=[
             Route("/webhooks/{channel}", webhook, methods=["POST"]),
@@ -121,8 +175,18 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/api/purchase-orders/{ref}/receipts", receipt, methods=["POST"]),
+            Route("/api/purchase-orders/{ref}/cancel", cancel, methods=["POST"]),
         ]
     )
+
+
+def _allow_over(body: bytes) -> bool:
+    """The receipt body's optional `"allow_over": true` (book units beyond the ordered ones)."""
+    data: Any = json.loads(body)  # _receipt_lines read it already
+    value = data.get("allow_over", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"allow_over must be true or false, got {value!r}")
+    return value
 
 
 def _receipt_lines(body: bytes) -> dict[str, int]:

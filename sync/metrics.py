@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy.orm import Session
 
-from stock import commitments, inbox, listings
+from stock import channel_state, commitments, inbox, listings
 
 
 @dataclass
@@ -48,6 +49,11 @@ class Metrics:
             "stocksync_backorders_beyond_capacity",
             "Open backorders accepted beyond incoming capacity", registry=r,
         )  # fmt: skip
+        self.backorders_at_risk = Gauge(
+            "stocksync_backorders_at_risk_units",
+            "Open backorder units that open purchase orders and sellable stock no longer cover",
+            registry=r,
+        )
         self.drift = Gauge(
             "stocksync_drift_units", "Reconcile: units the channel differs from our last push",
             ["channel"], registry=r,
@@ -57,7 +63,10 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.poll_lag = Gauge(
-            "stocksync_poll_lag_seconds", "Now minus the poll watermark", ["channel"], registry=r
+            "stocksync_poll_lag_seconds",
+            "Seconds since the start of the channel's last finished poll",
+            ["channel"],
+            registry=r,
         )
 
     def render(self) -> bytes:
@@ -73,5 +82,11 @@ def refresh_gauges(metrics: Metrics, session: Session, channels: list[str]) -> N
     metrics.inbox_failed.set(events["failed"])
     metrics.backorders_open.set(waiting["open"])
     metrics.backorders_beyond.set(waiting["beyond_capacity"])
+    metrics.backorders_at_risk.set(sum(c.at_risk for c in commitments.cover(session).values()))
+    polled = channel_state.last_polls(session)
+    now = datetime.now(UTC)
     for channel in channels:
         metrics.listings_dirty.labels(channel).set(dirty.get(channel, 0))
+        last = polled.get(channel)
+        if last is not None:  # orders changed before `last` are in the inbox: we lag by the rest
+            metrics.poll_lag.labels(channel).set(max((now - last).total_seconds(), 0.0))

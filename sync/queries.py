@@ -84,7 +84,8 @@ def po_detail(session: Session, ref: str) -> dict[str, Any]:
                 "sku": codes[line.sku_id],
                 "ordered": line.ordered,
                 "received": line.received,
-                "open": max(line.ordered - line.received, 0),
+                # a cancelled PO's lines bring nothing more
+                "open": 0 if po.status == "cancelled" else max(line.ordered - line.received, 0),
             }
             for line in po.lines
         ],
@@ -109,12 +110,16 @@ def backorders(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Backorders in exactly the order a release would fill them now, a page of whole SKUs
     (at most `limit` rows unless one SKU has more) after `after_sku`; and the next page's
-    `after_sku`, None on the last page."""
-    from backorders import releasing
+    `after_sku`, None on the last page. Each row says whether its units are at risk
+    (`at_risk`, `at_risk_units`: what is still coming no longer covers them; backorders.settle)."""
+    from backorders import releasing, settle
 
-    return releasing.listing_page(
+    rows, after = releasing.listing_page(
         session, config, sku, include_closed, limit=limit, after_sku=after_sku
     )
+    covers = commitments.cover(session, {row["sku"] for row in rows})
+    settle.mark_at_risk(rows, {code: cover.units for code, cover in covers.items()})
+    return rows, after
 
 
 def status(

@@ -17,6 +17,7 @@ def _table(title: str, *columns: str) -> Table:
         numeric = column in {
             "on hand", "reserved", "backordered", "incoming", "offered", "qty", "open",
             "ordered", "received", "quantity", "shipped", "cancelled", "value", "oversold",
+            "rank", "at risk",
         }  # fmt: skip
         table.add_column(column, justify="right" if numeric else "left")
     return table
@@ -92,9 +93,34 @@ def purchase_orders(console: Console, pos: list[dict[str, Any]]) -> None:
 
 def receipt(console: Console, data: dict[str, Any]) -> None:
     purchase_orders(console, [data])
+    for sku, units in data.get("over_received", {}).items():
+        console.print(f"  {sku}: {units} units received beyond the ordered quantity (allowed)")
     if not data["released"]:
         console.print("No backorders were waiting for these units.")
     _released(console, data)
+
+
+def po_cancel(console: Console, data: dict[str, Any]) -> None:
+    purchase_orders(console, [data])
+    cancelled = data["cancelled"]
+    if cancelled:
+        units = ", ".join(f"{sku} {qty}" for sku, qty in cancelled.items())
+        console.print(f"No longer incoming: {units}.", markup=False)
+    else:
+        console.print("Nothing was still open on it.")
+    if not data["at_risk"]:
+        console.print("No backorder relied on these units.")
+        return
+    table = _table(
+        "Backorders now AT RISK (what is still coming does not cover them)",
+        "sku", "channel", "order", "line", "customer", "rank", "open", "at risk",
+    )  # fmt: skip
+    for row in data["at_risk"]:
+        table.add_row(
+            row["sku"], row["channel"], row["order"], row["line"], row["customer"] or "",
+            str(row["rank"]), str(row["qty_open"]), str(row["at_risk_units"]),
+        )  # fmt: skip
+    console.print(table)
 
 
 def order(console: Console, data: dict[str, Any]) -> None:
@@ -108,6 +134,8 @@ def order(console: Console, data: dict[str, Any]) -> None:
             str(line["backordered"]), str(line["shipped"]), str(line["cancelled"]),
         )  # fmt: skip
     console.print(table)
+    for line, units in data.get("shipped", {}).items():
+        console.print(f"  line {line}: {units} units shipped now")
     for line, units in data["beyond_capacity"].items():
         console.print(f"  line {line}: {units} units backordered BEYOND incoming capacity")
     _released(console, data)
@@ -169,14 +197,20 @@ def backorders(console: Console, rows: list[dict[str, Any]], after: str | None =
     for row in rows:
         table.add_row(
             row["sku"], row["channel"], row["order"], row["line"], row["customer"] or "",
-            row["tier"] or "", row["placed_at"][:19], str(row["qty_open"]),
-            "BEYOND CAPACITY" if row["beyond_capacity"] else "",
+            row["tier"] or "", row["placed_at"][:19], str(row["qty_open"]), _flags(row),
         )  # fmt: skip
     console.print(table)
     if after is not None:
         console.print(
             f"More backorders follow: stocksync backorders --after-sku {after}", markup=False
         )
+
+
+def _flags(row: dict[str, Any]) -> str:
+    flags = ["BEYOND CAPACITY"] if row["beyond_capacity"] else []
+    if row.get("at_risk"):
+        flags.append(f"AT RISK ({row['at_risk_units']})")
+    return ", ".join(flags)
 
 
 # a rich table measures every cell: beyond this many rows it takes seconds (100,000: minutes),

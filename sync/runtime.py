@@ -49,6 +49,8 @@ def build_channel(cfg: ChannelConfig, timeout: float = 10.0) -> Channel | None:
             webhook_secrets=cfg.webhook_secrets(),
             api_url=cfg.api_url,
             timeout=timeout,
+            # tier_from: {role: ...}: orders are completed with the customer's role first
+            customer_roles=cfg.tier_from is not None and cfg.tier_from.source == "role",
         )
     return None
 

@@ -125,6 +125,10 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
     "cancel_order": order_flow.cancel_order,
     "add_po": purchasing.add_po,
     "receive_po": purchasing.receive_po,
+    "receive_po_over": lambda tx, ref, lines: purchasing.receive_po(
+        tx, ref, lines, allow_over=True
+    ),
+    "cancel_po": purchasing.cancel_po,
 }
 
 
@@ -304,18 +308,35 @@ class LedgerMachine(RuleBasedStateMachine):
         except LedgerInputError:
             assert qty < received
 
-    @rule(ref=pos, qty=st.integers(1, 8))
-    def receive_po(self, ref: str, qty: int) -> None:
+    @rule(ref=pos, qty=st.integers(1, 8), allow_over=st.booleans())
+    def receive_po(self, ref: str, qty: int, allow_over: bool) -> None:
         sku = self._po_sku(ref)
-        status = self._po_line(ref)[2]
+        ordered, received, status = self._po_line(ref)
         sellable_before = max(self._sellable(sku), 0)
         if status == "cancelled":
             return
-        _, effects = self.run("receive_po", ref, {sku: qty})
+        try:
+            _, effects = self.run(
+                "receive_po_over" if allow_over else "receive_po", ref, {sku: qty}
+            )
+        except purchasing.OverReceipt:
+            assert not allow_over and received + qty > ordered  # refused only when it must be
+            assert self._po_line(ref) == (ordered, received, status)  # and nothing booked
+            return
         # release never gives more than the receipt plus what was already free
         assert sum(r.qty for r in effects.released) <= qty + sellable_before
         # SKU B's rule says `partial: false`: a line is released whole or not at all
         assert all(r.complete for r in effects.released if r.sku == "B")
+
+    @rule(ref=pos)
+    def cancel_po(self, ref: str) -> None:
+        status = self._po_line(ref)[2]
+        try:
+            self.run("cancel_po", ref)
+        except LedgerInputError:
+            assert status != "open"  # refused only for a cancelled or fully received PO
+            return
+        assert self._po_line(ref)[2] == "cancelled"
 
     def _po_line(self, ref: str) -> tuple[int, int, str]:
         found = [v for (r, _sku), v in snapshot(self.ctx)["pos"].items() if r == ref]

@@ -208,9 +208,20 @@ class ShopifySandbox(SandboxServer):
 
     # -- merchant and customer actions (also used in-process by tests) ------------------------
     def checkout(
-        self, lines: Sequence[tuple[str, int]], email: str | None = None
+        self,
+        lines: Sequence[tuple[str, int]],
+        email: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """A storefront sale: obeys each variant's policy, raises StockRefused when it refuses."""
+        """A storefront sale: obeys each variant's policy, raises StockRefused when it refuses.
+
+        `tags` (a sandbox shortcut for a merchant tagging the customer in the admin) replace the
+        customer's tags before the order is placed; the order's payloads carry them as a real
+        shop's do (`customer.tags` in webhooks, `customer { tags }` in GraphQL). Tags belong to
+        a customer, so they need an `email`.
+        """
+        if tags is not None and not email:
+            raise ValueError("'tags' belong to a customer: give an 'email' too")
         with self.lock:
             wanted = []
             for sku, qty in lines:
@@ -220,6 +231,9 @@ class ShopifySandbox(SandboxServer):
                 if qty <= 0:
                     raise ValueError(f"{sku}: quantity must be positive, got {qty}")
                 wanted.append((variant, sku, qty))
+            customer = self.state.customer_for(email)
+            if tags is not None and customer is not None:
+                self.state.tag_customer(customer, tags)
             order = self.state.create_order(wanted, email, decrement=True, obey_policy=True)
             self.send_order_webhook("orders/create", order)
             return order_rest_json(self.state, order)
@@ -317,8 +331,13 @@ class ShopifySandbox(SandboxServer):
                 raise ValueError(f"{line['sku']}: quantity must be a positive whole number")
             lines.append((line["sku"], int(line["quantity"])))
         email = body.get("email")
+        tags = body.get("tags")
+        if tags is not None and (
+            not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)
+        ):
+            raise ValueError("'tags' must be a list of strings, e.g. [\"vip\"]")
         try:
-            order = self.checkout(lines, email if isinstance(email, str) else None)
+            order = self.checkout(lines, email if isinstance(email, str) else None, tags)
         except StockRefused as exc:
             return Response(
                 409,

@@ -198,6 +198,7 @@ class CustomerNode:
         self.legacyResourceId = str(customer.id)
         self.email = customer.email
         self.displayName = customer.email
+        self.tags = list(customer.tags)
 
 
 class LineItemNode:

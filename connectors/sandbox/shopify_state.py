@@ -127,6 +127,7 @@ class FulfillmentOrder:
 class Customer:
     id: int
     email: str
+    tags: list[str] = field(default_factory=list)  # as the merchant tagged the customer
 
 
 @dataclass
@@ -230,6 +231,15 @@ class ShopState:
         if email not in self.customers:
             self.customers[email] = Customer(self.next_id(), email)
         return self.customers[email]
+
+    def tag_customer(self, customer: Customer, tags: Iterable[str]) -> None:
+        """Replace the customer's tags, as a merchant editing them in the admin: trimmed, each
+        once (Shopify compares tags case-insensitively), in alphabetical order."""
+        kept: dict[str, str] = {}
+        for tag in tags:
+            if tag.strip():
+                kept.setdefault(tag.strip().casefold(), tag.strip())
+        customer.tags = sorted(kept.values(), key=str.casefold)
 
     def create_order(
         self,

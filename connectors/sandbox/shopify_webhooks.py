@@ -27,6 +27,7 @@ def order_rest_json(state: ShopState, order: Order) -> dict[str, Any]:
             "id": order.customer.id,
             "email": order.customer.email,
             "admin_graphql_api_id": gid("Customer", order.customer.id),
+            "tags": ", ".join(order.customer.tags),  # REST gives one comma-separated string
             "first_name": None,
             "last_name": None,
             "state": "disabled",

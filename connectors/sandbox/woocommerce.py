@@ -1,9 +1,11 @@
 """A loopback WooCommerce (REST wc/v3) for tests, the demo and `stocksync sandbox woocommerce`.
 
 Serves /wp-json/wc/v3/ orders, order notes, order refunds, products, variations, their batch
-endpoints and webhooks, authenticated as WooCommerce does (OAuth 1.0a over http, Basic over
-https), with the stock rules in woocommerce_store. Sandbox extras: POST /_sandbox/checkout (a
-storefront purchase), GET /_sandbox/state, and the shared /_sandbox/faults and
+endpoints, customers/{id} and webhooks, authenticated as WooCommerce does (OAuth 1.0a over http,
+Basic over https), with the stock rules in woocommerce_store. Sandbox extras: POST
+/_sandbox/checkout (a storefront purchase; `"role": R` registers the email as a customer with
+that role first, so the order carries its customer_id; `"meta_data": [...]` is stored on the
+order as a plugin would), GET /_sandbox/state, and the shared /_sandbox/faults and
 /_sandbox/webhooks/flush.
 """
 
@@ -46,6 +48,7 @@ from connectors.sandbox.woocommerce_query import (
 from connectors.sandbox.woocommerce_shapes import (
     Order,
     Product,
+    customer_json,
     decimal_money,
     error_json,
     gmt_text,
@@ -189,6 +192,7 @@ class WooCommerceSandbox(SandboxServer):
             ("POST", re.compile(r"products/(\d+)/variations/batch"), self._batch_variations),
             ("GET", re.compile(r"products/(\d+)/variations/(\d+)"), self._get_variation),
             ("PUT", re.compile(r"products/(\d+)/variations/(\d+)"), self._update_variation),
+            ("GET", re.compile(r"customers/(\d+)"), self._get_customer),
             ("GET", re.compile(r"webhooks"), self._list_webhooks),
             ("GET", re.compile(r"webhooks/(\d+)"), self._get_webhook),
             ("PUT", re.compile(r"webhooks/(\d+)"), self._update_webhook),
@@ -398,6 +402,9 @@ class WooCommerceSandbox(SandboxServer):
         self.store.update_order(order, _object_body(request), _now())
         self._fire("order.updated", order)
         return Response(200, order_json(order, self._base()))
+
+    def _get_customer(self, request: Request, match: re.Match[str]) -> Response:
+        return Response(200, customer_json(self.store.customer(int(match[1])), self._base()))
 
     def _list_notes(self, request: Request, match: re.Match[str]) -> Response:
         order = self.store.order(int(match[1]))
@@ -681,9 +688,21 @@ class WooCommerceSandbox(SandboxServer):
                 raise ValueError(f"quantity must be a whole number, got {quantity!r}")
             lines.append((line["sku"], quantity))
         email = str(body.get("email") or "guest@example.com")
+        role = body.get("role")
+        if role is not None and (not isinstance(role, str) or not role.strip()):
+            raise ValueError(f"role must be a WordPress role name, got {role!r}")
+        if role is not None and not body.get("email"):
+            raise ValueError("a role belongs to a registered customer: give an email too")
+        meta = body.get("meta_data", [])
+        if not isinstance(meta, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("key"), str) for m in meta
+        ):
+            raise ValueError('meta_data must be a list of {"key": K, "value": V}')
         with self.lock:
+            if role is not None:
+                self.store.register(email, role.strip(), _now())
             try:
-                order = self.store.checkout(lines, email, _now())
+                order = self.store.checkout(lines, email, _now(), meta=meta)
             except OutOfStock as exc:
                 shortages = [
                     {"sku": s.sku, "requested": s.requested, "available": s.available}
@@ -746,6 +765,10 @@ class WooCommerceSandbox(SandboxServer):
                     ],
                 }
                 for o in sorted(store.orders.values(), key=lambda o: o.id)
+            ],
+            "customers": [
+                {"id": c.id, "email": c.email, "role": c.role}
+                for c in sorted(store.customers.values(), key=lambda c: c.id)
             ],
             "webhooks": [
                 {

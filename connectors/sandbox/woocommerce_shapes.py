@@ -141,6 +141,19 @@ class Order:
     refunds: list[Refund] = field(default_factory=list)  # in creation order
 
 
+@dataclass
+class Customer:
+    """A registered customer: a WordPress user. Its role (a WordPress role slug such as
+    "customer", or a plugin's such as "wholesale_customer") is on the customer resource only;
+    orders carry just customer_id."""
+
+    id: int
+    email: str
+    role: str
+    created: datetime
+    modified: datetime
+
+
 def order_total(order: Order) -> Decimal:
     return Decimal(money(sum(line.price * line.quantity for line in order.line_items)))
 
@@ -434,6 +447,38 @@ def refund_json(refund: Refund, base: str) -> dict[str, Any]:
             f"orders/{order}/refunds",
             up=f"orders/{order}",
         ),
+    }
+
+
+def customer_json(customer: Customer, base: str) -> dict[str, Any]:
+    """A customer as GET customers/{id} returns it (wc/v3)."""
+    name = customer.email.split("@", 1)[0]
+    address = {
+        "first_name": "Sandbox",
+        "last_name": "Customer",
+        "company": "",
+        "address_1": "1 Loopback Way",
+        "address_2": "",
+        "city": "Localhost",
+        "state": "CA",
+        "postcode": "94103",
+        "country": "US",
+    }
+    return {
+        "id": customer.id,
+        **_dates("date_created", customer.created),
+        **_dates("date_modified", customer.modified),
+        "email": customer.email,
+        "first_name": "Sandbox",
+        "last_name": "Customer",
+        "role": customer.role,
+        "username": name,
+        "billing": {**address, "email": customer.email, "phone": ""},
+        "shipping": dict(address),
+        "is_paying_customer": True,
+        "avatar_url": "",
+        "meta_data": [],
+        "_links": _links(base, f"customers/{customer.id}", "customers"),
     }
 
 

@@ -27,6 +27,7 @@ from connectors.sandbox.woocommerce_shapes import (
     ORDER_STATUSES,
     REDUCING_STATUSES,
     RESTORING_STATUSES,
+    Customer,
     LineItem,
     MetaEntry,
     Note,
@@ -124,7 +125,9 @@ class Store:
         self._next_item = 100
         self._next_meta = 1000
         self._next_note = 500
+        self._next_user = 1  # user 1 is the shop's administrator, the API key's user
         self.products: dict[int, Product] = {}  # every product post, variations included
+        self.customers: dict[int, Customer] = {}
         self.orders: dict[int, Order] = {}
         self.notes: dict[int, list[Note]] = {}
         in_variable = {sku for members in variable.values() for sku in members}
@@ -313,8 +316,40 @@ class Store:
         self.set_status(order, status, now)
         return order
 
-    def checkout(self, lines: Sequence[tuple[str, int]], email: str, now: datetime) -> Order:
-        """A storefront purchase: refuses beyond stock unless backorders are allowed."""
+    # -- customers ------------------------------------------------------------------------
+    def customer(self, customer_id: int) -> Customer:
+        found = self.customers.get(customer_id)
+        if found is None:
+            raise StoreError("woocommerce_rest_invalid_id", "Invalid resource ID.", 404)
+        return found
+
+    def customer_by_email(self, email: str) -> Customer | None:
+        return next((c for c in self.customers.values() if c.email == email), None)
+
+    def register(self, email: str, role: str, now: datetime) -> Customer:
+        """The customer with this email, registered now if new; `role` replaces its role (a
+        sandbox shortcut for an administrator changing the user's role)."""
+        customer = self.customer_by_email(email)
+        if customer is None:
+            self._next_user += 1
+            customer = Customer(self._next_user, email, role, now, now)
+            self.customers[customer.id] = customer
+        elif customer.role != role:
+            customer.role = role
+            customer.modified = now
+        return customer
+
+    def checkout(
+        self,
+        lines: Sequence[tuple[str, int]],
+        email: str,
+        now: datetime,
+        *,
+        meta: Sequence[Mapping[str, Any]] = (),
+    ) -> Order:
+        """A storefront purchase: refuses beyond stock unless backorders are allowed. A
+        registered customer's email checks out as that customer (customer_id), any other as a
+        guest (customer_id 0)."""
         wanted: dict[int, int] = {}
         owners: dict[int, Product] = {}
         specs: list[dict[str, Any]] = []
@@ -339,8 +374,15 @@ class Store:
         ]
         if shortages:
             raise OutOfStock(shortages)
+        registered = self.customer_by_email(email)
         return self.create_order(
-            lines=specs, status="processing", email=email, created_via="checkout", now=now
+            lines=specs,
+            status="processing",
+            email=email,
+            created_via="checkout",
+            now=now,
+            customer_id=registered.id if registered is not None else 0,
+            meta=meta,
         )
 
     def set_status(self, order: Order, status: str, now: datetime) -> None:

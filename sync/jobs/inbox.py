@@ -164,7 +164,8 @@ def _apply(runtime: Runtime, tx: LedgerTx, events: list[m.InboxEvent]) -> list[t
             continue
         outcome = orders.record_order(tx, order)
         inbox.mark_applied(event, tx.now)
-        applied.append((event.channel, "applied" if outcome.applied else "stale"))
+        result = "applied" if outcome.applied else "repeated" if outcome.repeated else "stale"
+        applied.append((event.channel, result))
     return applied
 
 
@@ -178,7 +179,7 @@ def _parse(runtime: Runtime, event: m.InboxEvent) -> orders.OrderInput | None:
         return None
     try:
         body = inbox.body_to_apply(event)
-        return to_order_input(channel.parse_order(event.topic, body), event.channel)
+        return to_order_input(channel.parse_order(event.topic, body), event.channel, runtime.config)
     except PayloadError as exc:
         inbox.mark_failed(event, str(exc))
         log.warning("event_unparseable", event_id=event.id, error=str(exc))

@@ -40,11 +40,10 @@ def poll_channel(runtime: Runtime, channel_name: str, *, process_inline: bool = 
         if newest is None or polled.order.updated_at > newest:
             newest = polled.order.updated_at
     stored.extend(_store_new_versions(runtime, channel_name, page))
-    now = utc_now()
     with runtime.ctx.sessions.begin() as session:
         channel_state.record_poll(session, channel_name, newest, started)
-    if newest is not None:
-        runtime.metrics.poll_lag.labels(channel_name).set((now - newest).total_seconds())
+    # everything the channel changed before `started` is in the inbox now
+    runtime.metrics.poll_lag.labels(channel_name).set((utc_now() - started).total_seconds())
     if process_inline:
         for event_id in stored:
             followups.merge(process_event(runtime, event_id))

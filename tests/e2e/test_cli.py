@@ -21,7 +21,7 @@ PO_LINE_KEYS = {"sku", "ordered", "received", "open"}
 BACKORDER_KEYS = {
     "id", "sku", "channel", "order", "line", "customer", "tier", "placed_at", "qty_open",
     "qty_released", "beyond_capacity", "priority", "partial", "release_order", "rank",
-    "created_at",
+    "created_at", "at_risk", "at_risk_units",
 }  # fmt: skip
 STATUS_KEYS = {
     "database", "channels", "orders_open", "backorders_open", "backorders_beyond_capacity",
@@ -313,7 +313,7 @@ def test_explain_and_receipts_release_in_configured_order(tmp_path: Path) -> Non
 
     receipt = cli("po", "receive", "PO-1", "TEE-1=5", "--json").json()
     check_po_shape(receipt)
-    assert set(receipt) == {"ok", "release"} | PO_KEYS | OUTCOME_KEYS
+    assert set(receipt) == {"ok", "release", "over_received"} | PO_KEYS | OUTCOME_KEYS
     assert receipt["release"] == "done"  # `broker: memory`: released right here, not by workers
     assert receipt["lines"] == [{"sku": "TEE-1", "ordered": 24, "received": 5, "open": 19}]
     assert released(receipt) == [

@@ -265,18 +265,25 @@ UNITS = (
 @pytest.fixture(scope="module")
 def systemd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An alternate root for `systemd-analyze verify --root`: the host's own unit library (for
-    targets such as sysinit.target), our units, and a stub where the units expect the binary."""
+    targets such as sysinit.target), our units, and a stub wherever an Exec* line expects an
+    executable (stocksync for ExecStart, kill for ExecReload)."""
     root = tmp_path_factory.mktemp("systemd-root")
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
     for name in UNITS:
         shutil.copy(SYSTEMD / name, units / name)
-    binary = Path(unit_value(SYSTEMD / "stocksync-run.service", "Service", "ExecStart").split()[0])
-    stub = root / binary.relative_to("/")
-    stub.parent.mkdir(parents=True)
-    stub.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
-    stub.chmod(stub.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    binaries = {
+        Path(value.split()[0].lstrip("-@+!:"))
+        for name in UNITS
+        for key, value in unit_entries(SYSTEMD / name).get("Service", [])
+        if key.startswith("Exec")
+    }
+    for binary in binaries:
+        stub = root / binary.relative_to("/")
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+        stub.chmod(stub.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return root
 
 

@@ -25,7 +25,9 @@ from sync.actor_names import QUEUE
 from sync.actors import PushGate, declare_actors
 from sync.broker import get_broker
 from sync.jobs import inbox
+from sync.jobs.followups import utc_now
 from sync.jobs.poll import poll_channel
+from sync.metrics import refresh_gauges
 from sync.runtime import BatchMemory, BatchState, Runtime
 
 pytestmark = [pytest.mark.postgres]
@@ -190,3 +192,36 @@ def test_push_gate_lets_one_thread_push_and_keeps_every_request() -> None:
     assert gate.enter()
     gate.leave()  # an error: a retry of the job pushes again
     assert gate.enter()
+
+
+def test_a_version_already_held_is_counted_as_repeated_not_applied(runtime: Runtime) -> None:
+    """One change delivered twice under different keys (two webhook topics, a webhook and a
+    poll): the ledger changes once, and `events_processed{outcome="applied"}` counts it once."""
+    body = order_json("O1", 2, T0)
+    for key in ("orders/create#1", "orders/updated#2"):
+        inbox.process_event(runtime, store(runtime, key, body))
+    events = runtime.metrics.events
+    assert events.labels("shop", "applied")._value.get() == 1
+    assert events.labels("shop", "repeated")._value.get() == 1
+    assert reserved(runtime) == 2
+    inbox.process_event(runtime, store(runtime, "orders/updated#3", order_json("O1", 3, T0)))
+    assert events.labels("shop", "applied")._value.get() == 2  # same stamp, new quantity
+    assert reserved(runtime) == 3
+
+
+def test_poll_lag_is_the_time_since_the_last_poll_began_not_the_newest_order_age(
+    runtime: Runtime,
+) -> None:
+    shop = runtime.channels["shop"]
+    assert isinstance(shop, ScriptedShop)
+    shop.polled = [order_json("O1", 1, T0)]  # an order last changed weeks ago
+    poll_channel(runtime, "shop")
+    lag = runtime.metrics.poll_lag.labels("shop")
+    assert lag._value.get() < 60  # polled just now: not behind, however old the order
+    with runtime.ctx.sessions.begin() as session:
+        state = session.get(m.ChannelState, "shop")
+        assert state is not None
+        state.last_poll_at = utc_now() - timedelta(hours=1)  # polls stopped an hour ago
+    with runtime.ctx.sessions() as session:
+        refresh_gauges(runtime.metrics, session, ["shop"])
+    assert 3590 < lag._value.get() < 3700
