@@ -89,6 +89,9 @@ class Listing:
     sku: str
     external_ids: Mapping[str, str]
     quantity: int | None
+    # the units the channel counts as on hand, sold-but-unshipped included (Shopify's on_hand
+    # at the location, from list_listings); None where the channel keeps no such number
+    on_hand: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,32 @@ class ChannelError(Exception):
         self.status = status
         self.code = code
         self.retryable = retryable
+
+
+AUTH_STATUSES = frozenset({401, 403})
+AUTH_CODES = frozenset({"ACCESS_DENIED"})  # Shopify GraphQL: a scope the token lacks (HTTP 200)
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """The channel refused our credentials: a wrong, revoked or expired token or key (401), or
+    one without the access a call needs (403, a missing scope). Retrying cannot fix it; a
+    person must."""
+    return isinstance(exc, ChannelError) and (
+        exc.status in AUTH_STATUSES or (exc.code or "") in AUTH_CODES
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one cheap call told about a channel (`stocksync check --online`)."""
+
+    summary: str  # one line for people: the shop, and what was found
+    facts: Mapping[str, object] = field(default_factory=dict)  # e.g. shop name, location id
+    problems: tuple[str, ...] = ()  # found but wrong: a missing scope, an unknown location
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 class WebhookRejected(Exception):
@@ -195,6 +224,11 @@ class Channel(Protocol):
         """Map SKUs to the channel's records and current quantities; unknown SKUs are absent."""
         ...
 
+    def list_listings(self) -> Iterator[Listing]:
+        """Every variant or product the channel sells with a SKU, and its current quantity,
+        page by page (`stocksync adopt`). A SKU may come twice if the channel has it twice."""
+        ...
+
     def push_offers(self, pushes: Sequence[OfferPush]) -> list[PushResult]:
         """Set offered quantities, in the channel's largest batches; one result per push."""
         ...
@@ -208,6 +242,11 @@ class Channel(Protocol):
 
         An empty `line_quantities` releases every hold of ours on the order.
         """
+        ...
+
+    def probe(self) -> ProbeResult:
+        """Call the channel once or twice, cheaply, to check the connection: credentials,
+        access, and what the config names on it (ChannelError when a call fails)."""
         ...
 
     def close(self) -> None: ...

@@ -7,6 +7,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from connectors.base import (
     OfferPush,
     PayloadError,
     PolledOrder,
+    ProbeResult,
     PushResult,
     WebhookEvent,
     WebhookRejected,
@@ -50,6 +52,21 @@ IGNORED_TOPICS = {
 UNKNOWN_TOPIC = "not an order topic stocksync reads (see docs/shopify.md)"
 STALE_RETRIES = 3  # resends of a call's rows held back by other, stale rows
 HOLDABLE = ("OPEN", "SCHEDULED", "ON_HOLD")
+# the Admin API access scopes stocksync needs (docs/shopify.md), and what each is for
+REQUIRED_SCOPES: Mapping[str, str] = {
+    "read_orders": "read orders (polling)",
+    "read_products": "find each SKU's variant and inventory item",
+    "write_inventory": "set available quantities",
+    "read_locations": "find the configured location",
+    "write_merchant_managed_fulfillment_orders": "hold backordered order lines",
+}
+PROBE_ATTEMPTS = 2  # `check --online` answers in seconds, even when the shop does not
+
+
+def missing_scopes(granted: Sequence[str]) -> list[str]:
+    """Required scopes the token lacks; a `write_` scope grants its `read_` one."""
+    have = set(granted) | {"read_" + s[len("write_") :] for s in granted if s.startswith("write_")}
+    return [scope for scope in REQUIRED_SCOPES if scope not in have]
 
 
 class ShopifyChannel:
@@ -154,26 +171,75 @@ class ShopifyChannel:
         key = f"{order.external_id}@{node.get('updatedAt')}"
         return PolledOrder(order=order, event_key=key, body=body)
 
+    # -- the connection -------------------------------------------------------------------
+    def probe(self) -> ProbeResult:
+        """The shop and the token's scopes (one call), then the configured location (one call
+        per 250 locations) when the token may read locations."""
+        data = self.transport.execute("app_check", q.APP_CHECK, attempts=PROBE_ATTEMPTS)
+        shop = _get(self.name, data, "shop")
+        installation = data.get("currentAppInstallation") or {}
+        granted = sorted(
+            str(scope.get("handle"))
+            for scope in installation.get("accessScopes") or []
+            if isinstance(scope, Mapping)
+        )
+        missing = missing_scopes(granted)
+        problems = [
+            f"missing access scope {scope} (needed to {REQUIRED_SCOPES[scope]})"
+            for scope in missing
+        ]
+        facts: dict[str, object] = {
+            "shop": shop.get("name"),
+            "domain": shop.get("myshopifyDomain"),
+            "scopes": granted,
+            "missing_scopes": missing,
+            "location": self.location_name,
+        }
+        location = None
+        if "read_locations" not in missing:
+            location, names = self._find_location(attempts=PROBE_ATTEMPTS)
+            facts["location_id"] = location
+            if location is None:
+                known = ", ".join(repr(n) for n in names) or "none"
+                problems.append(f"no location named {self.location_name!r} (found: {known})")
+        where = f"location {self.location_name!r}" + (
+            f" ({location})" if location else " (not found)" if "location_id" in facts else ""
+        )
+        summary = f"shop {shop.get('name')!r} ({shop.get('myshopifyDomain')}), {where}, " + (
+            "every required scope granted" if not missing else f"missing {', '.join(missing)}"
+        )
+        return ProbeResult(summary=summary, facts=facts, problems=tuple(problems))
+
     # -- catalog ---------------------------------------------------------------------------
     def location_id(self) -> str:
         with self._lock:
             if self._location_id is not None:
                 return self._location_id
+        found, _names = self._find_location()
+        if found is None:
+            raise ChannelError(self.name, "locations", f"no location named {self.location_name!r}")
+        with self._lock:
+            self._location_id = found
+        return found
+
+    def _find_location(self, attempts: int | None = None) -> tuple[str | None, list[str]]:
+        """The id of the location named in the config (None when there is none), and the
+        names of the locations read on the way."""
+        names: list[str] = []
         after: str | None = None
         while True:
-            data = self.transport.execute("locations", q.LOCATIONS, {"after": after})
+            data = self.transport.execute(
+                "locations", q.LOCATIONS, {"after": after}, attempts=attempts
+            )
             page = _get(self.name, data, "locations")
             for node in _get(self.name, page, "nodes"):
                 if node.get("name") == self.location_name:
-                    with self._lock:
-                        self._location_id = str(node["id"])
-                    return str(node["id"])
+                    return str(node["id"]), names
+                names.append(str(node.get("name")))
             info = _get(self.name, page, "pageInfo")
             after = info.get("endCursor")
             if not info.get("hasNextPage") or not after:
-                raise ChannelError(
-                    self.name, "locations", f"no location named {self.location_name!r}"
-                )
+                return None, names
 
     def fetch_listings(self, skus: Sequence[str]) -> dict[str, Listing]:
         location = self.location_id()
@@ -196,6 +262,33 @@ class ShopifyChannel:
         with self._lock:
             self._ids.update({sku: listing.external_ids for sku, listing in found.items()})
         return found
+
+    def list_listings(self) -> Iterator[Listing]:
+        """Every variant with a SKU, what the location has available and on hand (quantities
+        None when Shopify does not track the item), page by page."""
+        location = self.location_id()
+        after: str | None = None
+        while True:
+            data = self.transport.execute(
+                "all_variants", q.ALL_VARIANTS, {"after": after, "locationId": location}
+            )
+            page = _get(self.name, data, "productVariants")
+            for node in _get(self.name, page, "nodes"):
+                sku = node.get("sku")
+                if not isinstance(sku, str) or not sku.strip():
+                    continue  # a variant without a SKU is nothing stocksync can count
+                listing = self._listing(sku, node, location)
+                item = node.get("inventoryItem") or {}
+                if item.get("tracked") is False:
+                    yield replace(listing, quantity=None)
+                else:
+                    yield replace(listing, on_hand=_level_quantity(item, "on_hand"))
+            info = _get(self.name, page, "pageInfo")
+            if not info.get("hasNextPage"):
+                return
+            after = info.get("endCursor")
+            if not after:
+                raise ChannelError(self.name, "all_variants", "hasNextPage without an endCursor")
 
     def _listing(self, sku: str, node: Mapping[str, Any], location: str) -> Listing:
         item = node.get("inventoryItem")
@@ -437,6 +530,15 @@ def _row_index(field: Any) -> int | None:
     if isinstance(field, list) and len(field) >= 3 and field[1] == "quantities":
         text = str(field[2])
         return int(text) if text.isdigit() else None
+    return None
+
+
+def _level_quantity(item: Mapping[str, Any], name: str) -> int | None:
+    level = item.get("inventoryLevel")
+    if isinstance(level, Mapping):
+        for entry in level.get("quantities") or []:
+            if entry.get("name") == name and isinstance(entry.get("quantity"), int):
+                return int(entry["quantity"])
     return None
 
 

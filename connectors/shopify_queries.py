@@ -17,6 +17,9 @@ ORDER_LINES_PAGE_SIZE: Final = 50
 MORE_LINES_PAGE_SIZE: Final = 250
 # variants by SKU: node = variant 1 + inventoryItem 1 + inventoryLevel 1 + quantities 1 = 4
 SKU_BATCH_SIZE: Final = 100
+# every variant (`stocksync adopt`): node = variant 1 + inventoryItem 1 + inventoryLevel 1 +
+# quantities 1 = 4 -> 2 + 240 x 4 = 962 points a page
+LISTINGS_PAGE_SIZE: Final = 240
 # fulfillment orders: 10 x (1 + holds 1 + lineItems (2 + 40 x (1 + lineItem 1))) + order 1
 FULFILLMENT_ORDERS_PAGE_SIZE: Final = 10
 FULFILLMENT_LINES_PAGE_SIZE: Final = 40
@@ -36,6 +39,14 @@ query StocksyncLocations($after: String) {
     pageInfo { hasNextPage endCursor }
     nodes { id name isActive }
   }
+}
+"""
+
+# `stocksync check --online`: who we are talking to and what the token may do (no scope needed)
+APP_CHECK: Final = """
+query StocksyncCheck {
+  shop { name myshopifyDomain }
+  currentAppInstallation { accessScopes { handle } }
 }
 """
 
@@ -103,6 +114,28 @@ query StocksyncVariantsBySku($first: Int!, $query: String!, $locationId: ID!) {
 }
 """
 
+ALL_VARIANTS: Final = _sized(
+    """
+query StocksyncAllVariants($after: String, $locationId: ID!) {
+  productVariants(first: <variants>, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id
+      sku
+      inventoryItem {
+        id
+        tracked
+        inventoryLevel(locationId: $locationId) {
+          quantities(names: ["available", "on_hand"]) { name quantity }
+        }
+      }
+    }
+  }
+}
+""",
+    variants=LISTINGS_PAGE_SIZE,
+)
+
 # @idempotent sits on the mutation field, not the operation (Shopify 2026-04+)
 SET_QUANTITIES: Final = """
 mutation StocksyncSetQuantities($input: InventorySetQuantitiesInput!, $key: String!) {
@@ -156,10 +189,12 @@ mutation StocksyncReleaseHold($id: ID!, $holdIds: [ID!]) {
 """
 
 ALL_DOCUMENTS: Final = {
+    "APP_CHECK": APP_CHECK,
     "LOCATIONS": LOCATIONS,
     "ORDERS": ORDERS,
     "ORDER_LINE_ITEMS": ORDER_LINE_ITEMS,
     "VARIANTS_BY_SKU": VARIANTS_BY_SKU,
+    "ALL_VARIANTS": ALL_VARIANTS,
     "SET_QUANTITIES": SET_QUANTITIES,
     "ORDER_FULFILLMENT_ORDERS": ORDER_FULFILLMENT_ORDERS,
     "HOLD": HOLD,

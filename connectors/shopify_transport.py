@@ -66,11 +66,17 @@ class ShopifyTransport:
 
     # -- public --------------------------------------------------------------------------
     def execute(
-        self, operation: str, query: str, variables: Mapping[str, Any] | None = None
+        self,
+        operation: str,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        attempts: int | None = None,
     ) -> dict[str, Any]:
-        """Run one document; returns `data`. Raises ChannelError (ShopifyCallError)."""
+        """Run one document; returns `data`. Raises ChannelError (ShopifyCallError).
+        `attempts` caps the tries of this call (default `max_attempts`)."""
         payload = {"query": query, "variables": dict(variables or {}), "operationName": None}
-        retry = retrying(self.max_attempts, sleep=self._sleep)
+        retry = retrying(attempts or self.max_attempts, sleep=self._sleep)
         return retry(self._attempt, operation, payload)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from woocommerce import API
@@ -29,6 +30,7 @@ from connectors.base import (
     OrderStatus,
     PayloadError,
     PolledOrder,
+    ProbeResult,
     PushResult,
     WebhookEvent,
     WebhookRejected,
@@ -57,6 +59,7 @@ BACKORDER_META = "_stocksync_backorder"
 OPEN_FOR_HOLD = frozenset({"processing", "on-hold"})
 ROLE_TTL_S = 300.0  # a customer's role read from the shop is reused this long
 ROLE_CACHE_SIZE = 10_000
+PROBE_POLICY = RetryPolicy(max_attempts=2, backoff=0.5)  # `check --online` answers in seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,7 @@ class WooCommerceChannel:
         *,
         params: Mapping[str, str | int] | None = None,
         data: Any = None,
+        policy: RetryPolicy | None = None,
     ) -> Reply:
         def attempt() -> Reply:
             query = dict(params or {})  # the package may add to it; each attempt signs anew
@@ -137,7 +141,7 @@ class WooCommerceChannel:
                 ) from exc
             return self._reply(operation, response)
 
-        return call_with_retries(self._policy, attempt)
+        return call_with_retries(policy or self._policy, attempt)
 
     def _reply(self, operation: str, response: requests.Response) -> Reply:
         status = response.status_code
@@ -195,6 +199,19 @@ class WooCommerceChannel:
             raise WooCommerceError(
                 self.name, operation, f"X-WP-TotalPages missing or bad: {raw!r}"
             ) from None
+
+    # -- the connection -------------------------------------------------------------------
+    def probe(self) -> ProbeResult:
+        """One page of one product: the keys are accepted and may read the catalog (a key
+        without write access shows only when stocksync first writes)."""
+        reply = self._call("probe", "GET", "products", params={"per_page": 1}, policy=PROBE_POLICY)
+        self._list_body("probe", reply)
+        total = reply.headers.get("X-WP-Total")
+        url = _without_userinfo(str(self._api.url))
+        return ProbeResult(
+            summary=f"{url}: keys accepted, {total or 'unknown'} products readable",
+            facts={"url": url, "products": _int_or_none(total)},
+        )
 
     # -- webhooks and orders --------------------------------------------------------------
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent | None:
@@ -369,6 +386,26 @@ class WooCommerceChannel:
         with self._lock:
             self._listings.update(found)
         return found
+
+    def list_listings(self) -> Iterator[Listing]:
+        """Every product with a SKU and the variations of variable products, page by page."""
+        for page in self._pages("list_listings", "products", {"per_page": PER_PAGE}):
+            for item in page:
+                listing = self._listing(item)
+                if listing is not None:
+                    yield listing
+                product_id = item.get("id")
+                if item.get("type") == "variable" and isinstance(product_id, int):
+                    yield from self._variation_listings(product_id)
+
+    def _variation_listings(self, product_id: int) -> Iterator[Listing]:
+        endpoint = f"products/{product_id}/variations"
+        for page in self._pages("list_listings", endpoint, {"per_page": PER_PAGE}):
+            for item in page:
+                sku, item_id = item.get("sku"), item.get("id")
+                if isinstance(sku, str) and sku and isinstance(item_id, int):
+                    ids = {"product_id": str(product_id), "variation_id": str(item_id)}
+                    yield Listing(sku=sku, external_ids=ids, quantity=_stock_of(item))
 
     def _listing(self, item: Mapping[str, Any]) -> Listing | None:
         sku, item_id = item.get("sku"), item.get("id")
@@ -575,6 +612,19 @@ class WooCommerceChannel:
 
     def close(self) -> None:
         """Nothing to release: the package opens a connection per request."""
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _refunds_lack_lines(data: Mapping[str, Any]) -> bool:

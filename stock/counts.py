@@ -26,6 +26,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from stock import audit, listings
@@ -111,6 +112,7 @@ def set_stock(tx: LedgerTx, code: str, on_hand: int, reason: str | None = None) 
         raise LedgerInputError(code, f"on hand cannot be negative, got {on_hand}")
     sku = ensure_skus(tx, [code])[code]
     row = lock(tx, [sku])[sku]
+    mark_counted(tx, [sku])
     return _change_on_hand(tx, code, row, on_hand - row.on_hand, "stock.set", reason)
 
 
@@ -215,6 +217,9 @@ def import_counts(
                 existing.update(_ids(tx, raced))
     code_of = {sku_id: code for code, sku_id in existing.items()}
     held = _lock_counts(tx, sorted(code_of))
+    # a SKU that came with an order is counted now: its listings are pushed again even where
+    # the count leaves on hand as it was (the push held lower numbers for it)
+    first_counted = mark_counted(tx, sorted(code_of))
     changed = [
         (sku_id, counted[code_of[sku_id]])
         for sku_id in sorted(code_of)
@@ -245,7 +250,9 @@ def import_counts(
             tx.effects.release_due.add(sku_id)
         elif after < on_hand and reserved > after:
             tx.effects.demote_due.add(sku_id)
-    listings.mark_dirty(tx, [*created.values(), *(sku_id for sku_id, _after in changed)])
+    listings.mark_dirty(
+        tx, [*created.values(), *(sku_id for sku_id, _after in changed), *first_counted]
+    )
     return ImportedCounts(
         skus=len(counted),
         created=len(created),
@@ -296,7 +303,10 @@ def _create_skus(tx: LedgerTx, counted: Mapping[str, int]) -> dict[str, int]:
         str(code): int(sku_id)
         for sku_id, code in tx.session.execute(
             insert(m.Sku)
-            .from_select(["code", "created_at"], select(new.c.value, _now(tx)).where(true()))
+            .from_select(
+                ["code", "created_at", "counted_at"],
+                select(new.c.value, _now(tx), _now(tx)).where(true()),
+            )
             .on_conflict_do_nothing(index_elements=["code"])
             .returning(m.Sku.id, m.Sku.code)
         ).all()
@@ -371,6 +381,25 @@ def _write_on_hand(tx: LedgerTx, rows: Sequence[tuple[int, int]]) -> None:
     )
 
 
+def mark_counted(tx: LedgerTx, sku_ids: Sequence[int]) -> list[int]:
+    """Record that these SKUs' on hand is a count from now (unless it was one already); the
+    ids of those counted for the first time. A SKU that came with an order is not counted: the
+    push never lowers a channel's quantity for it (docs/onboarding.md)."""
+    first: list[int] = []
+    for chunk in _chunks(sorted(set(sku_ids))):
+        first += [
+            int(sku_id)
+            for sku_id in tx.session.scalars(
+                update(m.Sku)
+                .where(_among(tx, m.Sku.id, chunk, BigInteger), m.Sku.counted_at.is_(None))
+                .values(counted_at=tx.now)
+                .returning(m.Sku.id)
+                .execution_options(synchronize_session=False)
+            )
+        ]
+    return first
+
+
 def _show_written(tx: LedgerTx, written: Mapping[int, int]) -> None:
     """Stock rows this transaction holds in the session show the on_hand now in the database
     (a later lock may reuse them without reading again)."""
@@ -378,3 +407,28 @@ def _show_written(tx: LedgerTx, written: Mapping[int, int]) -> None:
         if isinstance(row, m.StockLevel) and row.sku_id in written:
             set_committed_value(row, "on_hand", written[row.sku_id])
             set_committed_value(row, "updated_at", tx.now)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A SKU as the ledger holds it: its on hand, and whether that is a count."""
+
+    on_hand: int
+    counted: bool
+
+
+def on_hand_of(session: Session, codes: Iterable[str]) -> dict[str, Counted]:
+    """On hand of these SKUs, and whether it was counted; SKUs the ledger lacks are absent."""
+    wanted = sorted(set(codes))
+    found: dict[str, Counted] = {}
+    for start in range(0, len(wanted), IMPORT_CHUNK):
+        rows = session.execute(
+            select(m.Sku.code, m.StockLevel.on_hand, m.Sku.counted_at)
+            .join(m.StockLevel, m.StockLevel.sku_id == m.Sku.id)
+            .where(m.Sku.code.in_(wanted[start : start + IMPORT_CHUNK]))
+        ).all()
+        found.update(
+            (str(code), Counted(int(on_hand), counted_at is not None))
+            for code, on_hand, counted_at in rows
+        )
+    return found

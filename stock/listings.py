@@ -4,12 +4,14 @@ The state machine: a ledger change marks a listing dirty and bumps `dirty_versio
 the dirty ones, and marks one clean only for the version it computed, so a change made while it
 talked to the channel is never hidden. An unmapped listing (no channel ids yet) is mapped first;
 one the channel does not sell stops being dirty. Reconcile re-dirties a listing that drifted.
+A listing the push holds back (`held_at`: it would lower the channel's quantity of a SKU never
+counted, on a channel never adopted) stays dirty until a count, an adoption or a change.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,11 +90,16 @@ def write_dirty(tx: LedgerTx) -> None:
                 set_={
                     "dirty": true(),
                     "dirty_version": m.Listing.dirty_version + 1,
+                    # a change (a count, a sale, a receipt) makes a held listing worth a look
+                    # again: the next push decides anew, the sweeper sees it as pending
+                    "held_at": null(),
                     # a listing already dirty keeps its dirty_since: push latency counts from
-                    # the first mark
+                    # the first mark (a held one's wait starts now: it waited for a count)
                     "dirty_since": case(
                         (
-                            m.Listing.dirty.is_(True) & m.Listing.dirty_since.is_not(None),
+                            m.Listing.dirty.is_(True)
+                            & m.Listing.dirty_since.is_not(None)
+                            & m.Listing.held_at.is_(None),
                             m.Listing.dirty_since,
                         ),
                         else_=upsert.excluded.dirty_since,
@@ -124,17 +131,27 @@ class DirtyListing:
     last_pushed: int | None
     dirty_since: datetime | None
     dirty_version: int
+    counted: bool = True  # the SKU's on hand was counted (stock set/import, adopt)
+    held: bool = False  # a push held it back (see sync/jobs/unknown_skus.py)
 
 
-def dirty(session: Session, channel: str, limit: int) -> list[DirtyListing]:
-    """The channel's dirty listings, longest waiting first."""
-    rows = session.execute(
-        select(m.Listing, m.Sku.code)
+def dirty(
+    session: Session, channel: str, limit: int, skip: Collection[int] = ()
+) -> list[DirtyListing]:
+    """The channel's dirty listings, longest waiting first; none of the listing ids `skip`
+    (those a push already held back this time)."""
+    query = (
+        select(m.Listing, m.Sku.code, m.Sku.counted_at)
         .join(m.Sku, m.Sku.id == m.Listing.sku_id)
         .where(m.Listing.channel == channel, m.Listing.dirty.is_(True))
         .order_by(m.Listing.dirty_since, m.Listing.id)
         .limit(limit)
-    ).all()
+    )
+    if skip:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        skipped = _rows_of(postgres, sorted(skip), BigInteger)
+        query = query.where(m.Listing.id.not_in(select(skipped.c.value)))
+    rows = session.execute(query).all()
     return [
         DirtyListing(
             listing.id,
@@ -145,8 +162,73 @@ def dirty(session: Session, channel: str, limit: int) -> list[DirtyListing]:
             listing.last_pushed,
             listing.dirty_since,
             listing.dirty_version,
+            counted_at is not None,
+            listing.held_at is not None,
         )
-        for listing, code in rows
+        for listing, code, counted_at in rows
+    ]
+
+
+def mark_held(session: Session, held: Sequence[DirtyListing], now: datetime) -> None:
+    """A push held these listings back (a lower number for a SKU never counted, on a channel
+    never adopted): they stay dirty, and show as held until pushed or marked dirty anew (a
+    listing marked dirty since it was read is left for the next push to judge)."""
+    table: Table = m.Listing.__table__  # type: ignore[assignment]  # Core: executemany
+    if not held:
+        return
+    session.execute(
+        update(table)
+        .where(
+            table.c.id == bindparam("b_id"),
+            table.c.dirty_version == bindparam("b_version"),
+            table.c.held_at.is_(None),
+        )
+        .values(held_at=now),
+        # in sku-id order, the lock order of write_dirty and record_push
+        [
+            {"b_id": row.listing_id, "b_version": row.dirty_version}
+            for row in sorted(held, key=lambda row: row.sku_id)
+        ],
+    )
+
+
+def release_held(session: Session, channel: str, now: datetime) -> int:
+    """The channel was adopted: its held listings are pending pushes again (the sweeper sends
+    them). Returns how many were held."""
+    released = session.execute(
+        update(m.Listing)
+        .where(m.Listing.channel == channel, m.Listing.held_at.is_not(None))
+        .values(held_at=None, dirty_since=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(released.rowcount)  # type: ignore[attr-defined]
+
+
+def held_counts(session: Session) -> dict[str, int]:
+    """Listings held back per channel (dirty, waiting for a count or the channel's adoption)."""
+    rows = session.execute(
+        select(m.Listing.channel, func.count())
+        .where(m.Listing.dirty.is_(True), m.Listing.held_at.is_not(None))
+        .group_by(m.Listing.channel)
+    ).all()
+    return {str(channel): int(count) for channel, count in rows}
+
+
+def held_skus(session: Session, channel: str, limit: int) -> list[str]:
+    """The SKUs of the channel's held listings, in code order, at most `limit`."""
+    return [
+        str(code)
+        for code in session.scalars(
+            select(m.Sku.code)
+            .join(m.Listing, m.Listing.sku_id == m.Sku.id)
+            .where(
+                m.Listing.channel == channel,
+                m.Listing.dirty.is_(True),
+                m.Listing.held_at.is_not(None),
+            )
+            .order_by(m.Sku.code)
+            .limit(limit)
+        )
     ]
 
 
@@ -184,6 +266,7 @@ def record_push(session: Session, outcomes: Iterable[PushOutcome], now: datetime
                 last_pushed=bindparam("b_qty"),
                 last_seen=bindparam("b_qty"),
                 pushed_at=now,
+                held_at=None,
             ),
             pushed,
         )
@@ -316,21 +399,26 @@ def mark_for_push(session: Session, moved: Sequence[PushedListing], now: datetim
 
 
 def channels_dirty_since(session: Session, cutoff: datetime) -> set[str]:
-    """Channels with a listing dirty since before `cutoff` (a push that did not happen)."""
+    """Channels with a listing dirty since before `cutoff` (a push that did not happen); a
+    listing the push held back is not pending (it waits for a count or an adoption)."""
     return set(
         session.scalars(
             select(m.Listing.channel)
-            .where(m.Listing.dirty.is_(True), m.Listing.dirty_since < cutoff)
+            .where(
+                m.Listing.dirty.is_(True),
+                m.Listing.dirty_since < cutoff,
+                m.Listing.held_at.is_(None),
+            )
             .distinct()
         )
     )
 
 
 def dirty_counts(session: Session) -> dict[str, int]:
-    """Dirty listings per channel."""
+    """Dirty listings per channel waiting for a push (not those held back: held_counts)."""
     rows = session.execute(
         select(m.Listing.channel, func.count())
-        .where(m.Listing.dirty.is_(True))
+        .where(m.Listing.dirty.is_(True), m.Listing.held_at.is_(None))
         .group_by(m.Listing.channel)
     ).all()
     return {str(channel): int(count) for channel, count in rows}

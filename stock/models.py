@@ -80,6 +80,10 @@ class Sku(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     code: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # when on hand was first counted (`stock set`, `stock import`, `adopt`); None: the SKU
+    # came with an order and its on hand is no count (the push holds lower numbers for it
+    # until it is counted or its channel adopted: docs/onboarding.md)
+    counted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class StockLevel(Base):
@@ -224,6 +228,9 @@ class Listing(Base):
     # bumped by every change that may move the offer; a push clears `dirty` only for the
     # version it computed, so a change made while it talked to the channel is never hidden
     dirty_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # set when a push held this listing back: it would lower the channel's quantity of a SKU
+    # never counted on a channel never adopted; cleared when it is pushed or marked dirty anew
+    held_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class InboxEvent(Base):
@@ -255,7 +262,7 @@ class AuditEntry(Base):
 
 
 class ChannelState(Base):
-    """Per-channel daemon state: the poll watermark and the push lease."""
+    """Per-channel daemon state: the poll watermark, the push lease, an auth hold."""
 
     __tablename__ = "channel_state"
     channel: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -269,6 +276,13 @@ class ChannelState(Base):
     # when the channel's quantities last moved by themselves (a sale we may not know yet);
     # raising a number over such a quantity waits for a poll that finished after it
     moved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # the channel refused our credentials (401/403, a missing scope): no job calls it until
+    # then (last_error says why); each refusal in a row doubles the hold (sync/channel_auth.py)
+    held_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    auth_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # when `stocksync adopt` took the channel's quantities as on hand: from then on its
+    # listings are pushed whatever the SKU's history (docs/onboarding.md)
+    adopted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Writeback(Base):

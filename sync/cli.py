@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
 import sys
@@ -27,6 +26,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from backorders.orders import Outcome
+    from sync.adopt import ChannelCount
+    from sync.stock_csv import StockCsv
 
 # Start-up is most of a read command's time (`explain`, `status`): modules only some commands
 # need (rich, the order workflow, Alembic, the daemon, connectors, PostgreSQL's dialect) are
@@ -331,9 +332,19 @@ def check(
             "channel, what the channel was last given -> what the rules give now.",
         ),
     ] = False,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Also call each channel once (Shopify: shop, location, token scopes; "
+            "WooCommerce: one product page) and report refused credentials, missing scopes or "
+            "an unreachable shop; exit 1 if any channel fails.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Validate the config (errors as FILE:LINE: key: message) and reach the database."""
+    """Validate the config (errors as FILE:LINE: key: message) and reach the database;
+    with --online, the channels too."""
     with handled(as_json):
         path = config_path(STATE.config_file)
         config = load_config(path)
@@ -353,7 +364,14 @@ def check(
         }
         if moved is not None:
             data["diff"] = moved
+        if online:
+            from sync.online_check import check_channels
+
+            data["online"] = check_channels(config)
+            data["ok"] = all(result["ok"] for result in data["online"].values())
         emit(data, as_json, lambda: render.check(out, data))
+        if not data["ok"]:
+            raise typer.Exit(EXIT_FAILURE)
 
 
 def _offers_moved(ctx: AppContext) -> list[dict[str, Any]]:
@@ -425,61 +443,147 @@ def _stock_change(change: Callable[[LedgerTx], int], sku: str, as_json: bool) ->
 
 @stock_app.command("import")
 def stock_import(
-    file: Annotated[Path, typer.Argument(help="CSV with columns sku,on_hand (header optional).")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with columns sku,on_hand (header optional), or a Shopify inventory or "
+            "product export, or a WooCommerce product export (told apart by the header)."
+        ),
+    ],
+    location: Annotated[
+        str | None,
+        typer.Option(
+            "--location",
+            help="The location to read from a Shopify inventory export with several.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Set on hand for many SKUs from a CSV, all or nothing."""
     with handled(as_json), collector_paused():
-        rows = read_stock_csv(file)
+        parsed = read_stock_csv(file, location)
+        rows = parsed.rows
         with opened() as ctx, ctx.ledger() as tx:
             counts.import_counts(tx, {sku: qty for _line, sku, qty in rows}, "import")
         released = sum(r.qty for r in tx.effects.released)
-        data = {"ok": True, "file": str(file), "skus": len(rows), "released_units": released}
-        emit(
-            data,
-            as_json,
-            lambda: out.print(f"Imported {len(rows)} SKUs from {file} ({released} units released)"),
-        )
+        data: dict[str, Any] = {
+            "ok": True, "file": str(file), "skus": len(rows), "released_units": released,
+        }  # fmt: skip
+        if parsed.format != "plain":  # the plain format's answer stays as it always was
+            data.update(parsed.detected())
+
+        def human() -> None:
+            if parsed.format != "plain":
+                out.print(parsed.describe(), markup=False)
+            out.print(f"Imported {len(rows)} SKUs from {file} ({released} units released)")
+
+        emit(data, as_json, human)
 
 
-def read_stock_csv(file: Path) -> list[tuple[int, str, int]]:
+def read_stock_csv(file: Path, location: str | None = None) -> StockCsv:
+    """The file's rows (sync/stock_csv.py); every problem exits 2 with FILE:LINE."""
+    from sync.stock_csv import CsvProblems, parse
+
     try:
         text = file.read_text(encoding="utf-8-sig")
     except OSError as exc:
         fail(f"{file}: cannot read: {exc.strerror}", EXIT_BAD_INPUT)
-    rows: list[tuple[int, str, int]] = []
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    for number, record in enumerate(csv.reader(text.splitlines()), start=1):
-        if not record or all(not cell.strip() for cell in record):
-            continue
-        if number == 1 and [c.strip().lower() for c in record] == ["sku", "on_hand"]:
-            continue
-        if len(record) != 2:
-            problems.append(f"{file}:{number}: expected 2 columns sku,on_hand, got {len(record)}")
-            continue
-        sku, qty_text = record[0].strip(), record[1].strip()
-        if not sku:
-            problems.append(f"{file}:{number}: empty sku")
-            continue
-        try:
-            qty = int(qty_text)
-        except ValueError:
-            problems.append(f"{file}:{number}: on_hand {qty_text!r} is not a whole number")
-            continue
-        if qty < 0:
-            problems.append(f"{file}:{number}: on_hand cannot be negative ({qty})")
-            continue
-        if sku in seen:
-            problems.append(f"{file}:{number}: {sku} already set on line {seen[sku]}")
-            continue
-        seen[sku] = number
-        rows.append((number, sku, qty))
-    if problems:
-        fail("\n".join(problems), EXIT_BAD_INPUT)
-    if not rows:
-        fail(f"{file}: no rows to import", EXIT_BAD_INPUT)
-    return rows
+    try:
+        return parse(text, str(file), location)
+    except CsvProblems as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+
+
+# ---------------------------------------------------------------------------- adopting a shop
+@app.command()
+def adopt(
+    channel: Annotated[str, typer.Argument(help="A Shopify or WooCommerce channel's name.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Take the channel's number also for SKUs the ledger counted differently.",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Take a live shop's quantities as on hand: the SKUs it sells that the ledger does not
+    know, or never counted, get the channel's number (docs/onboarding.md)."""
+    from sync import adopt as adopting
+
+    with handled(as_json):
+        if as_json and not (yes or dry_run):
+            fail("--json needs --yes or --dry-run (no prompts in JSON mode)", EXIT_BAD_INPUT)
+        with opened() as ctx:
+            found = _read_channel(ctx, channel)
+            with ctx.read() as session:
+                rows = adopting.plan(session, found, overwrite)
+            tally = adopting.summary(rows)
+            data: dict[str, Any] = {
+                "ok": True, "channel": channel, "dry_run": dry_run, "adopted": False,
+                "summary": tally, "rows": [r.as_json() for r in rows],
+            }  # fmt: skip
+            if dry_run:
+                emit(data, as_json, lambda: render.adopt(out, data))
+                return
+            if not as_json:
+                render.adopt(out, data)
+            if not yes and not typer.confirm(f"Set on hand for {tally['set']} SKUs?"):
+                fail("nothing written", EXIT_FAILURE)
+            with ctx.ledger() as tx:
+                done = adopting.apply(tx, channel, found, overwrite)
+            _hand_to_workers(ctx, tx.effects)
+        tally = adopting.summary(done.rows)
+        data.update(
+            adopted=True,
+            summary=tally,
+            rows=[r.as_json() for r in done.rows],
+            released_units=sum(r.qty for r in tx.effects.released),
+            oversold=tx.effects.oversold,
+        )
+        # refused SKUs keep the ledger's count, as asked: listed, not a failure
+        emit(data, as_json, lambda: render.adopted(out, data))
+
+
+def _read_channel(ctx: AppContext, name: str) -> list[ChannelCount]:
+    """Every SKU the channel sells, with a progress bar on a terminal's stderr."""
+    from connectors.base import ChannelError, PayloadError
+    from sync import adopt as adopting
+    from sync.runtime import build_channel
+
+    configured = ctx.config.channels.get(name)
+    if configured is None:
+        known = ", ".join(sorted(ctx.config.channels)) or "none"
+        fail(f"unknown channel {name!r}; configured: {known}", EXIT_BAD_INPUT)
+    connector = build_channel(configured)
+    if connector is None:
+        fail(
+            f"channel {name!r} is {configured.kind}: only Shopify and WooCommerce channels "
+            "have quantities to adopt",
+            EXIT_BAD_INPUT,
+        )
+    try:
+        if not sys.stderr.isatty():
+            return adopting.read_channel(connector)
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("reading {task.description}: {task.completed} records"),
+            TimeElapsedColumn(),
+            console=cast(_LazyConsole, err).real(),
+            transient=True,
+        ) as progress:
+            task = progress.add_task(name, total=None)
+            return adopting.read_channel(connector, lambda: progress.advance(task))
+    except (ChannelError, PayloadError) as exc:
+        fail(f"reading {name}: {exc}", EXIT_FAILURE)
+    finally:
+        connector.close()
 
 
 # ---------------------------------------------------------------------------- purchase orders
@@ -708,7 +812,13 @@ def explain(
 
 @app.command()
 def backorders(
-    sku: Annotated[str | None, typer.Option(help="Only this SKU.")] = None,
+    sku: Annotated[
+        str | None,
+        typer.Option("--sku", help="Only SKUs matching this glob, e.g. 'TEE-*' (or one SKU)."),
+    ] = None,
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="Only orders of this channel.")
+    ] = None,
     include_closed: Annotated[bool, typer.Option("--all", help="Include released ones.")] = False,
     limit: Annotated[
         int, typer.Option(help="Rows per page (a SKU is never split across pages).", min=1)
@@ -724,8 +834,9 @@ def backorders(
     with handled(as_json):
         with opened() as ctx, ctx.read() as session:
             rows, after = queries.backorders(
-                session, ctx.config, sku, include_closed, limit=limit, after_sku=after_sku
-            )
+                session, ctx.config, sku, include_closed, limit=limit, after_sku=after_sku,
+                channel=channel,
+            )  # fmt: skip
         emit(
             {"backorders": rows, "next": after},
             as_json,
@@ -741,16 +852,20 @@ def status(
     limit: Annotated[
         int | None, typer.Option(help="At most this many SKUs (in code order).", min=0)
     ] = None,
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="Only this channel's offers and state.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Per-SKU stock and offers, and the health of the ledger."""
+    """Per-SKU stock and offers, and the health of the ledger and the channels."""
     with handled(as_json), collector_paused():
         with opened() as ctx:
             db_revision = queries.revision(ctx)
             with ctx.read() as session:
                 data = queries.status(
-                    ctx, session, db_revision, datetime.now(UTC).date(), sku_glob=sku, limit=limit
-                )
+                    ctx, session, db_revision, datetime.now(UTC).date(), sku_glob=sku,
+                    limit=limit, channel=channel,
+                )  # fmt: skip
         emit(data, as_json, lambda: render.status(out, data), one_line=("skus", status_rows_json))
 
 
@@ -810,8 +925,9 @@ def run(
     ] = None,
     threads: Annotated[int, typer.Option(help="In-process worker threads.", min=1)] = 4,
 ) -> None:
-    """Run the daemon: webhooks, polling, pushes; in-process workers with `broker: memory`."""
-    from sync.daemon import Daemon
+    """Run the daemon: webhooks, polling, pushes; in-process workers with `broker: memory`.
+    Exit 3 when the port is taken, 4 when the broker (Redis) does not answer."""
+    from sync.daemon import Daemon, StartupError
 
     with handled():
         config = load_config(config_path(STATE.config_file))
@@ -820,7 +936,10 @@ def run(
             config, host or config.server.host, config.server.port if port is None else port,
             worker_threads=threads,
         )  # fmt: skip
-        daemon.serve_forever()
+        try:
+            daemon.serve_forever()
+        except StartupError as exc:
+            fail(str(exc), exc.exit_code)
 
 
 @app.command()
@@ -834,11 +953,12 @@ def worker(
         "127.0.0.1"
     ),
 ) -> None:
-    """Run dramatiq workers for `broker: redis://...`; start more processes to scale."""
+    """Run dramatiq workers for `broker: redis://...`; start more processes to scale.
+    Exit 3 when --metrics-port is taken, 4 when Redis does not answer."""
     import signal
     import threading
 
-    from sync.daemon import run_worker
+    from sync.daemon import StartupError, run_worker
 
     with handled():
         config = load_config(config_path(STATE.config_file))
@@ -852,7 +972,10 @@ def worker(
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        run_worker(config, threads, stop, metrics_host=metrics_host, metrics_port=metrics_port)
+        try:
+            run_worker(config, threads, stop, metrics_host=metrics_host, metrics_port=metrics_port)
+        except StartupError as exc:
+            fail(str(exc), exc.exit_code)
 
 
 def configure_logging(config: Any) -> None:

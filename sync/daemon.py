@@ -5,7 +5,9 @@ Resources are made when a daemon starts and disposed when it stops; nothing happ
 
 from __future__ import annotations
 
+import errno
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -15,22 +17,68 @@ import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from dramatiq import Broker, Worker
 from dramatiq.brokers.redis import RedisBroker
+from redis.exceptions import RedisError
 
 from rules import ChannelConfig, Config, ConfigError, load_config
+from stock.db import safe_url
 from sync.actor_names import QUEUE
 from sync.actors import Actors, declare_actors
 from sync.broker import get_broker
+from sync.channel_auth import guard_channels
 from sync.http import create_app
 from sync.logs import get_logger
 from sync.runtime import Runtime
 
 log = get_logger("stocksync.daemon")
 
+# exit codes of `run` and `worker` when they cannot start (README, docs/operations.md); a
+# database that cannot be reached or is not migrated exits 1, a bad config 2, like any command
+EXIT_ADDRESS_IN_USE = 3  # the address to listen on is taken (or may not be bound)
+EXIT_BROKER_DOWN = 4  # the broker (Redis) does not answer
+
+
+class StartupError(Exception):
+    """`run` or `worker` cannot start: one line for the operator, and the exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def broker_ready(broker: Broker) -> bool:
     if isinstance(broker, RedisBroker):
         return bool(broker.client.ping())
     return True
+
+
+def require_broker(broker: Broker, url: str) -> None:
+    """Refuse to start when Redis does not answer (StartupError, EXIT_BROKER_DOWN)."""
+    try:
+        broker_ready(broker)
+    except (RedisError, OSError) as exc:
+        raise StartupError(
+            f"broker {safe_url(url)} does not answer ({exc}); start Redis or fix `broker:`",
+            EXIT_BROKER_DOWN,
+        ) from exc
+
+
+def listen_socket(host: str, port: int, what: str = "HTTP") -> socket.socket:
+    """A bound socket for the server (asyncio starts listening on it), or StartupError
+    (EXIT_ADDRESS_IN_USE) when the address is taken or may not be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+        raise StartupError(
+            f"cannot listen ({what}) on {host}:{port}: {why}; another process holds it, or "
+            "choose another with --port (server.port)",
+            EXIT_ADDRESS_IN_USE,
+        ) from exc
+    return sock
 
 
 @dataclass
@@ -48,9 +96,11 @@ class Daemon:
     _worker: Worker | None = field(default=None, init=False)
     _server: uvicorn.Server | None = field(default=None, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
+    _started: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.runtime = Runtime.build(self.config)
+        guard_channels(self.runtime)  # calls wait out an auth error (sync/channel_auth.py)
         self.broker = get_broker(self.config.broker)
         self.actors = declare_actors(self.broker, self.runtime)
 
@@ -61,6 +111,23 @@ class Daemon:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def _prepare(self) -> socket.socket:
+        """What must hold before anything starts: the port is ours and the broker answers.
+        On failure everything is closed and StartupError raised (one line, an exit code)."""
+        try:
+            sock = listen_socket(self.host, self.port)
+            try:
+                require_broker(self.broker, self.config.broker)
+            except BaseException:
+                sock.close()
+                raise
+        except BaseException:
+            self.broker.close()
+            self.runtime.close()
+            raise
+        self._started = True
+        return sock
 
     def _start_background(self) -> None:
         if self.in_process_workers:
@@ -115,14 +182,17 @@ class Daemon:
 
     def _make_server(self) -> uvicorn.Server:
         app = create_app(self.runtime, self.actors, lambda: broker_ready(self.broker))
+        # log_config=None: uvicorn's records go to the root logger, rendered by sync.logs
         config = uvicorn.Config(
             app, host=self.host, port=self.port, log_level="warning", lifespan="off",
-            access_log=False,
+            access_log=False, log_config=None,
         )  # fmt: skip
         return uvicorn.Server(config)
 
     def serve_forever(self) -> None:
-        """Run in the foreground until SIGINT/SIGTERM (uvicorn handles the signals)."""
+        """Run in the foreground until SIGINT/SIGTERM (uvicorn handles the signals).
+        StartupError when the port is taken or the broker does not answer."""
+        sock = self._prepare()
         self._start_background()
         self._server = self._make_server()
         log.info("daemon_started", url=self.url, broker=_broker_kind(self.config.broker))
@@ -132,25 +202,27 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: None)
         signal.signal(signal.SIGHUP, lambda *_: self.reload())
         try:
-            self._server.run()
+            self._server.run(sockets=[sock])
         finally:
+            sock.close()
             self.shutdown()
 
     def start(self) -> str:
         """Run in background threads (tests, the demo); returns the base URL."""
+        sock = self._prepare()
+        if self.port == 0:
+            self.port = int(sock.getsockname()[1])
         self._start_background()
-        self._server = self._make_server()
-        self._thread = threading.Thread(target=self._server.run, name="stocksync-http",
-                                        daemon=True)  # fmt: skip
+        server = self._server = self._make_server()
+        self._thread = threading.Thread(
+            target=lambda: server.run(sockets=[sock]), name="stocksync-http", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError(f"HTTP server did not start on {self.url}")
             time.sleep(0.02)
-        if self.port == 0:
-            sockets = self._server.servers[0].sockets
-            self.port = int(sockets[0].getsockname()[1])
         return self.url
 
     def stop(self) -> None:
@@ -181,7 +253,9 @@ class Daemon:
             self._worker = None
         self.broker.close()
         self.runtime.close()
-        log.info("daemon_stopped")
+        if self._started:
+            self._started = False
+            log.info("daemon_stopped")
 
 
 REEVALUATE_EVERY_S = 24 * 3600
@@ -238,12 +312,17 @@ def run_worker(
     /metrics: they happen in this process, not in `stocksync run`.
     """
     runtime = Runtime.build(config)
+    guard_channels(runtime)  # calls wait out an auth error (sync/channel_auth.py)
     broker = get_broker(config.broker)
-    declare_actors(broker, runtime)
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr=metrics_host, registry=runtime.metrics.registry)
+    try:
+        require_broker(broker, config.broker)
+        declare_actors(broker, runtime)
+        if metrics_port is not None:
+            _serve_metrics(runtime, metrics_host, metrics_port)
+    except BaseException:
+        broker.close()
+        runtime.close()
+        raise
     worker = Worker(broker, worker_threads=threads)
     worker.start()
 
@@ -263,3 +342,15 @@ def run_worker(
         broker.close()
         runtime.close()
         log.info("worker_stopped")
+
+
+def _serve_metrics(runtime: Runtime, host: str, port: int) -> None:
+    from prometheus_client import start_http_server
+
+    listen_socket(host, port, "metrics").close()  # a clear error first when it is taken
+    try:
+        start_http_server(port, addr=host, registry=runtime.metrics.registry)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen (metrics) on {host}:{port}: {exc}", EXIT_ADDRESS_IN_USE
+        ) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stock import purchasing
+from stock import channel_state, purchasing
 from stock.tx import LedgerInputError, ReleasedUnits
 from sync.actors import Actors
 from sync.jobs import inbox, receipts
@@ -59,11 +60,28 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
             checks["database"] = "ok"
         except Exception as exc:  # readiness reports any failure, it never raises
             checks["database"] = f"error: {type(exc).__name__}"
+        else:
+            try:
+                checks.update(_channels())
+            except Exception as exc:
+                checks["channels"] = f"error: {type(exc).__name__}"
         try:
             checks["broker"] = "ok" if broker_ready() else "error: unreachable"
         except Exception as exc:
             checks["broker"] = f"error: {type(exc).__name__}"
         return checks
+
+    def _channels() -> dict[str, str]:
+        """`channel:<name>`: "ok", or the auth error its calls are held for (sync/channel_auth)."""
+        with runtime.ctx.sessions.begin() as session:
+            held = channel_state.auth_holds(session)
+        now = datetime.now(UTC)
+        return {
+            f"channel:{name}": "ok"
+            if name not in held
+            else channel_state.describe_hold(held[name], now)
+            for name in runtime.channels
+        }
 
     async def readyz(_request: Request) -> Response:
         checks = await run_in_threadpool(_ready)

@@ -1,4 +1,5 @@
-"""structlog setup: JSON off a terminal, console on one; secrets redacted by key and by value."""
+"""structlog setup: JSON off a terminal, console on one; secrets redacted by key and by value;
+the libraries' stdlib log records rendered by the same processors."""
 
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ def configure(
     """Configure structlog and stdlib logging once per process (at daemon or worker start).
 
     Both write to `stream` when given (the demo's log file), else to stderr as it is at each use.
+    Libraries that log through stdlib `logging` (uvicorn, apscheduler, dramatiq) come out through
+    the same processors: one JSON object per line with `logger`, `level`, `timestamp`, their
+    message as `event` and a traceback as `exception`, secrets redacted. They are held at
+    WARNING or above (their INFO lines say a job ran, every few seconds).
     """
     out = sys.stderr if stream is None else stream
     as_json = (not out.isatty()) if json is None else json
@@ -58,20 +63,54 @@ def configure(
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
+    redactor = Redactor(secrets)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            Redactor(secrets),
+            redactor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=_stderr_logger if stream is None else structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=out, force=True)
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+    )
+    handler: logging.Handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(max(numeric, logging.WARNING))
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stderr as it is at each record (tests and daemonising replace it)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        return  # StreamHandler.__init__ assigns it; the property answers instead
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:

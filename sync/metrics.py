@@ -44,6 +44,11 @@ class Metrics:
         self.listings_dirty = Gauge(
             "stocksync_listings_dirty", "Listings waiting for a push", ["channel"], registry=r
         )
+        self.listings_held_unknown = Gauge(
+            "stocksync_listings_held_unknown",
+            "Listings not pushed: a lower number for a SKU never counted, channel not adopted",
+            ["channel"], registry=r,
+        )  # fmt: skip
         self.backorders_open = Gauge("stocksync_backorders_open", "Open backorder rows", registry=r)
         self.backorders_beyond = Gauge(
             "stocksync_backorders_beyond_capacity",
@@ -62,6 +67,16 @@ class Metrics:
             "stocksync_channel_errors", "Failed channel calls by code", ["channel", "code"],
             registry=r,
         )  # fmt: skip
+        self.auth_failures = Counter(
+            "stocksync_channel_auth_failures",
+            "Channel calls refused for our credentials (401, 403, a missing scope)",
+            ["channel"], registry=r,
+        )  # fmt: skip
+        self.auth_held = Gauge(
+            "stocksync_channel_auth_held",
+            "1 while the channel's calls are held after an auth error, else 0",
+            ["channel"], registry=r,
+        )  # fmt: skip
         self.poll_lag = Gauge(
             "stocksync_poll_lag_seconds",
             "Seconds since the start of the channel's last finished poll",
@@ -78,15 +93,19 @@ def refresh_gauges(metrics: Metrics, session: Session, channels: list[str]) -> N
     events = inbox.counts(session)
     waiting = commitments.counts(session)
     dirty = listings.dirty_counts(session)
+    held_unknown = listings.held_counts(session)
     metrics.inbox_pending.set(events["pending"])
     metrics.inbox_failed.set(events["failed"])
     metrics.backorders_open.set(waiting["open"])
     metrics.backorders_beyond.set(waiting["beyond_capacity"])
     metrics.backorders_at_risk.set(sum(c.at_risk for c in commitments.cover(session).values()))
     polled = channel_state.last_polls(session)
+    held = channel_state.auth_holds(session)
     now = datetime.now(UTC)
     for channel in channels:
         metrics.listings_dirty.labels(channel).set(dirty.get(channel, 0))
+        metrics.listings_held_unknown.labels(channel).set(held_unknown.get(channel, 0))
+        metrics.auth_held.labels(channel).set(1 if channel in held else 0)
         last = polled.get(channel)
         if last is not None:  # orders changed before `last` are in the inbox: we lag by the rest
             metrics.poll_lag.labels(channel).set(max((now - last).total_seconds(), 0.0))

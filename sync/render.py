@@ -9,18 +9,41 @@ if TYPE_CHECKING:  # rich loads only when something is printed for humans
     from rich.table import Table
 
 
+# columns that name something (a SKU, an order): never wrapped, never cut
+IDENTIFIERS = {"sku", "SKU", "channel", "order", "line", "ref", "customer", "id", "topic"}
+
+
 def _table(title: str, *columns: str) -> Table:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
-        numeric = column in {
+        numeric = column.startswith("offered ") or column in {
             "on hand", "reserved", "backordered", "incoming", "offered", "qty", "open",
             "ordered", "received", "quantity", "shipped", "cancelled", "value", "oversold",
             "rank", "at risk",
         }  # fmt: skip
-        table.add_column(column, justify="right" if numeric else "left")
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            no_wrap=numeric or column in IDENTIFIERS,
+            overflow="fold",  # a cell too long for its column goes on, never ends in "..."
+        )
     return table
+
+
+def _print_table(console: Console, table: Table) -> None:
+    """The table at its natural width, however narrow the terminal (or 80 columns when the
+    output is not one): rich would shrink columns and cut SKUs to fit. A terminal wraps the
+    longer lines; a pipe or a file gets them whole."""
+    from rich.measure import Measurement
+    from rich.segment import Segments
+
+    natural = Measurement.get(console, console.options.update(width=10**6), table).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    console.print(Segments(list(console.render(table, console.options.update(width=natural)))))
 
 
 def check(console: Console, data: dict[str, Any]) -> None:
@@ -28,8 +51,17 @@ def check(console: Console, data: dict[str, Any]) -> None:
     revision = data["revision"]
     state = "up to date" if revision["current"] == revision["head"] else "needs `db upgrade`"
     console.print(f"database {data['database']}: revision {revision['current']} ({state})")
+    online = data.get("online")
     for name, kind in data["channels"].items():
-        console.print(f"  channel {name}: {kind}")
+        result = online.get(name) if online is not None else None
+        if result is None:
+            console.print(f"  channel {name}: {kind}")
+            continue
+        verdict = "ok" if result["ok"] else "FAILED"
+        line = result.get("error") or result.get("summary", "")
+        console.print(f"  channel {name} ({kind}): {verdict}: {line}", markup=False)
+        for problem in result.get("problems", []):
+            console.print(f"    problem: {problem}", markup=False)
     for warning in data["settings"]["warnings"]:
         console.print(f"warning: {warning}", markup=False)
     if "diff" in data:
@@ -51,7 +83,7 @@ def _offer_diff(console: Console, moved: list[dict[str, Any]]) -> None:
         before = "-" if row["before"] is None else str(row["before"])
         note = "push pending" if row["push_pending"] else ""
         table.add_row(row["sku"], row["channel"], before, str(row["after"]), note)
-    console.print(table)
+    _print_table(console, table)
     if len(moved) > DIFF_SHOWN:
         console.print(f"... and {len(moved) - DIFF_SHOWN} more (--json lists them all)")
 
@@ -88,7 +120,7 @@ def purchase_orders(console: Console, pos: list[dict[str, Any]]) -> None:
                 str(line["received"]),
                 str(line["open"]),
             )
-    console.print(table)
+    _print_table(console, table)
 
 
 def receipt(console: Console, data: dict[str, Any]) -> None:
@@ -120,7 +152,7 @@ def po_cancel(console: Console, data: dict[str, Any]) -> None:
             row["sku"], row["channel"], row["order"], row["line"], row["customer"] or "",
             str(row["rank"]), str(row["qty_open"]), str(row["at_risk_units"]),
         )  # fmt: skip
-    console.print(table)
+    _print_table(console, table)
 
 
 def order(console: Console, data: dict[str, Any]) -> None:
@@ -133,7 +165,7 @@ def order(console: Console, data: dict[str, Any]) -> None:
             line["line"], line["sku"], str(line["quantity"]), str(line["reserved"]),
             str(line["backordered"]), str(line["shipped"]), str(line["cancelled"]),
         )  # fmt: skip
-    console.print(table)
+    _print_table(console, table)
     for line, units in data.get("shipped", {}).items():
         console.print(f"  line {line}: {units} units shipped now")
     for line, units in data["beyond_capacity"].items():
@@ -185,7 +217,7 @@ def explain(console: Console, data: dict[str, Any]) -> None:
         table.add_row(
             "last pushed", "never" if pushed is None else str(pushed), offer["pushed_at"] or ""
         )
-        console.print(table)
+        _print_table(console, table)
 
 
 def backorders(console: Console, rows: list[dict[str, Any]], after: str | None = None) -> None:
@@ -199,7 +231,7 @@ def backorders(console: Console, rows: list[dict[str, Any]], after: str | None =
             row["sku"], row["channel"], row["order"], row["line"], row["customer"] or "",
             row["tier"] or "", row["placed_at"][:19], str(row["qty_open"]), _flags(row),
         )  # fmt: skip
-    console.print(table)
+    _print_table(console, table)
     if after is not None:
         console.print(
             f"More backorders follow: stocksync backorders --after-sku {after}", markup=False
@@ -234,7 +266,7 @@ def status(console: Console, data: dict[str, Any]) -> None:
         table = _table("Stock", *headers)
         for line in cells:
             table.add_row(*line)
-        console.print(table)
+        _print_table(console, table)
     db = data["database"]
     console.print(
         f"database {db['url']} (revision {db['current']}); open orders {data['orders_open']}; "
@@ -244,6 +276,22 @@ def status(console: Console, data: dict[str, Any]) -> None:
         f"dirty listings {data['listings_dirty']}",
         markup=False,
     )
+    for name, health in data.get("channel_health", {}).items():
+        if health["state"] != "ok":
+            console.print(f"channel {name}: {health['error']}", markup=False)
+    for name, state in data.get("channel_state", {}).items():
+        adopted = f"adopted {state['adopted_at']}" if state["adopted_at"] else "not adopted"
+        text = f"{name}: {adopted}"
+        if state["listings_held_unknown"]:
+            text += (
+                f"; {state['listings_held_unknown']} listings held back (SKUs never counted: "
+                f"{', '.join(state['held_skus'])}"
+                + (", ..." if state["listings_held_unknown"] > len(state["held_skus"]) else "")
+                + "): count them or `stocksync adopt "
+                + name
+                + "`"
+            )
+        console.print(text, markup=False)
 
 
 def _plain_table(console: Console, title: str, headers: list[str], rows: list[list[str]]) -> None:
@@ -277,4 +325,68 @@ def inbox(console: Console, rows: list[dict[str, Any]]) -> None:
             str(row["id"]), row["channel"], row["topic"], row["received_at"][:19], state,
             str(row["attempts"]), (row["error"] or "")[:80],
         )  # fmt: skip
-    console.print(table)
+    _print_table(console, table)
+
+
+def _adopt_action(row: dict[str, Any]) -> str:
+    if row["action"] == "refused":
+        return "refused: differs, use --overwrite"
+    if row["action"] == "skipped":
+        return f"skipped: {row['reason']}"
+    if row["action"] == "set" and row["ledger"] is not None:
+        return f"set ({row['reason']})" if row["reason"] else "set"
+    return str(row["action"])
+
+
+def adopt(console: Console, data: dict[str, Any]) -> None:
+    """The diff `stocksync adopt` shows before it writes: every SKU that is not the same."""
+    rows = [row for row in data["rows"] if row["action"] != "same"]
+    headers = ["sku", "channel", "ledger", "action"]
+    cells = [
+        [
+            row["sku"],
+            "" if row["channel"] is None else str(row["channel"]),
+            "new" if row["ledger"] is None else str(row["ledger"]),
+            _adopt_action(row),
+        ]
+        for row in rows
+    ]
+    title = f"{data['channel']}: what adopting changes"
+    if len(cells) > PLAIN_ROWS:
+        _plain_table(console, title, headers, cells)
+    elif cells:
+        table = _table(title, *headers)
+        table.columns[1].justify = table.columns[2].justify = "right"
+        for line in cells:
+            table.add_row(*line)
+        _print_table(console, table)
+    tally = data["summary"]
+    console.print(
+        f"{data['channel']}: {len(data['rows'])} SKUs read; set {tally['set']}, "
+        f"same {tally['same']}, refused {tally['refused']}, skipped {tally['skipped']}"
+        + (" (dry run: nothing written)" if data["dry_run"] else ""),
+        markup=False,
+    )
+
+
+def adopted(console: Console, data: dict[str, Any]) -> None:
+    tally = data["summary"]
+    console.print(
+        f"Adopted {data['channel']}: on hand set for {tally['set']} SKUs "
+        f"({data['released_units']} units released); the daemon now pushes to it.",
+        markup=False,
+    )
+    if tally["refused"]:
+        refused = [row["sku"] for row in data["rows"] if row["action"] == "refused"]
+        console.print(
+            f"Refused {tally['refused']} SKUs the ledger counted differently: "
+            f"{', '.join(refused[:20])}{', ...' if len(refused) > 20 else ''} "
+            "(kept the ledger's count; --overwrite takes the channel's)",
+            markup=False,
+        )
+    if tally["skipped"]:
+        console.print(
+            f"Skipped {tally['skipped']} SKUs (see the list above): count them with "
+            "`stocksync stock set`",
+            markup=False,
+        )

@@ -4,7 +4,8 @@ checkout, merchant actions, and signed order webhooks.
 API: `POST /admin/api/<version>/graphql.json` with `X-Shopify-Access-Token`.
 Test routes (never faulted): `POST /_sandbox/checkout`, `POST /_sandbox/orders/<id>/cancel`,
 `POST /_sandbox/orders/<id>/fulfill`, `POST /_sandbox/orders/<id>/refund`,
-`PUT /_sandbox/inventory`, `GET|PUT /_sandbox/bucket`, plus the shared faults/state/flush routes.
+`PUT /_sandbox/inventory`, `GET|PUT /_sandbox/bucket`, `GET|PUT /_sandbox/app` (the app's token
+and access scopes), plus the shared faults/state/flush routes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from connectors.sandbox.shopify_schema import (
     shopify_error,
     validation_code,
 )
+from connectors.sandbox.shopify_scopes import DEFAULT_SCOPES, access_denied
 from connectors.sandbox.shopify_state import Order, ShopState, StockRefused, gid
 from connectors.sandbox.shopify_webhooks import order_rest_json, webhook_delivery
 
@@ -63,10 +65,13 @@ class ShopifySandbox(SandboxServer):
         restore_rate: float = 100.0,
         seed: int | None = None,
         api_version: str = DEFAULT_VERSION,
+        access_scopes: Sequence[str] = DEFAULT_SCOPES,
     ) -> None:
         super().__init__(webhook_url=webhook_url, seed=seed)
         self.webhook_secret = webhook_secret
         self.token = token
+        # what the app was granted; a root field beyond them is refused with ACCESS_DENIED
+        self.access_scopes = tuple(access_scopes)
         self.shop = shop
         self.api_version = api_version  # the version webhooks are sent with
         self.state = ShopState(DEFAULT_CATALOG if catalog is None else catalog)
@@ -119,6 +124,9 @@ class ShopifySandbox(SandboxServer):
         if problems:
             errors = [graphql_error_json(e, validation_code(e.message)) for e in problems]
             return Response(200, {"errors": errors})
+        denied = access_denied(document, operation_name, self.access_scopes)
+        if denied:
+            return Response(200, {"errors": denied})
         try:
             cost = requested_cost(schema, document, operation_name, variables)
         except CostError as exc:
@@ -152,7 +160,11 @@ class ShopifySandbox(SandboxServer):
         emitted: list[tuple[str, Order]] = []
         with self.lock:
             context = Context(
-                self.state, lambda topic, order: emitted.append((topic, order)), self.idempotency
+                self.state,
+                lambda topic, order: emitted.append((topic, order)),
+                self.idempotency,
+                shop_domain=self.shop,
+                scopes=self.access_scopes,
             )
             result = graphql.execute_sync(
                 schema,
@@ -297,6 +309,8 @@ class ShopifySandbox(SandboxServer):
                 raise ValueError("body needs 'sku' and a whole-number 'available'")
             quantity = self.set_inventory(sku, available, policy=body.get("policy"))
             return Response(200, {"sku": sku, "available": quantity})
+        if request.path == "/_sandbox/app":
+            return self._app_route(request)
         if request.path == "/_sandbox/bucket":
             if request.method == "GET":
                 return Response(200, self._bucket_json())
@@ -311,6 +325,25 @@ class ShopifySandbox(SandboxServer):
         if found is not None and request.method == "POST":
             return self._order_action(int(found.group("id")), found.group("action"), request)
         return None
+
+    def _app_route(self, request: Request) -> Response:
+        """The installed app: PUT `{"token": T}` to revoke the token in use (a new one must be
+        configured), `{"access_scopes": [...]}` to change what the app was granted."""
+        if request.method in ("PUT", "POST"):
+            body = _object(request.json())
+            unknown = set(body) - {"token", "access_scopes"}
+            if unknown:
+                raise ValueError(f"unknown app setting(s) {sorted(unknown)}")
+            if "token" in body:
+                if not isinstance(body["token"], str) or not body["token"]:
+                    raise ValueError("'token' must be a non-empty string")
+                self.token = body["token"]
+            if "access_scopes" in body:
+                scopes = body["access_scopes"]
+                if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+                    raise ValueError("'access_scopes' must be a list of scope handles")
+                self.access_scopes = tuple(scopes)
+        return Response(200, {"access_scopes": list(self.access_scopes)})
 
     def _bucket_json(self) -> dict[str, Any]:
         return {**self.bucket.status(), "throttle_http_status": self.throttle_http_status}

@@ -60,6 +60,8 @@ class Context:
     state: ShopState
     emit: Callable[[str, Order], None]  # queue an order webhook (topic, order)
     idempotency: dict[tuple[str, str], Idempotent] = field(default_factory=dict)
+    shop_domain: str = "sandbox.myshopify.com"
+    scopes: tuple[str, ...] = ()  # the app installation's access scopes
 
 
 def ctx(info: GraphQLResolveInfo) -> Context:
@@ -343,6 +345,21 @@ def _order_field(order: Order, name: str) -> Any:
 
 class QueryRoot:
     """Root query fields the connector uses, plus single-node lookups."""
+
+    def shop(self, info: GraphQLResolveInfo) -> dict[str, Any]:
+        domain = ctx(info).shop_domain
+        return {
+            "id": gid("Shop", 1),
+            "name": domain.split(".", 1)[0],
+            "myshopifyDomain": domain,
+            "url": f"https://{domain}",
+        }
+
+    def currentAppInstallation(self, info: GraphQLResolveInfo) -> dict[str, Any]:
+        return {
+            "id": gid("AppInstallation", 1),
+            "accessScopes": [{"handle": scope, "description": scope} for scope in ctx(info).scopes],
+        }
 
     def orders(
         self, info: GraphQLResolveInfo, sortKey: str = "PROCESSED_AT", **args: Any

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from backorders import orders
 from connectors.base import PayloadError, WebhookRejected
@@ -120,7 +121,8 @@ class BatchRefused(Exception):
 
 
 def _apply_batch(runtime: Runtime, event_id: int, more: int) -> Followups:
-    applied: list[tuple[str, str]] = []  # (channel, outcome), counted once committed
+    # (channel, outcome, what to log), counted and logged once committed
+    applied: list[tuple[str, str, dict[str, Any] | None]] = []
     # Most jobs of a burst find their event applied by an earlier job's batch in this process,
     # or held by one still running: the process's memory answers them without a query.
     known = runtime.batches.state(event_id)
@@ -149,24 +151,47 @@ def _apply_batch(runtime: Runtime, event_id: int, more: int) -> Followups:
         committed = True
     finally:
         runtime.batches.end(claimed_ids, committed=committed)
-    for channel, result in applied:
+    for channel, result, details in applied:
         runtime.metrics.events.labels(channel, result).inc()
+        if details is not None:
+            log.info("order_applied", **details)
     return Followups.of(tx.effects, list(runtime.channels))
 
 
-def _apply(runtime: Runtime, tx: LedgerTx, events: list[m.InboxEvent]) -> list[tuple[str, str]]:
+def _apply(
+    runtime: Runtime, tx: LedgerTx, events: list[m.InboxEvent]
+) -> list[tuple[str, str, dict[str, Any] | None]]:
     parsed = [(event, _parse(runtime, event)) for event in events]
     orders.prepare(tx, [order for _event, order in parsed if order is not None])
-    applied: list[tuple[str, str]] = []
+    applied: list[tuple[str, str, dict[str, Any] | None]] = []
     for event, order in parsed:
         if order is None:
-            applied.append((event.channel, "failed"))
+            applied.append((event.channel, "failed", None))
             continue
         outcome = orders.record_order(tx, order)
         inbox.mark_applied(event, tx.now)
         result = "applied" if outcome.applied else "repeated" if outcome.repeated else "stale"
-        applied.append((event.channel, result))
+        applied.append((event.channel, result, _applied_line(event, order, outcome)))
     return applied
+
+
+def _applied_line(
+    event: m.InboxEvent, order: orders.OrderInput, outcome: orders.Outcome
+) -> dict[str, Any] | None:
+    """The `order_applied` INFO line of an event that changed the ledger (None otherwise)."""
+    if not outcome.applied or outcome.repeated:
+        return None
+    return {
+        "channel": event.channel,
+        "order": order.external_id,
+        "event_id": event.id,
+        "status": str(order.status),
+        "skus": len({line.sku for line in order.lines}),
+        "units": sum(line.quantity for line in order.lines),
+        "reserved": sum(outcome.reserved.values()),
+        "backordered": sum(outcome.backordered.values()),
+        "beyond_capacity": sum(outcome.beyond_capacity.values()),
+    }
 
 
 def _parse(runtime: Runtime, event: m.InboxEvent) -> orders.OrderInput | None:

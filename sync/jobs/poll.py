@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from backorders import orders
 from connectors.base import POLL_TOPIC, ChannelOrder, PolledOrder
 from stock import channel_state, inbox
+from sync import channel_auth
 from sync.jobs.followups import Followups, utc_now
 from sync.jobs.inbox import process_event
 from sync.mapping import order_state
@@ -23,6 +24,8 @@ def poll_channel(runtime: Runtime, channel_name: str, *, process_inline: bool = 
     channel = runtime.channels.get(channel_name)
     if channel is None:
         return followups
+    if channel_auth.held(runtime, channel_name) is not None:
+        return followups  # an auth error holds its calls; the next scheduled poll tries
     overlap = timedelta(seconds=runtime.config.daemon.poll_overlap_s)
     with runtime.ctx.sessions.begin() as session:
         state = channel_state.get(session, channel_name)
@@ -32,18 +35,24 @@ def poll_channel(runtime: Runtime, channel_name: str, *, process_inline: bool = 
     newest = watermark
     stored: list[int] = []
     page: list[PolledOrder] = []
-    for polled in channel.pull_orders(since):
-        page.append(polled)
-        if len(page) >= STORE_BATCH:
-            stored.extend(_store_new_versions(runtime, channel_name, page))
-            page = []
-        if newest is None or polled.order.updated_at > newest:
-            newest = polled.order.updated_at
+    try:
+        for polled in channel.pull_orders(since):
+            page.append(polled)
+            if len(page) >= STORE_BATCH:
+                stored.extend(_store_new_versions(runtime, channel_name, page))
+                page = []
+            if newest is None or polled.order.updated_at > newest:
+                newest = polled.order.updated_at
+    except channel_auth.ChannelHeld:
+        held = True  # refused for our credentials (logged, held): keep what came, not a watermark
+    else:
+        held = False
     stored.extend(_store_new_versions(runtime, channel_name, page))
-    with runtime.ctx.sessions.begin() as session:
-        channel_state.record_poll(session, channel_name, newest, started)
-    # everything the channel changed before `started` is in the inbox now
-    runtime.metrics.poll_lag.labels(channel_name).set((utc_now() - started).total_seconds())
+    if not held:
+        with runtime.ctx.sessions.begin() as session:
+            channel_state.record_poll(session, channel_name, newest, started)
+        # everything the channel changed before `started` is in the inbox now
+        runtime.metrics.poll_lag.labels(channel_name).set((utc_now() - started).total_seconds())
     if process_inline:
         for event_id in stored:
             followups.merge(process_event(runtime, event_id))

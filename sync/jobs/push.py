@@ -11,13 +11,16 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import Channel, ChannelError, OfferPush
 from stock import channel_state, inbox, listings, offers
+from sync import channel_auth
 from sync.jobs.followups import Followups, utc_now
+from sync.jobs.unknown_skus import hold_unknown
 from sync.logs import get_logger
 from sync.runtime import Runtime
 
@@ -36,6 +39,8 @@ class PushReport:
     errors: int = 0
     calls: int = 0
     deferred: int = 0  # raises held back until orders explain the channel's quantity
+    held_unknown: int = 0  # lower numbers held back for SKUs never counted (unknown_skus.py)
+    held_ids: set[int] = field(default_factory=set)  # their listings: later rounds read past
     followups: Followups = field(default_factory=Followups)
 
 
@@ -45,6 +50,8 @@ def push_channel(runtime: Runtime, channel_name: str) -> PushReport:
     channel = runtime.channels.get(channel_name)
     if channel is None:
         return report
+    if channel_auth.held(runtime, channel_name) is not None:
+        return report  # an auth error holds its calls; the sweeper brings dirty listings back
     owner = push_lease_owner()
     if not _acquire_lease(runtime, channel_name, owner):
         report.busy = True
@@ -53,6 +60,8 @@ def push_channel(runtime: Runtime, channel_name: str) -> PushReport:
         for _round in range(MAX_ROUNDS):
             if _push_round(runtime, channel_name, channel, report):
                 break
+    except channel_auth.ChannelHeld:
+        pass  # refused for our credentials (logged, held): the listings stay dirty
     finally:
         with runtime.ctx.sessions.begin() as session:
             channel_state.release_lease(session, channel_name, owner)
@@ -114,11 +123,12 @@ class PlannedPush:
 
 
 def plan_pushes(
-    runtime: Runtime, channel_name: str, limit: int = PUSH_BATCH
+    runtime: Runtime, channel_name: str, limit: int = PUSH_BATCH, skip: Collection[int] = ()
 ) -> tuple[list[PlannedPush], list[str]]:
-    """The dirty listings' offered numbers (one set of grouped reads), and the unmapped SKUs."""
+    """The dirty listings' offered numbers (one set of grouped reads), and the unmapped SKUs;
+    none of the listings `skip` (held back earlier in this push)."""
     with runtime.ctx.sessions.begin() as session:
-        dirty = listings.dirty(session, channel_name, limit)
+        dirty = listings.dirty(session, channel_name, limit, skip)
         mapped = [d for d in dirty if d.mapped]
         found = offers.breakdowns(
             session,
@@ -133,12 +143,15 @@ def plan_pushes(
 
 def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: PushReport) -> bool:
     """One round; True when nothing more is left to push."""
-    planned, unmapped = plan_pushes(runtime, channel_name)
+    planned, unmapped = plan_pushes(runtime, channel_name, skip=report.held_ids)
     if unmapped:
         _map_listings(runtime, channel_name, channel, unmapped)
-        planned, unmapped = plan_pushes(runtime, channel_name)
+        planned, unmapped = plan_pushes(runtime, channel_name, skip=report.held_ids)
+    # never lower a live shop's quantity for a SKU never counted, on a channel never adopted
+    planned, held = hold_unknown(runtime, channel_name, planned, report.held_ids)
+    report.held_unknown += len(held)
     if not planned:
-        return True
+        return not held  # held ones are skipped from now on: read on past them
     deferred: list[PlannedPush] = []
     awaiting = (
         _raises_wait_for(runtime, channel_name)
@@ -168,6 +181,8 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
             [OfferPush(p.listing.sku, p.offered, p.listing.last_seen) for p in planned]
         )
     except ChannelError as exc:
+        if channel_auth.skipped(exc):
+            return True  # held after an auth error: no call was made, the listings stay dirty
         report.errors += len(planned)
         runtime.metrics.channel_errors.labels(channel_name, exc.code or "error").inc()
         runtime.metrics.pushes.labels(channel_name, "error").inc(len(planned))
@@ -181,7 +196,8 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
             outcomes.append(listings.PushOutcome(plan.listing, "pushed", plan.offered))
             report.pushed += 1
             runtime.metrics.pushes.labels(channel_name, "ok").inc()
-            _observe_latency(runtime, channel_name, plan.listing.dirty_since, now)
+            if not plan.listing.held:  # its wait was for a count, not for a push
+                _observe_latency(runtime, channel_name, plan.listing.dirty_since, now)
         elif result.error_code in ("CHANGE_FROM_QUANTITY_STALE", "STALE"):
             outcomes.append(listings.PushOutcome(plan.listing, "stale", result.channel_quantity))
             report.stale += 1
@@ -213,7 +229,7 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
         # The channel sold since we last looked. We now know what it holds: the next round
         # lowers what must come down at once; raises wait until orders explain the gap.
         return False
-    return len(planned) + len(deferred) < PUSH_BATCH
+    return len(planned) + len(deferred) + len(held) < PUSH_BATCH
 
 
 def _observe_latency(

@@ -10,6 +10,7 @@ import time
 
 from connectors.base import BackorderHold
 from stock import outbox
+from sync import channel_auth
 from sync.jobs.followups import Followups, utc_now
 from sync.logs import get_logger
 from sync.runtime import Runtime
@@ -28,7 +29,13 @@ def write_back(runtime: Runtime, writeback_id: int) -> Followups:
     if order_id is None:
         return Followups()
     with runtime.order_mutex(order_id):
-        return _write_back_locked(runtime, writeback_id)
+        try:
+            return _write_back_locked(runtime, writeback_id)
+        except channel_auth.ChannelHeld as exc:
+            # refused for our credentials (logged, held): the row stays pending, with why,
+            # and the sweeper brings it back once the hold is over
+            record_writeback_failure(runtime, writeback_id, repr(exc))
+            return Followups()
 
 
 def _write_back_locked(runtime: Runtime, writeback_id: int) -> Followups:
@@ -52,6 +59,8 @@ def _write_back_locked(runtime: Runtime, writeback_id: int) -> Followups:
         with runtime.ctx.sessions.begin() as session:
             again = outbox.finish(session, task, task.recorded, desired, utc_now())
         return again_later if again else Followups()
+    if channel_auth.held(runtime, task.channel) is not None:
+        return Followups()  # an auth error holds the channel's calls; the sweeper comes back
     with runtime.ctx.sessions.begin() as session:
         ahead = outbox.write_ahead(session, task.order_id, held, desired)
     lift: dict[str, int] = {}
@@ -64,6 +73,7 @@ def _write_back_locked(runtime: Runtime, writeback_id: int) -> Followups:
             channel.lift_hold(BackorderHold(task.external_id, {} if verify_release else lift))
         if desired:
             channel.place_hold(BackorderHold(task.external_id, desired))
+        _log_holds(task.channel, task.external_id, held, desired)
     # a cancelled or fulfilled order's holds end with it on the channel
     died_at = task.recorded.get(outbox.UNSURE)
     if died_at is None and task.order_open and lift:
@@ -79,6 +89,20 @@ def _write_back_locked(runtime: Runtime, writeback_id: int) -> Followups:
     log.info("write_back", channel=task.channel, order=task.external_id, held=desired)
     # another job wrote to the channel meanwhile: go again from fresh state
     return again_later if again else Followups()
+
+
+def _log_holds(channel: str, order: str, held: dict[str, int], desired: dict[str, int]) -> None:
+    """One INFO line for units released from the order's hold on the channel, one for units
+    newly held (lines and units; `held` is what the hold covers afterwards)."""
+    released = {k: n - desired.get(k, 0) for k, n in held.items() if n > desired.get(k, 0)}
+    added = {k: n - held.get(k, 0) for k, n in desired.items() if n > held.get(k, 0)}
+    after = sum(desired.values())
+    if released:
+        log.info("hold_released", channel=channel, order=order, lines=len(released),
+                 units=sum(released.values()), held=after)  # fmt: skip
+    if added:
+        log.info("hold_placed", channel=channel, order=order, lines=len(added),
+                 units=sum(added.values()), held=after)  # fmt: skip
 
 
 def record_writeback_failure(
