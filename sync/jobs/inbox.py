@@ -87,6 +87,13 @@ def process_event(runtime: Runtime, event_id: int, *, drain: bool = True) -> Fol
     If any of them is refused, the batch is rolled back and the asked-for event is applied
     alone (each event's own job records its own failure).
     """
+    # Most jobs of a burst find their event applied by an earlier job's batch in this process,
+    # or held by one still running: the process's memory answers them without a query.
+    known = runtime.batches.state(event_id)
+    if known is BatchState.APPLIED:
+        return Followups()  # processing twice = once
+    if known is BatchState.IN_FLIGHT:
+        return Followups(held_events=[event_id])
     _fetch_if_needed(runtime, event_id)
     if drain:
         try:
@@ -101,8 +108,6 @@ def _fetch_if_needed(runtime: Runtime, event_id: int) -> None:
     their lines), from the channel, before the ledger transaction: no channel call is made
     while ledger rows are locked. A failed fetch raises: retried if transient, else the event
     joins the exception queue with the channel's message."""
-    if runtime.batches.state(event_id) is not None:
-        return
     with runtime.ctx.read() as session:
         found = inbox.to_fetch(session, event_id)
     if found is None:
@@ -123,13 +128,6 @@ class BatchRefused(Exception):
 def _apply_batch(runtime: Runtime, event_id: int, more: int) -> Followups:
     # (channel, outcome, what to log), counted and logged once committed
     applied: list[tuple[str, str, dict[str, Any] | None]] = []
-    # Most jobs of a burst find their event applied by an earlier job's batch in this process,
-    # or held by one still running: the process's memory answers them without a query.
-    known = runtime.batches.state(event_id)
-    if known is BatchState.APPLIED:
-        return Followups()  # processing twice = once
-    if known is BatchState.IN_FLIGHT:
-        return Followups(held_events=[event_id])
     claimed_ids: list[int] = []
     committed = False
     try:
