@@ -190,6 +190,10 @@ class Channel(Protocol):
     """What the daemon needs of a channel. Implementations do their own retries and pacing."""
 
     name: str
+    # How long an unanswered quantity write may still land, in seconds, on a channel whose
+    # writes are absolute (a late one overwrites a newer number); None with compare-and-set,
+    # where a late write finds the quantity moved and is refused.
+    late_write_window: float | None
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent | None:
         """Verify and identify a webhook; None means acknowledged with nothing to store (a ping).

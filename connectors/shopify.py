@@ -3,6 +3,7 @@ quantity pushes (compare-and-set, idempotent), and backorder holds on fulfillmen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
@@ -69,6 +70,21 @@ def missing_scopes(granted: Sequence[str]) -> list[str]:
     return [scope for scope in REQUIRED_SCOPES if scope not in have]
 
 
+def body_identity(topic: str, data: Any, body: bytes) -> str | None:
+    """The delivery's own identity: "<topic>:<id>@<updated_at>#<digest of the body>".
+
+    The signature covers the body, not the headers: a captured body replayed with a fresh
+    X-Shopify-Event-Id is still genuine, and must not be stored twice. Shopify's own retries
+    repeat the body byte for byte; two changes within updated_at's one second differ in body.
+    None when the body names no id (the event id is the key then).
+    """
+    if not isinstance(data, dict) or data.get("id") is None:
+        return None
+    stamp = data.get("updated_at") or data.get("created_at") or ""
+    digest = hashlib.sha256(body).hexdigest()[:16]
+    return f"{topic}:{data['id']}@{stamp}#{digest}"[:255]
+
+
 class ShopifyChannel:
     def __init__(
         self,
@@ -84,6 +100,9 @@ class ShopifyChannel:
         max_attempts: int = 5,
     ) -> None:
         self.name = name
+        # quantity writes compare-and-set (changeFromQuantity): a late one finds the quantity
+        # moved and is refused, so none can overwrite a newer number
+        self.late_write_window: float | None = None
         self.location_name = location
         self.webhook_secrets = tuple(s for s in webhook_secrets if s)
         self.transport = ShopifyTransport(
@@ -109,11 +128,12 @@ class ShopifyChannel:
         if not event_id or not topic:
             raise WebhookRejected(400, "missing X-Shopify-Event-Id or X-Shopify-Topic")
         try:
-            json.loads(body)
+            data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise WebhookRejected(400, f"body is not JSON: {exc}") from exc
         ignored = "" if topic in ORDER_TOPICS else IGNORED_TOPICS.get(topic, UNKNOWN_TOPIC)
-        return WebhookEvent(event_key=event_id, topic=topic, body=body, ignored=ignored)
+        key = body_identity(topic, data, body) or event_id
+        return WebhookEvent(event_key=key, topic=topic, body=body, ignored=ignored)
 
     def parse_order(self, topic: str, body: bytes) -> ChannelOrder:
         return parse_body(self.name, topic, body)

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -49,6 +49,7 @@ from connectors.woocommerce_retry import (
     WooCommerceError,
     call_with_retries,
     classify,
+    maybe_applied,
     parse_retry_after,
 )
 
@@ -60,6 +61,7 @@ OPEN_FOR_HOLD = frozenset({"processing", "on-hold"})
 ROLE_TTL_S = 300.0  # a customer's role read from the shop is reused this long
 ROLE_CACHE_SIZE = 10_000
 PROBE_POLICY = RetryPolicy(max_attempts=2, backoff=0.5)  # `check --online` answers in seconds
+LATE_WRITE_TIMEOUTS = 3  # an unanswered write may land until this many request timeouts later
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,11 @@ class WooCommerceChannel:
         )
         self._secrets = tuple(webhook_secrets)
         self._policy = RetryPolicy(max_attempts=max_attempts, backoff=backoff)
+        self._write_policy = replace(self._policy, retry_maybe_applied=False)
+        # stock writes are absolute: one we gave up on may land late, over a newer one; we
+        # assume the host ends a request within a few of our timeouts (PHP's
+        # max_execution_time defaults to 30 s) and read such listings again after that
+        self.late_write_window: float | None = LATE_WRITE_TIMEOUTS * timeout
         self._status_map = dict(status_map or {})
         self._listings: dict[str, Listing] = {}
         self._lock = threading.Lock()
@@ -137,8 +144,9 @@ class WooCommerceChannel:
             except requests.RequestException as exc:
                 rule = classify(exc)
                 raise WooCommerceError(
-                    self.name, operation, f"{rule.reason}: {exc}", retryable=rule.retryable
-                ) from exc
+                    self.name, operation, f"{rule.reason}: {exc}", retryable=rule.retryable,
+                    maybe_applied=maybe_applied(exc),
+                ) from exc  # fmt: skip
             return self._reply(operation, response)
 
         return call_with_retries(policy or self._policy, attempt)
@@ -163,6 +171,7 @@ class WooCommerceChannel:
                 retry_after=parse_retry_after(
                     response.headers.get("Retry-After"), datetime.now(UTC)
                 ),
+                maybe_applied=maybe_applied(status),
             )
         if body is None:
             raise WooCommerceError(
@@ -497,7 +506,10 @@ class WooCommerceChannel:
                     {"id": item_id, "manage_stock": True, "stock_quantity": push.quantity}
                     for item_id, push in chunk
                 ]
-                reply = self._call("push_offers", "POST", endpoint, data={"update": update})
+                reply = self._call(
+                    "push_offers", "POST", endpoint, data={"update": update},
+                    policy=self._write_policy,
+                )  # fmt: skip
                 results.update(self._batch_results(reply, chunk))
         return results
 

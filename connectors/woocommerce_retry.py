@@ -67,9 +67,20 @@ class WooCommerceError(ChannelError):
         code: str | None = None,
         retryable: bool = False,
         retry_after: float | None = None,
+        maybe_applied: bool = False,
     ) -> None:
         super().__init__(channel, operation, message, status=status, code=code, retryable=retryable)
         self.retry_after = retry_after
+        # the request may have reached the shop and been (partly) applied: a read timeout, a
+        # connection lost after sending, a 5xx; not a refused connection or a 429
+        self.maybe_applied = maybe_applied
+
+
+def maybe_applied(failure: int | BaseException) -> bool:
+    """Whether a failed request may still have changed the shop (see WooCommerceError)."""
+    if isinstance(failure, int):
+        return failure == 408 or failure >= 500
+    return not isinstance(failure, requests.ConnectTimeout)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -93,6 +104,9 @@ class RetryPolicy:
     max_attempts: int = 5
     backoff: float = 0.5  # first exponential wait, seconds
     max_wait: float = 30.0  # cap for both backoff and Retry-After
+    # writes: a failure that may have been applied is not repeated blindly, the caller reads
+    # the shop again first (a repeated absolute write could land after a newer one)
+    retry_maybe_applied: bool = True
 
     def wait_seconds(self, attempt: int, failure: BaseException | None) -> float:
         """Retry-After when the host sent one, else exponential backoff; both capped."""
@@ -101,12 +115,16 @@ class RetryPolicy:
         return min(self.backoff * 2.0 ** max(attempt - 1, 0), self.max_wait)
 
 
-def _is_retryable(failure: BaseException) -> bool:
-    return isinstance(failure, ChannelError) and failure.retryable
-
-
 def call_with_retries(policy: RetryPolicy, attempt: Callable[[], T]) -> T:
-    """Run `attempt`, retrying retryable ChannelErrors; the last error is raised as it was."""
+    """Run `attempt`, retrying retryable ChannelErrors (for a write policy, only those that
+    cannot have been applied); the last error is raised as it was."""
+
+    def retryable(failure: BaseException) -> bool:
+        if not isinstance(failure, ChannelError) or not failure.retryable:
+            return False
+        if policy.retry_maybe_applied:
+            return True
+        return isinstance(failure, WooCommerceError) and not failure.maybe_applied
 
     def wait(state: tenacity.RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome is not None else None
@@ -115,7 +133,7 @@ def call_with_retries(policy: RetryPolicy, attempt: Callable[[], T]) -> T:
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(max(policy.max_attempts, 1)),
         wait=wait,
-        retry=tenacity.retry_if_exception(_is_retryable),
+        retry=tenacity.retry_if_exception(retryable),
         reraise=True,
     )
     return retrying(attempt)

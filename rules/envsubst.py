@@ -3,7 +3,8 @@
 An unset ``VAR`` with ``VAR_FILE`` set reads the value from that file (Docker secrets style).
 
 ``$${`` writes a literal ``${``. A missing variable is an issue at the value's line; the
-substituted text itself never appears in an issue (it may be a secret).
+substituted text itself never appears in an issue (it may be a secret), and what each variable
+put in is kept (``rules.substituted``) so that later errors about the value can mask it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from rules.errors import ConfigIssue
 from rules.paths import KeyPath, LineMap, format_path, line_for
 from rules.secret_files import SecretFileProblem, read_secret_file
+from rules.substituted import Substitution
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -71,11 +73,14 @@ def lookup(name: str, env: Mapping[str, str]) -> str | None:
 class Substituted:
     text: str
     problems: tuple[str, ...]
+    # what each variable put in (a `:-default` is the file's own text, so not here)
+    substitutions: tuple[Substitution, ...] = ()
 
 
 def substitute_text(text: str, env: Mapping[str, str]) -> Substituted:
     """Replace every reference in ``text``; problems name the variable, never a value."""
     problems: list[str] = []
+    substitutions: list[Substitution] = []
 
     def replace(match: re.Match[str]) -> str:
         whole = match.group(0)
@@ -99,16 +104,28 @@ def substitute_text(text: str, env: Mapping[str, str]) -> Substituted:
         if value is None:
             problems.append(f"environment variable {name} is not set")
             return whole
+        substitutions.append(Substitution(f"${{{name}}}", value))
         return value
 
-    return Substituted(_REFERENCE.sub(replace, text), tuple(problems))
+    replaced = _REFERENCE.sub(replace, text)
+    return Substituted(replaced, tuple(problems), tuple(substitutions))
+
+
+@dataclass(frozen=True)
+class SubstitutedTree:
+    """The values with references replaced, the problems, and what went in where."""
+
+    data: Any
+    issues: list[ConfigIssue]
+    substitutions: dict[str, tuple[Substitution, ...]]
 
 
 def substitute_tree(
     data: Any, lines: LineMap, filename: str, env: Mapping[str, str]
-) -> tuple[Any, list[ConfigIssue]]:
+) -> SubstitutedTree:
     """A copy of ``data`` with references in every string value replaced (keys are left alone)."""
     issues: list[ConfigIssue] = []
+    substitutions: dict[str, tuple[Substitution, ...]] = {}
 
     def walk(value: Any, path: KeyPath) -> Any:
         if isinstance(value, dict):
@@ -121,7 +138,10 @@ def substitute_tree(
                 ConfigIssue(filename, line_for(lines, path), format_path(path), problem)
                 for problem in result.problems
             )
+            if result.substitutions:
+                substitutions[format_path(path)] = result.substitutions
             return result.text
         return value
 
-    return walk(data, ()), issues
+    replaced = walk(data, ())
+    return SubstitutedTree(replaced, issues, substitutions)

@@ -33,3 +33,22 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(str(issue) for issue in self.errors)
+
+
+class Rejected(ValueError):
+    """A validator's refusal of a value, said two ways: ``str()`` may quote the value (``must not
+    be negative, got -1``); ``without_value`` does not (``must not be negative``), for a value that
+    came from ``${VAR}`` or a secret file and may be a secret put in the wrong place.
+
+    A validator whose message quotes the value raises this; a plain ValueError is taken to
+    quote nothing.
+    """
+
+    def __init__(self, message: str, *, without_value: str) -> None:
+        super().__init__(message)
+        self.without_value = without_value
+
+    @classmethod
+    def got(cls, reason: str, shown: str) -> Rejected:
+        """``{reason}, got {shown}``, and ``reason`` alone without the value."""
+        return cls(f"{reason}, got {shown}", without_value=reason)

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from rules.database_url import database_url_problem
+from rules.errors import Rejected
 from rules.redact import redact_url
 
 ReleaseKey = Literal["priority", "tier", "placed_at"]
@@ -53,7 +55,7 @@ def _not_bool(kind: str) -> BeforeValidator:
 
     def check(value: Any) -> Any:
         if isinstance(value, bool):
-            raise ValueError(f"must be {kind}, got {_yaml_word(value)}")
+            raise Rejected.got(f"must be {kind}", _yaml_word(value))
         return value
 
     return BeforeValidator(check)
@@ -69,7 +71,7 @@ def _number(value: float) -> str:
 def _at_least(low: float, message: str) -> AfterValidator:
     def check(value: float) -> float:
         if value < low:
-            raise ValueError(f"{message}, got {_number(value)}")
+            raise Rejected.got(message, _number(value))
         return value
 
     return AfterValidator(check)
@@ -78,7 +80,7 @@ def _at_least(low: float, message: str) -> AfterValidator:
 def _between(low: float, high: float) -> AfterValidator:
     def check(value: float) -> float:
         if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}, got {_number(value)}")
+            raise Rejected.got(f"must be between {low:g} and {high:g}", _number(value))
         return value
 
     return AfterValidator(check)
@@ -87,32 +89,39 @@ def _between(low: float, high: float) -> AfterValidator:
 def _distinct(values: tuple[Any, ...]) -> tuple[Any, ...]:
     repeated = sorted({str(v) for v in values if values.count(v) > 1})
     if repeated:
-        raise ValueError(f"lists {', '.join(repr(v) for v in repeated)} more than once")
+        raise Rejected(
+            f"lists {', '.join(repr(v) for v in repeated)} more than once",
+            without_value="lists a value more than once",
+        )
     return values
 
 
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must be an http:// or https:// URL, got {redact_url(value)!r}")
+        raise Rejected.got("must be an http:// or https:// URL", repr(redact_url(value)))
     return value.rstrip("/")
 
 
 def _api_version(value: str) -> str:
     if value != "unstable" and not re.fullmatch(r"\d{4}-\d{2}", value):
-        raise ValueError(f"must be a Shopify API version like '2026-07', got {value!r}")
+        raise Rejected.got("must be a Shopify API version like '2026-07'", repr(value))
     return value
 
 
 def _database_url(value: str) -> str:
-    if "://" not in value:
-        raise ValueError(f"must be a database URL like {DEFAULT_DATABASE!r}, got {value!r}")
+    problem = database_url_problem(value, example=DEFAULT_DATABASE)
+    if problem is not None:
+        raise Rejected.got(problem, repr(redact_url(value)))
     return value
 
 
 def _broker_url(value: str) -> str:
-    if value != "memory" and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"must be 'memory' or a redis:// URL, got {redact_url(value)!r}")
+    # `redis:user:pw@host` has a scheme but is no URL redis can open
+    if value != "memory" and (
+        "://" not in value or urlsplit(value).scheme not in ("redis", "rediss", "unix")
+    ):
+        raise Rejected.got("must be 'memory' or a redis:// URL", repr(redact_url(value)))
     return value
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 MASK = "***"
 
 
 def redact_url(url: str) -> str:
-    """``postgresql://u:pw@host/db`` -> ``postgresql://u:***@host/db``; other text unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unbalanced '[' in the host: not a URL we can take apart
+    """``postgresql://u:pw@host/db`` -> ``postgresql://u:***@host/db``; text without a password
+    is unchanged.
+
+    Not ``urlsplit``: it reads the host as ending at the first '/', so a password holding one
+    (base64 passwords do) would be shown, and it gives up on what is not quite a URL
+    (``postgresql:user:pw@host``, a bad port, an unbalanced '['), which is just where a mistake
+    needs the message that must not show the password. Everything from the user name's ':' to
+    the last '@' is masked: that covers what SQLAlchemy, urllib and redis read as the password.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:  # not a URL at all: `user:secret@host`, `postgresql:user:secret@host`
+        scheme, rest = "", url
+    userinfo, at, host_and_path = rest.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not at or not colon:
         return url
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}"))
+    return f"{scheme}{separator}{user}:{MASK}@{host_and_path}"

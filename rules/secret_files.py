@@ -2,17 +2,20 @@
 
 Works on the raw values (after ``${VAR}`` substitution, so the path may come from the
 environment). Relative paths are relative to the config file's directory. Issues never quote the
-file's content.
+file's content, and what each file put in is kept (``rules.substituted``) so that later errors
+about the value can mask it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rules.errors import ConfigIssue
 from rules.model import CHANNEL_KINDS, SECRET_FIELDS
 from rules.paths import KeyPath, LineMap, format_path, line_for
+from rules.substituted import Substitution
 
 FILE_SUFFIX = "_file"
 
@@ -43,6 +46,7 @@ def _inline_section(
     lines: dict[KeyPath, int],
     issues: list[ConfigIssue],
     filename: str,
+    substitutions: dict[str, tuple[Substitution, ...]],
 ) -> dict[str, Any]:
     updated = dict(section)
     for key in SECRET_FIELDS[kind]:
@@ -60,12 +64,21 @@ def _inline_section(
             issues.append(ConfigIssue(filename, line, format_path(file_path), str(problem)))
             continue
         lines[(*path, key)] = line  # the secret was set where its file was named
+        substitutions[format_path((*path, key))] = (Substitution(file_key, updated[key]),)
     return updated
 
 
-def read_secret_files(
-    data: dict[str, Any], lines: LineMap, filename: str
-) -> tuple[dict[str, Any], dict[KeyPath, int], list[ConfigIssue]]:
+@dataclass(frozen=True)
+class SecretsRead:
+    """The values and lines with each ``*_file`` read in, the problems, what went in where."""
+
+    data: dict[str, Any]
+    lines: dict[KeyPath, int]
+    issues: list[ConfigIssue]
+    substitutions: dict[str, tuple[Substitution, ...]]
+
+
+def read_secret_files(data: dict[str, Any], lines: LineMap, filename: str) -> SecretsRead:
     """Copies of ``data`` and ``lines`` with every ``<secret>_file`` replaced by ``<secret>``.
 
     Only in the places secrets belong: each shopify/woocommerce channel and ``server``;
@@ -74,11 +87,12 @@ def read_secret_files(
     base_dir = Path(filename).absolute().parent
     new_lines = dict(lines)
     issues: list[ConfigIssue] = []
+    substitutions: dict[str, tuple[Substitution, ...]] = {}
     result = dict(data)
     server = data.get("server")
     if isinstance(server, dict):
         result["server"] = _inline_section(
-            server, "server", ("server",), base_dir, new_lines, issues, filename
+            server, "server", ("server",), base_dir, new_lines, issues, filename, substitutions
         )
     channels = data.get("channels")
     if isinstance(channels, dict):
@@ -87,7 +101,14 @@ def read_secret_files(
             kind = channel.get("kind") if isinstance(channel, dict) else None
             if kind in CHANNEL_KINDS and kind in SECRET_FIELDS:
                 new_channels[name] = _inline_section(
-                    channel, kind, ("channels", name), base_dir, new_lines, issues, filename
+                    channel,
+                    kind,
+                    ("channels", name),
+                    base_dir,
+                    new_lines,
+                    issues,
+                    filename,
+                    substitutions,
                 )
         result["channels"] = new_channels
-    return result, new_lines, issues
+    return SecretsRead(result, new_lines, issues, substitutions)

@@ -1,4 +1,8 @@
-"""Raw values -> ``ConfigModel``; pydantic's errors become ``FILE:LINE: path: message``."""
+"""Raw values -> ``ConfigModel``; pydantic's errors become ``FILE:LINE: path: message``.
+
+A value that ``${VAR}`` or a ``*_file`` filled in is never quoted: its error says what is wrong
+without it and names the source instead (``must be an integer (from ${DB_PASSWORD})``).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,22 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from rules.errors import ConfigIssue
+from rules.errors import ConfigIssue, Rejected
 from rules.model import CHANNEL_KINDS, SECRET_KEYS, ConfigModel
 from rules.paths import KeyPath, LineMap, format_path, line_for
 from rules.secret_files import FILE_SUFFIX
+from rules.substituted import Substitutions, conceal, within
 from rules.suggest import did_you_mean
 
 
 def validate_config(
-    data: dict[str, Any], lines: LineMap, filename: str
+    data: dict[str, Any], lines: LineMap, filename: str, substitutions: Substitutions
 ) -> tuple[ConfigModel | None, list[ConfigIssue]]:
+    """``substitutions``: what ``${VAR}`` and ``*_file`` put in where (never to be shown)."""
     try:
         return ConfigModel.model_validate(data), []
     except ValidationError as exc:
-        return None, [_issue(error, lines, filename) for error in exc.errors()]
+        return None, [_issue(error, lines, filename, substitutions) for error in exc.errors()]
 
 
 # ---- where: pydantic's loc -> the key path in the file ----------------------------------------
@@ -126,11 +132,21 @@ _EXPECTED = {
 }
 
 
-def _message(error: ErrorDetails, key: str | int, parent: Any) -> str:
+def _refusal(error: ErrorDetails, show_value: bool) -> str:
+    """A validator's own message (a ``value_error``), with or without the value it quotes."""
+    refusal = error.get("ctx", {}).get("error")
+    if isinstance(refusal, Rejected) and not show_value:
+        return refusal.without_value
+    return str(refusal) if refusal is not None else error["msg"]
+
+
+def _message(error: ErrorDetails, key: str | int, parent: Any, show_value: bool = True) -> str:
+    """What is wrong; ``show_value=False`` for a value that must not be quoted."""
     kind = error["type"]
     ctx = error.get("ctx", {})
     secret = key in SECRET_KEYS
-    got = "" if secret else f", got {_describe(error.get('input'))}"
+    show_value = show_value and not secret
+    got = f", got {_describe(error.get('input'))}" if show_value else ""
     if kind == "extra_forbidden":
         known = _known_keys(parent) if _is_model(parent) else []
         return f"unknown key {key!r}{did_you_mean(str(key), known)}"
@@ -143,19 +159,22 @@ def _message(error: ErrorDetails, key: str | int, parent: Any) -> str:
     if kind == "union_tag_not_found":
         return f"required: one of {', '.join(CHANNEL_KINDS)}"
     if kind == "union_tag_invalid":
-        return f"unknown kind {ctx.get('tag')!r}, expected one of {', '.join(CHANNEL_KINDS)}"
+        tag = f" {ctx.get('tag')!r}" if show_value else ""
+        return f"unknown kind{tag}, expected one of {', '.join(CHANNEL_KINDS)}"
     if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
+        return _refusal(error, show_value)
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}{got}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind in _EXPECTED:
         return f"must be {_EXPECTED[kind]}{got}"
-    return error["msg"] if secret else f"{error['msg']}{got}"
+    return f"{error['msg']}{got}"
 
 
-def _issue(error: ErrorDetails, lines: LineMap, filename: str) -> ConfigIssue:
+def _issue(
+    error: ErrorDetails, lines: LineMap, filename: str, substitutions: Substitutions
+) -> ConfigIssue:
     path: list[str | int] = []
     parent: Any = None
     key: str | int = ""
@@ -167,6 +186,11 @@ def _issue(error: ErrorDetails, lines: LineMap, filename: str) -> ConfigIssue:
         path.append("kind")  # the error is about the channel's `kind`, reported at that key
         key = "kind"
     key_path: KeyPath = tuple(path)
-    return ConfigIssue(
-        filename, line_for(lines, key_path), format_path(key_path), _message(error, key, parent)
-    )
+    where = format_path(key_path)
+    message = _message(error, key, parent)
+    found = within(substitutions, where)
+    if found:
+        without_value = _message(error, key, parent, show_value=False)
+        # a message that had to leave the value out names where it came from instead
+        message = conceal(without_value, found, name_sources=without_value != message)
+    return ConfigIssue(filename, line_for(lines, key_path), where, message)

@@ -14,6 +14,7 @@ import yaml
 
 from rules.errors import ConfigError, ConfigIssue
 from rules.paths import KeyPath, format_path
+from rules.yaml_bounds import BoundedLoader, YamlTooCostly, check_size
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -30,7 +31,7 @@ class YamlDocument:
 @dataclass
 class _Converter:
     filename: str
-    loader: yaml.SafeLoader
+    loader: BoundedLoader
     restore: Callable[[str], str]
     issues: list[ConfigIssue] = field(default_factory=list)
 
@@ -147,13 +148,17 @@ def parse_yaml(
 
     ``restore`` maps every string (keys and values) as read, e.g. to put back placeholders.
 
-    Raises ConfigError for what makes the file unusable (invalid YAML, empty, not a mapping);
-    softer problems (duplicate keys, odd tags) come back in ``issues`` next to the values.
+    Raises ConfigError for what makes the file unusable (invalid YAML, empty, not a mapping,
+    past a limit of ``rules.yaml_bounds``); softer problems (duplicate keys, odd tags) come back
+    in ``issues`` next to the values.
     """
-    loader = yaml.SafeLoader(text)
+    check_size(text, filename)
+    loader = BoundedLoader(text)
     try:
         try:
             root = loader.get_single_node()
+        except YamlTooCostly as exc:
+            raise ConfigError([ConfigIssue(filename, exc.line, "", exc.message)]) from exc
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else 0

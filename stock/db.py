@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
+from rules import redact_url
 from stock.models import StockLevel
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -33,11 +35,25 @@ class DatabaseError(Exception):
 
 
 def safe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL to show (messages, `check`, logs): without its password, whatever the text is.
+
+    Not SQLAlchemy's ``render_as_string(hide_password=True)``: it raises on a URL it cannot read
+    (a bad port) and shows a password that ran into the host (``u:p@ss@host``)."""
+    return redact_url(url)
+
+
+def _parse(url: str) -> URL:
+    """SQLAlchemy's reading of ``url``, or DatabaseError (which never holds the password)."""
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(safe_url(url), "not a database URL") from exc
+    except ValueError as exc:  # the parser's int() of the port
+        raise DatabaseError(safe_url(url), "the port must be a number") from exc
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    parsed = make_url(url)
+    parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":

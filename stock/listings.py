@@ -343,18 +343,27 @@ def mapped(session: Session, channel: str) -> list[MappedListing]:
 
 
 def mark_drifted(
-    session: Session, listing_id: int, channel_quantity: int | None, now: datetime
+    session: Session, drifted: Sequence[tuple[int, int, int | None]], now: datetime
 ) -> None:
-    """The channel shows something else than it should: remember it and push again."""
+    """The channel shows something else than it should: remember what it shows and push again.
+    `drifted`: (listing id, sku id, channel quantity) each; one executemany, in sku-id order
+    (the lock order of write_dirty and record_push)."""
+    table: Table = m.Listing.__table__  # type: ignore[assignment]  # Core: executemany
+    if not drifted:
+        return
     session.execute(
-        update(m.Listing)
-        .where(m.Listing.id == listing_id)
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
         .values(
-            last_seen=channel_quantity,
+            last_seen=bindparam("b_seen"),
             dirty=True,
             dirty_since=now,
-            dirty_version=m.Listing.dirty_version + 1,
-        )
+            dirty_version=table.c.dirty_version + 1,
+        ),
+        [
+            {"b_id": listing_id, "b_seen": quantity}
+            for listing_id, _sku_id, quantity in sorted(drifted, key=lambda row: row[1])
+        ],
     )
 
 

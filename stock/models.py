@@ -7,6 +7,7 @@ Each table has one module that writes it:
     reservation, backorder           stock.commitments
     channel_order, order_line        backorders.orders (backorder_hold: stock.outbox)
     listing                          stock.listings
+    push_in_flight                   stock.inflight
     writeback                        stock.outbox
     inbox_event                      stock.inbox
     channel_state                    stock.channel_state
@@ -231,6 +232,24 @@ class Listing(Base):
     # set when a push held this listing back: it would lower the channel's quantity of a SKU
     # never counted on a channel never adopted; cleared when it is pushed or marked dirty anew
     held_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class PushInFlight(Base):
+    """A quantity write sent to a channel whose writes are absolute (WooCommerce), recorded
+    before the call and deleted once the channel answered it. A row left behind (a timeout, a
+    killed worker) is a write that may still land, after a newer one, until `settle_by`; then
+    the push re-reads the listing (sync/jobs/push.py)."""
+
+    __tablename__ = "push_in_flight"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    listing_id: Mapped[int] = mapped_column(
+        ForeignKey("listing.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[str] = mapped_column(String(64), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    settle_by: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 class InboxEvent(Base):

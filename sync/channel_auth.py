@@ -100,6 +100,7 @@ class GuardedChannel:
     def __init__(self, inner: Channel, runtime: Runtime) -> None:
         self.inner = inner
         self.name = inner.name
+        self.late_write_window = inner.late_write_window
         self._runtime = runtime
         self._lock = threading.Lock()
         self._open_until = 0.0  # monotonic time until which no hold is assumed

@@ -5,7 +5,9 @@ Resources are made when a daemon starts and disposed when it stops; nothing happ
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import os
 import signal
 import socket
 import threading
@@ -25,8 +27,12 @@ from sync.actor_names import QUEUE
 from sync.actors import Actors, declare_actors
 from sync.broker import get_broker
 from sync.channel_auth import guard_channels
+from sync.fd_limit import connection_cap, open_file_limit, raise_open_file_limit
 from sync.http import create_app
+from sync.http_guard import ConnectionGuard, guarded_h11
+from sync.http_limits import ACCEPT_BATCH, LISTEN_BACKLOG, HttpLimits
 from sync.logs import get_logger
+from sync.loop_errors import LoopErrorHandler
 from sync.runtime import Runtime
 
 log = get_logger("stocksync.daemon")
@@ -35,6 +41,7 @@ log = get_logger("stocksync.daemon")
 # database that cannot be reached or is not migrated exits 1, a bad config 2, like any command
 EXIT_ADDRESS_IN_USE = 3  # the address to listen on is taken (or may not be bound)
 EXIT_BROKER_DOWN = 4  # the broker (Redis) does not answer
+EXIT_BAD_SETTING = 2  # as a bad config: an environment setting of sync/http_limits.py
 
 
 class StartupError(Exception):
@@ -43,6 +50,14 @@ class StartupError(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def http_limits() -> HttpLimits:
+    """sync/http_limits.py's settings from the environment; StartupError when one is bad."""
+    try:
+        return HttpLimits.from_env(os.environ)
+    except ValueError as exc:
+        raise StartupError(str(exc), EXIT_BAD_SETTING) from exc
 
 
 def broker_ready(broker: Broker) -> bool:
@@ -97,6 +112,8 @@ class Daemon:
     _server: uvicorn.Server | None = field(default=None, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     _started: bool = field(default=False, init=False)
+    # sync/http_limits.py, read from the environment when the daemon starts
+    _limits: HttpLimits = field(default_factory=HttpLimits, init=False)
 
     def __post_init__(self) -> None:
         self.runtime = Runtime.build(self.config)
@@ -116,6 +133,7 @@ class Daemon:
         """What must hold before anything starts: the port is ours and the broker answers.
         On failure everything is closed and StartupError raised (one line, an exit code)."""
         try:
+            self._limits = http_limits()
             sock = listen_socket(self.host, self.port)
             try:
                 require_broker(self.broker, self.config.broker)
@@ -180,29 +198,42 @@ class Daemon:
             self.actors.reevaluate.send(channel, "reload")
         return True
 
-    def _make_server(self) -> uvicorn.Server:
+    def _make_server(self) -> _Server:
         app = create_app(self.runtime, self.actors, lambda: broker_ready(self.broker))
-        # log_config=None: uvicorn's records go to the root logger, rendered by sync.logs
+        guard = ConnectionGuard(
+            self._limits,
+            connection_cap(open_file_limit(), self._limits.max_connections),
+            self.runtime.metrics,
+        )
+        # log_config=None: uvicorn's records go to the root logger, rendered by sync.logs;
+        # http: the h11 protocol with header/body deadlines and the connection cap; ws="none":
+        # no WebSocket routes, and an upgraded connection would leave the guard's count
         config = uvicorn.Config(
             app, host=self.host, port=self.port, log_level="warning", lifespan="off",
-            access_log=False, log_config=None,
+            access_log=False, log_config=None, http=guarded_h11(guard), ws="none",
+            backlog=ACCEPT_BATCH,
         )  # fmt: skip
-        return uvicorn.Server(config)
+        return _Server(config, guard, LoopErrorHandler(self.runtime.metrics))
 
     def serve_forever(self) -> None:
         """Run in the foreground until SIGINT/SIGTERM (uvicorn handles the signals).
         StartupError when the port is taken or the broker does not answer."""
+        files = raise_open_file_limit()  # before the cap on connections is derived from it
         sock = self._prepare()
         self._start_background()
-        self._server = self._make_server()
-        log.info("daemon_started", url=self.url, broker=_broker_kind(self.config.broker))
+        server = self._server = self._make_server()
+        log.info(
+            "daemon_started", url=self.url, broker=_broker_kind(self.config.broker),
+            open_files=files.soft, open_files_before=files.soft_before,
+            max_connections=server.guard.cap,
+        )  # fmt: skip
         # uvicorn re-raises the signal after its graceful stop, restoring the previous
         # handlers first: Python-level handlers let that re-raise return here for our cleanup
         signal.signal(signal.SIGTERM, lambda *_: None)
         signal.signal(signal.SIGINT, lambda *_: None)
         signal.signal(signal.SIGHUP, lambda *_: self.reload())
         try:
-            self._server.run(sockets=[sock])
+            server.run(sockets=[sock])
         finally:
             sock.close()
             self.shutdown()
@@ -259,6 +290,26 @@ class Daemon:
 
 
 REEVALUATE_EVERY_S = 24 * 3600
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with our exception handler on its event loop (sync/loop_errors.py),
+    installed before it accepts connections, and the kernel's accept queue made longer than
+    the batch asyncio accepts per pass (both are the backlog to asyncio: sync/http_limits.py).
+    `guard` is the connection guard its protocol class is bound to (config.http)."""
+
+    def __init__(
+        self, config: uvicorn.Config, guard: ConnectionGuard, on_loop_error: LoopErrorHandler
+    ) -> None:
+        super().__init__(config)
+        self.guard = guard
+        self.on_loop_error = on_loop_error
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(self.on_loop_error)
+        await super().startup(sockets=sockets)
+        for sock in sockets or []:
+            sock.listen(LISTEN_BACKLOG)  # listening already: this only lengthens the queue
 
 
 def _reloaded(current: Config) -> Config | None:

@@ -2,6 +2,11 @@
 
 Handlers do no channel I/O: a webhook is verified on its raw bytes, stored, committed, enqueued,
 and answered (Shopify gives us 5 s).
+
+Hostile clients are met in layers: sync/http_guard.py (slow and idle connections, the connection
+cap), sync/http_body.py (body size counted on the bytes read), sync/webhook_rejections.py
+(rejections counted, logged sparingly), sync/http_errors.py (uncaught errors: one redacted
+line, a 500 JSON answer).
 """
 
 from __future__ import annotations
@@ -15,36 +20,54 @@ from typing import Any
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from stock import channel_state, purchasing
 from stock.tx import LedgerInputError, ReleasedUnits
 from sync.actors import Actors
+from sync.http_body import MAX_BODY, BodyTooLarge, read_body
+from sync.http_errors import ErrorBoundary, internal_error_handler
 from sync.jobs import inbox, receipts
 from sync.jobs.followups import Followups
-from sync.logs import get_logger
-from sync.metrics import refresh_gauges
+from sync.metrics import channel_label, refresh_gauges
 from sync.runtime import Runtime
+from sync.webhook_rejections import DISCONNECTED, TOO_LARGE, WebhookRejections, reason_code
 
-log = get_logger("stocksync.http")
-MAX_BODY = 5 * 1024 * 1024  # orders are small; refuse anything absurd before reading it all
+# Receipt quantities at most this: the ledger's quantity columns are 32-bit integers on
+# PostgreSQL, and a larger number would fail inside the transaction instead of being refused.
+MAX_QUANTITY = 2**31 - 1
 
 
-def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool]) -> Starlette:
+def too_large() -> Response:
+    return JSONResponse(
+        {"ok": False, "error": f"body too large (limit {MAX_BODY} bytes)"}, status_code=413
+    )
+
+
+def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool]) -> ASGIApp:
+    rejections = WebhookRejections(runtime.metrics)
+
     async def webhook(request: Request) -> Response:
         channel = request.path_params["channel"]
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return JSONResponse({"ok": False, "error": "body too large"}, status_code=413)
-        body = await request.body()
+        label = channel_label(channel, runtime.config.channels)
+        try:
+            body = await read_body(request)
+        except BodyTooLarge as exc:
+            rejections.record(label, channel, TOO_LARGE, 413, str(exc))
+            return too_large()
+        except ClientDisconnect:
+            rejections.record(label, channel, DISCONNECTED, 400, "client went away mid-body")
+            return Response(status_code=400)  # nobody reads it: the connection is gone
         headers = {k.lower(): v for k, v in request.headers.items()}
         result = await run_in_threadpool(inbox.ingest_webhook, runtime, channel, headers, body)
-        runtime.metrics.webhooks.labels(channel, result.outcome).inc()
         if result.outcome == "rejected":
-            log.warning("webhook_rejected", channel=channel, status=result.status,
-                        reason=result.reason)  # fmt: skip
+            code = reason_code(result.status)
+            rejections.record(label, channel, code, result.status, result.reason)
             return JSONResponse({"ok": False, "error": result.reason}, status_code=result.status)
+        runtime.metrics.webhooks.labels(label, result.outcome).inc()
         if result.event_id is not None:
             await run_in_threadpool(actors.process_event.send, result.event_id)
         return JSONResponse({"ok": True, "outcome": result.outcome})
@@ -115,7 +138,10 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
         if refused is not None:
             return refused
         try:
-            body = await request.body()
+            body = await read_body(request)
+        except BodyTooLarge:
+            return too_large()
+        try:
             lines = _receipt_lines(body)
             allow_over = _allow_over(body)
         except ValueError as exc:
@@ -186,16 +212,20 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
         data = {"status": "cancelled", "cancelled": cancelled, "at_risk": at_risk}
         return data, Followups.of(tx.effects, list(runtime.channels))
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/webhooks/{channel}", webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/api/purchase-orders/{ref}/receipts", receipt, methods=["POST"]),
+            # reads no body: one sent anyway is left unread, the connection closed after the
+            # answer (sync/http_guard.py)
             Route("/api/purchase-orders/{ref}/cancel", cancel, methods=["POST"]),
-        ]
+        ],
+        exception_handlers={Exception: internal_error_handler},
     )
+    return ErrorBoundary(app, runtime.metrics)
 
 
 def _allow_over(body: bytes) -> bool:
@@ -228,7 +258,11 @@ def _receipt_lines(body: bytes) -> dict[str, int]:
             raise ValueError(f"each line needs a SKU, got {sku!r}")
         if not isinstance(qty, int) or isinstance(qty, bool) or qty <= 0:
             raise ValueError(f"{sku}: quantity must be a positive whole number, got {qty!r}")
+        if qty > MAX_QUANTITY:
+            raise ValueError(f"{sku}: quantity {qty} is above the largest allowed, {MAX_QUANTITY}")
         lines[sku] = lines.get(sku, 0) + qty
+        if lines[sku] > MAX_QUANTITY:  # the same SKU on several lines
+            raise ValueError(f"{sku}: quantities add up to more than {MAX_QUANTITY}")
     if not lines:
         raise ValueError("a receipt needs at least one line")
     return lines

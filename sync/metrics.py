@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -9,6 +10,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from sqlalchemy.orm import Session
 
 from stock import channel_state, commitments, inbox, listings
+
+# The `channel` label of a request naming a channel the config does not have: label values come
+# from the config only, so a client inventing names cannot grow /metrics (one series per name).
+UNKNOWN_CHANNEL = "_unknown"
+
+
+def channel_label(name: str, configured: Iterable[str]) -> str:
+    """`name` when the config has that channel, else UNKNOWN_CHANNEL."""
+    return name if name in configured else UNKNOWN_CHANNEL
 
 
 @dataclass
@@ -21,6 +31,34 @@ class Metrics:
             "stocksync_webhooks_received",
             "Webhooks by outcome: stored, duplicate, rejected, ping, ignored",
             ["channel", "outcome"], registry=r,
+        )  # fmt: skip
+        self.webhooks_rejected = Counter(
+            "stocksync_webhooks_rejected",
+            "Webhooks not stored, by reason: bad_signature, unknown_channel, too_large, bad_body, "
+            "disconnected, other",
+            ["channel", "reason"], registry=r,
+        )  # fmt: skip
+        self.http_connections_open = Gauge(
+            "stocksync_http_connections_open", "HTTP connections open now", registry=r
+        )
+        self.http_connections_limit = Gauge(
+            "stocksync_http_connections_limit",
+            "HTTP connections held open at most (from the open-file limit)", registry=r,
+        )  # fmt: skip
+        self.http_connections_closed = Counter(
+            "stocksync_http_connections_closed",
+            "HTTP connections closed by the server, by reason: header_timeout, body_timeout, "
+            "evicted, refused, body_unread",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.http_errors = Counter(
+            "stocksync_http_errors", "Requests answered 500 after an uncaught error", registry=r
+        )
+        self.event_loop_errors = Counter(
+            "stocksync_event_loop_errors",
+            "Errors the HTTP event loop reported, by kind: out_of_resources (too many open "
+            "files, no buffers or memory), other",
+            ["kind"], registry=r,
         )  # fmt: skip
         self.inbox_pending = Gauge(
             "stocksync_inbox_pending", "Inbox events not processed yet", registry=r
@@ -35,6 +73,11 @@ class Metrics:
         self.pushes = Counter(
             "stocksync_push", "Quantity pushes by outcome (ok, stale, error)",
             ["channel", "outcome"], registry=r,
+        )  # fmt: skip
+        self.late_writes = Counter(
+            "stocksync_push_late_writes",
+            "Listings an unanswered write was found to have overwritten (pushed again)",
+            ["channel"], registry=r,
         )  # fmt: skip
         self.push_latency = Histogram(
             "stocksync_push_latency_seconds", "From a listing turning dirty to its push landing",

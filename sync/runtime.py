@@ -154,9 +154,27 @@ class Runtime:
         token = config.server.api_token
         if token is not None:
             values.append(token.get_secret_value())
+        # the database's and the broker's passwords, should a driver put a URL in an error
+        for url in (config.database, config.broker):
+            password = _url_password(url)
+            if password:
+                values.append(password)
         return values
 
     def close(self) -> None:
         for channel in self.channels.values():
             channel.close()
         self.ctx.close()
+
+
+def _url_password(url: str | None) -> str | None:
+    """The password in `scheme://user:password@host/...`, or None."""
+    from urllib.parse import unquote, urlsplit
+
+    if not url or "://" not in url:
+        return None
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None

@@ -8,6 +8,7 @@ and delivers webhooks from a background thread with drop/duplicate/reorder fault
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import random
@@ -60,6 +61,9 @@ class Faults:
     error_rate: float = 0.0
     error_status: int = 503
     latency_ms: int = 0
+    # extra latency of writes alone (not GET), applied before the write: a client that gives
+    # up meanwhile leaves a write that lands late, as a slow shop's does
+    write_latency_ms: int = 0
     webhook_drop_rate: float = 0.0
     webhook_duplicate_rate: float = 0.0
     webhook_reorder_rate: float = 0.0  # chance a webhook is held back and sent after the next one
@@ -287,6 +291,8 @@ class SandboxServer:
         faults = self.faults
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
+        if faults.write_latency_ms and request.method != "GET":
+            time.sleep(faults.write_latency_ms / 1000)
         if faults.error_rate and self.rng.random() < faults.error_rate:
             return self.fault_response(faults.error_status)
         return self.route(request)
@@ -348,7 +354,9 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            # the client may have given up (its timeout): what the request did stays done
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(payload)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 

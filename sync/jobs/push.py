@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import Channel, ChannelError, OfferPush
-from stock import channel_state, inbox, listings, offers
+from stock import channel_state, inbox, inflight, listings, offers
 from sync import channel_auth
 from sync.jobs.followups import Followups, utc_now
 from sync.jobs.unknown_skus import hold_unknown
@@ -40,6 +40,7 @@ class PushReport:
     calls: int = 0
     deferred: int = 0  # raises held back until orders explain the channel's quantity
     held_unknown: int = 0  # lower numbers held back for SKUs never counted (unknown_skus.py)
+    late_writes: int = 0  # listings an unanswered write was found to have overwritten
     held_ids: set[int] = field(default_factory=set)  # their listings: later rounds read past
     followups: Followups = field(default_factory=Followups)
 
@@ -57,6 +58,8 @@ def push_channel(runtime: Runtime, channel_name: str) -> PushReport:
         report.busy = True
         return report
     try:
+        if channel.late_write_window is not None:
+            _read_after_late_writes(runtime, channel_name, channel, report)
         for _round in range(MAX_ROUNDS):
             if _push_round(runtime, channel_name, channel, report):
                 break
@@ -175,12 +178,15 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
     # compare-and-set (Shopify) or re-read (WooCommerce, which then skips a write that changes
     # nothing) is what finds out.
     report.calls += 1
+    attempt = _record_in_flight(runtime, channel_name, channel, planned)
     started = time.monotonic()
     try:
         results = channel.push_offers(
             [OfferPush(p.listing.sku, p.offered, p.listing.last_seen) for p in planned]
         )
     except ChannelError as exc:
+        # unanswered: its writes stay recorded in flight (they may land late), and are read
+        # again once their window has passed
         if channel_auth.skipped(exc):
             return True  # held after an auth error: no call was made, the listings stay dirty
         report.errors += len(planned)
@@ -212,6 +218,8 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
     stale_seen = any(o.kind == "stale" for o in outcomes)
     with runtime.ctx.sessions.begin() as session:
         listings.record_push(session, outcomes, now)
+        if attempt is not None:
+            inflight.answered(session, attempt)
         if stale_seen:
             channel_state.note_moved(session, channel_name, now)
     kinds = Counter(o.kind for o in outcomes)
@@ -230,6 +238,68 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
         # lowers what must come down at once; raises wait until orders explain the gap.
         return False
     return len(planned) + len(deferred) + len(held) < PUSH_BATCH
+
+
+def _record_in_flight(
+    runtime: Runtime, channel_name: str, channel: Channel, planned: list[PlannedPush]
+) -> str | None:
+    """On a channel with absolute writes, record the writes about to be sent (committed
+    before the call, so a worker killed during it leaves them behind); the attempt's id."""
+    window = channel.late_write_window
+    if window is None:
+        return None
+    attempt = uuid.uuid4().hex
+    now = utc_now()
+    with runtime.ctx.sessions.begin() as session:
+        inflight.record_sent(
+            session, channel_name, attempt,
+            [(p.listing.listing_id, p.offered) for p in planned],
+            now, now + timedelta(seconds=window),
+        )  # fmt: skip
+    return attempt
+
+
+def _read_after_late_writes(
+    runtime: Runtime, channel_name: str, channel: Channel, report: PushReport
+) -> None:
+    """Listings with writes never answered (a timeout, a killed worker) whose window has
+    passed: read what the channel shows now, and push again where it is not what we last
+    pushed (an old write that landed after a newer one). Runs under the push lease."""
+    now = utc_now()
+    with runtime.ctx.sessions.begin() as session:
+        unsettled = inflight.due(session, channel_name, now, PUSH_BATCH)
+    if not unsettled:
+        return
+    try:
+        found = channel.fetch_listings([u.sku for u in unsettled])
+    except channel_auth.ChannelHeld:
+        raise
+    except ChannelError as exc:
+        runtime.metrics.channel_errors.labels(channel_name, exc.code or "error").inc()
+        log.warning("late_write_check_failed", channel=channel_name, error=str(exc))
+        return  # the rows stay: the next push reads them again
+    drifted: list[tuple[int, int, int | None]] = []
+    overwritten: list[dict[str, Any]] = []
+    for row in unsettled:
+        listing = found.get(row.sku)
+        if listing is not None and listing.quantity != row.last_pushed:
+            drifted.append((row.listing_id, row.sku_id, listing.quantity))
+            overwritten.append(
+                {"sku": row.sku, "shows": listing.quantity, "pushed": row.last_pushed,
+                 "late_write": row.latest_quantity}
+            )  # fmt: skip
+    with runtime.ctx.sessions.begin() as session:
+        listings.mark_drifted(session, drifted, now)
+        inflight.forget(session, [row.listing_id for row in unsettled], now)
+    report.late_writes += len(drifted)
+    if drifted:
+        runtime.metrics.late_writes.labels(channel_name).inc(len(drifted))
+    log.info(
+        "late_writes_checked",
+        channel=channel_name,
+        checked=len(unsettled),
+        overwritten=overwritten,
+    )
 
 
 def _observe_latency(

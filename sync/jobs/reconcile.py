@@ -38,6 +38,7 @@ def reconcile_channel(runtime: Runtime, channel_name: str) -> tuple[list[Drift],
         )
     current = channel.fetch_listings([row.sku for row in mapped])
     drifts: list[Drift] = []
+    drifted: list[tuple[int, int, int | None]] = []
     now = utc_now()
     with runtime.ctx.sessions.begin() as session:
         for row in mapped:
@@ -49,7 +50,8 @@ def reconcile_channel(runtime: Runtime, channel_name: str) -> tuple[list[Drift],
             if found is None or expected is None or found.quantity == expected:
                 continue
             drifts.append(Drift(row.sku, expected, found.quantity))
-            listings.mark_drifted(session, row.listing_id, found.quantity, now)
+            drifted.append((row.listing_id, row.sku_id, found.quantity))
+        listings.mark_drifted(session, drifted, now)
         audit.record(
             session, now, "reconcile", "reconcile", channel_name,
             {"drift": [d.__dict__ for d in drifts], "checked": len(mapped)},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from backorders import releasing
-from stock import inbox, listings, outbox
+from stock import inbox, inflight, listings, outbox
 from sync.jobs.followups import Followups, utc_now
 from sync.metrics import refresh_gauges
 from sync.runtime import Runtime
@@ -21,6 +21,8 @@ def sweep(runtime: Runtime) -> Followups:
         # failed events form the exception queue: an operator retries them
         followups.events.extend(inbox.pending_before(session, cutoff, SWEEP_EVENTS))
         followups.pushes |= listings.channels_dirty_since(session, cutoff)
+        # writes never answered, past their window: the push reads those listings again
+        followups.pushes |= inflight.channels_due(session, utc_now())
         followups.writebacks |= outbox.pending_before(session, cutoff)
         followups.writebacks |= outbox.requeue_stale_holds(session, cutoff)
         refresh_gauges(runtime.metrics, session, list(runtime.channels))

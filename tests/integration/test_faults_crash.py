@@ -92,7 +92,9 @@ def test_sigkill_a_worker_mid_release_twenty_times(tmp_path: Path, pg_url: str) 
             try:
                 report = checker.wait_consistent(60, what=f"repetition {rep} ({code})")
             except AssertionError as exc:
-                raise AssertionError(f"{exc}\n{_writebacks(pg_url)}\n{stack.logs()}") from None
+                raise AssertionError(
+                    f"{exc}\n{_writebacks(pg_url)}\n{_listings(pg_url, code)}\n{stack.logs()}"
+                ) from None
             timings.append({
                 "rep": rep, "kill_after_s": round(delay, 3), "backordered_at_kill": at_kill[0],
                 "writebacks_open_at_kill": at_kill[1],
@@ -107,6 +109,37 @@ def test_sigkill_a_worker_mid_release_twenty_times(tmp_path: Path, pg_url: str) 
     # the kills did land mid-work: in most repetitions, units or write-backs were still open
     interrupted = [t for t in timings if t["backordered_at_kill"] or t["writebacks_open_at_kill"]]
     assert len(interrupted) >= REPETITIONS // 2, timings
+
+
+def _listings(url: str, code: str) -> str:
+    """The SKU's listing rows and unanswered writes, for a failure message: which cause a
+    channel showing the wrong number had (a lost dirty mark: clean at a newer version than
+    pushed; a late write: an unanswered write in flight; a push that never came: dirty)."""
+    from stock.db import make_engine, session_factory
+
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            rows = session.scalars(
+                select(m.Listing).join(m.Sku).where(m.Sku.code == code).order_by(m.Listing.channel)
+            )
+            lines = [
+                f"listing {li.channel}/{code}: last_pushed={li.last_pushed} "
+                f"last_seen={li.last_seen} dirty={li.dirty} v{li.dirty_version} "
+                f"dirty_since={li.dirty_since} pushed_at={li.pushed_at} held_at={li.held_at}"
+                for li in rows
+            ]
+            in_flight = session.scalars(
+                select(m.PushInFlight).join(m.Listing).join(m.Sku).where(m.Sku.code == code)
+            )
+            lines += [
+                f"unanswered write {w.channel}/{code}: {w.quantity} sent {w.sent_at} "
+                f"settles by {w.settle_by} ({w.attempt})"
+                for w in in_flight
+            ]
+            return "\n".join(lines)
+    finally:
+        engine.dispose()
 
 
 def _writebacks(url: str) -> str:

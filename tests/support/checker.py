@@ -24,7 +24,9 @@ states the guarantees of issue #6 precisely:
    backorders, and a WooCommerce open order is on-hold exactly when it has open backorders.
 
 `Checker.wait_consistent` samples until (1)-(3) hold or a deadline passes, failing at once when a
-sample breaks (2).
+sample breaks (2), or when a channel has shown more than the ledger offers for longer than
+OVERSHOW_BOUND across its samples (issue #13: the shop must not keep selling units the ledger
+no longer has).
 """
 
 from __future__ import annotations
@@ -42,14 +44,24 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import OrderStatus
+from connectors.woocommerce import LATE_WRITE_TIMEOUTS
 from connectors.woocommerce_parse import STATUS_MAP
 from rules import Config
 from stock import inbox, offers
 from stock import models as m
 from sync.context import AppContext
+from sync.stack import DAEMON_INTERVALS
 
 SHOP = "shop"
 WOO = "woo"
+# How long a channel may show more than the ledger offers once a fault is over: the stacks'
+# push interval, plus the window in which an unanswered WooCommerce write may still land
+# (a few request timeouts: connectors/woocommerce.py), plus the sampling period and a margin.
+CHANNEL_TIMEOUT_S = 10.0  # sync.runtime.build_channel's default
+SAMPLE_SLACK_S = 1.0
+OVERSHOW_BOUND = (
+    DAEMON_INTERVALS["push_interval_s"] + LATE_WRITE_TIMEOUTS * CHANNEL_TIMEOUT_S + SAMPLE_SLACK_S
+)
 _LEDGER_STATUS = {
     OrderStatus.OPEN: "open",
     OrderStatus.FULFILLED: "fulfilled",
@@ -418,13 +430,40 @@ class Checker:
     channels: tuple[str, ...] = (SHOP, WOO)
     history: list[str] = field(default_factory=list)
 
+    # Once a fault is over, no channel may show more than the ledger offers for longer than
+    # this (seconds): one push interval plus the in-flight window of a late write, plus the
+    # sampling period. None: not checked.
+    overshow_bound: float | None = field(default_factory=lambda: OVERSHOW_BOUND)
+    _over_since: dict[tuple[str, str], float] = field(default_factory=dict)
+
     def problems(self, expected_failed: int = 0) -> tuple[list[str], list[str]]:
         """(safety problems, other problems) of one sample."""
         view = read_ledger(self.ctx, self.channels)
         channels = fetch_channels(self.shop_url, self.woo_url)
-        return safety_problems(view), order_problems(view, channels) + convergence_problems(
+        broken = safety_problems(view) + self._overshown_too_long(view, channels)
+        return broken, order_problems(view, channels) + convergence_problems(
             view, channels, expected_failed
         )
+
+    def _overshown_too_long(self, view: LedgerView, channels: ChannelView) -> list[str]:
+        """Channel quantities above the ledger's offer for longer than `overshow_bound`, over
+        the samples of one `wait_consistent` (each sample, not only the last)."""
+        if self.overshow_bound is None:
+            return []
+        now = time.monotonic()
+        over: set[tuple[str, str]] = set()
+        for channel, channel_offers in view.offers.items():
+            shown = channels.quantities.get(channel, {})
+            for sku, offered in channel_offers.items():
+                if sku in shown and shown[sku] > offered:
+                    over.add((channel, sku))
+        self._over_since = {key: self._over_since.get(key, now) for key in over}
+        return [
+            f"{channel}:{sku} has shown more than the ledger offers for {now - since:.1f}s "
+            f"(bound {self.overshow_bound}s)"
+            for (channel, sku), since in sorted(self._over_since.items())
+            if now - since > self.overshow_bound
+        ]
 
     def assert_safe(self) -> None:
         """(2) alone, on one snapshot: for use while faults are going on."""
@@ -437,6 +476,7 @@ class Checker:
         started = time.monotonic()
         deadline = started + timeout
         samples = 0
+        self._over_since = {}
         last: list[str] = []
         while True:
             samples += 1

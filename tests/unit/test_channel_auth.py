@@ -56,6 +56,7 @@ class Refusing:
     def __init__(self) -> None:
         self.calls = 0
         self.accept = False
+        self.late_write_window: float | None = None
 
     def fetch_listings(self, skus: Any) -> dict[str, Listing]:
         self.calls += 1

@@ -49,3 +49,17 @@ def test_json_lines_with_context_and_no_secret(capsys: pytest.CaptureFixture[str
     assert line["event"] == "pushed" and line["job"] == "push" and line["channel"] == "shop"
     assert line["level"] == "info" and "timestamp" in line
     assert "supersecretvalue" not in json.dumps(line)
+
+
+def test_the_database_and_broker_passwords_are_secrets_for_the_redactor() -> None:
+    from rules import parse_config
+    from sync.runtime import Runtime
+
+    config = parse_config(
+        "database: postgresql+psycopg://app:db-pass%2Fword@db.internal/stock\n"
+        "broker: redis://:broker-secret@cache.internal:6379/0\n",
+        "stocksync.yaml",
+        env={},
+    )
+    secrets = Runtime.secrets_of(config)
+    assert "db-pass/word" in secrets and "broker-secret" in secrets

@@ -106,9 +106,9 @@ def test_substituted_text_is_validated_like_a_yaml_value() -> None:
     assert config.rules.defaults.backorders_enabled.value is True
 
 
-def test_bad_substituted_number_names_the_key_and_the_text() -> None:
+def test_bad_substituted_number_names_the_key_and_the_variable_not_its_value() -> None:
     assert errors("server: {port: '${PORT}'}\n", {"PORT": "eighty"}) == [
-        "stocksync.yaml:1: server.port: must be an integer, got 'eighty'"
+        "stocksync.yaml:1: server.port: must be an integer (from ${PORT})"
     ]
 
 

@@ -172,9 +172,32 @@ def test_webhook_verifies_with_old_or_new_secret_and_any_header_case() -> None:
     for secret in ("new-secret", "old-secret"):
         event = c.verify_webhook({k.lower(): v for k, v in headers(body, secret).items()}, body)
         assert event is not None
-        assert event.event_key == "98880550-7158-44d4-b7cd-2c97c8a091b5"
+        assert event.event_key.startswith("orders/create:")
         assert event.topic == "orders/create"
         assert event.body == body
+
+
+def test_the_event_key_is_the_bodys_identity_so_a_replay_under_a_fresh_id_is_a_duplicate() -> None:
+    """The signature covers the body, not the headers (issue #13): a captured delivery sent
+    again with a new X-Shopify-Event-Id keys the same; a changed body does not."""
+    c = channel("new-secret")
+    order = rest_order()
+    body = encode(order)
+    first = c.verify_webhook(headers(body, "new-secret"), body)
+    replayed = c.verify_webhook(
+        headers(body, "new-secret", **{"X-Shopify-Event-Id": "another-fresh-id"}), body
+    )
+    assert first is not None and replayed is not None
+    assert first.event_key == replayed.event_key
+    assert first.event_key.startswith(f"orders/create:{order['id']}@{order['updated_at']}#")
+    edited = encode({**order, "note": "changed within the same second"})
+    other = c.verify_webhook(headers(edited, "new-secret"), edited)
+    assert other is not None and other.event_key != first.event_key
+    # another topic of the same version is its own delivery
+    cancelled = c.verify_webhook(
+        headers(body, "new-secret", **{"X-Shopify-Topic": "orders/cancelled"}), body
+    )
+    assert cancelled is not None and cancelled.event_key != first.event_key
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ OWNERS = {
     "ChannelOrder": "backorders/orders.py",
     "OrderLine": "backorders/orders.py",
     "Listing": "stock/listings.py",
+    "PushInFlight": "stock/inflight.py",
     "Writeback": "stock/outbox.py",
     "InboxEvent": "stock/inbox.py",
     "ChannelState": "stock/channel_state.py",

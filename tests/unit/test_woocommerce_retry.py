@@ -13,6 +13,7 @@ from connectors.woocommerce_retry import (
     WooCommerceError,
     call_with_retries,
     classify,
+    maybe_applied,
     parse_retry_after,
 )
 
@@ -101,3 +102,42 @@ def test_attempts_are_bounded_and_the_last_error_kept() -> None:
     with pytest.raises(ChannelError, match="try 3"):
         call_with_retries(RetryPolicy(max_attempts=3, backoff=0.0), down)
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("failure", "may_have_landed"),
+    [
+        (429, False),  # a rate limiter refuses before anything is applied
+        (408, True),
+        (500, True),
+        (503, True),
+        (requests.ReadTimeout("slow"), True),  # sent; the shop may still apply it
+        (requests.ConnectionError("reset"), True),
+        (requests.ConnectTimeout("no connection"), False),
+    ],
+)
+def test_a_write_policy_repeats_only_failures_that_cannot_have_landed(
+    failure: int | BaseException, may_have_landed: bool
+) -> None:
+    """An absolute stock write repeated after a timeout could land after a newer one: the
+    write policy leaves such failures to the caller, which reads the shop again first."""
+    assert maybe_applied(failure) is may_have_landed
+    calls: list[int] = []
+
+    def write() -> None:
+        calls.append(1)
+        status = failure if isinstance(failure, int) else None
+        raise WooCommerceError(
+            "woo", "push_offers", "failed", status=status, retryable=True,
+            maybe_applied=maybe_applied(failure),
+        )  # fmt: skip
+
+    with pytest.raises(ChannelError):
+        call_with_retries(
+            RetryPolicy(max_attempts=4, backoff=0.0, retry_maybe_applied=False), write
+        )
+    assert len(calls) == (1 if may_have_landed else 4)
+    calls.clear()
+    with pytest.raises(ChannelError):
+        call_with_retries(RetryPolicy(max_attempts=4, backoff=0.0), write)  # reads: always
+    assert len(calls) == 4
