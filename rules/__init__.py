@@ -15,7 +15,7 @@ from rules.errors import ConfigError, ConfigIssue
 from rules.loader import load_config, parse_config
 from rules.model import CHANNEL_KINDS, DEFAULT_PRIORITY, RELEASE_KEYS, SECRET_KEYS, ReleaseKey
 from rules.redact import MASK, redact_url
-from rules.resolve import EffectiveRule, RuleLayer, RuleSet, SkuRule
+from rules.resolve import EffectiveRule, PoolRule, RuleLayer, RuleSet, SkuRule, pool_for
 from rules.sourced import DEFAULT_SOURCE, Sourced
 from rules.template import render_config_template
 
@@ -33,6 +33,7 @@ __all__ = [
     "DaemonConfig",
     "EffectiveRule",
     "LoggingConfig",
+    "PoolRule",
     "ReleaseKey",
     "RuleLayer",
     "RuleSet",
@@ -42,6 +43,7 @@ __all__ = [
     "TierFrom",
     "load_config",
     "parse_config",
+    "pool_for",
     "redact_url",
     "render_config_template",
 ]

@@ -23,6 +23,7 @@ from rules.model import (
     ChannelModel,
     ConfigModel,
     ManualChannelModel,
+    PoolBlock,
     RuleBlock,
     ShopifyChannelModel,
     TierFromModel,
@@ -30,6 +31,7 @@ from rules.model import (
 from rules.paths import KeyPath, LineMap, line_for
 from rules.resolve import (
     RULE_KEYS,
+    PoolRule,
     RuleLayer,
     RuleSet,
     SkuRule,
@@ -67,6 +69,20 @@ def _layer(block: RuleBlock, prefix: KeyPath, lines: LineMap, filename: str) -> 
                 source = f"{filename}:{line_for(lines, (*prefix, *keys))}"
                 values[name] = Sourced(getattr(holder, leaf), source)
     return RuleLayer(**values)
+
+
+def _pool(
+    block: PoolBlock | None, prefix: KeyPath, lines: LineMap, filename: str
+) -> PoolRule | None:
+    if block is None:
+        return None
+    return PoolRule(
+        weights=MappingProxyType(dict(block.weights)) if block.weights is not None else None,
+        reserve=block.reserve,
+        rebalance_interval_s=block.rebalance_interval_s,
+        backorders=block.backorders,
+        source=f"{filename}:{line_for(lines, (*prefix, 'pool'))}",
+    )
 
 
 def _tier_from(model: TierFromModel | None, line: int) -> TierFrom | None:
@@ -139,9 +155,12 @@ def build_config(
                 channels=rule.channels,
                 layer=layer(rule, ("sku_rules", index)),
                 line=line_for(lines, ("sku_rules", index)),
+                pool=_pool(rule.pool, ("sku_rules", index), lines, filename),
+                pool_set="pool" in rule.model_fields_set,
             )
             for index, rule in enumerate(model.sku_rules)
         ),
+        default_pool=_pool(model.defaults.pool, ("defaults",), lines, filename),
     )
     channels = {
         name: _channel(

@@ -52,7 +52,35 @@ def check_channel_references(
         for position, name in enumerate(names if isinstance(names, list) else []):
             if isinstance(name, str) and name not in known:
                 issue(("sku_rules", index, "channels", position), _unknown_channel(name, known))
+    pools: list[tuple[KeyPath, Any]] = [(("defaults", "pool"), _get(data, "defaults", "pool"))]
+    pools += [
+        (("sku_rules", index, "pool"), rule.get("pool") if isinstance(rule, dict) else None)
+        for index, rule in enumerate(sku_rules if isinstance(sku_rules, list) else [])
+    ]
+    for path, pool in pools:
+        weights = pool.get("weights") if isinstance(pool, dict) else None
+        for name in weights if isinstance(weights, dict) else []:
+            if name not in known:
+                issue((*path, "weights", name), _unknown_channel(name, known))
+            elif _kind(channels, name) == "manual":
+                issue(
+                    (*path, "weights", name),
+                    f"{name!r} is a manual channel: a pool splits units over shops "
+                    "(shopify, woocommerce), which sell them by themselves",
+                )
     return issues
+
+
+def _get(data: dict[str, Any], *keys: str) -> Any:
+    value: Any = data
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _kind(channels: Any, name: str) -> Any:
+    channel = channels.get(name) if isinstance(channels, dict) else None
+    return channel.get("kind") if isinstance(channel, dict) else None
 
 
 def literal_secrets(data: dict[str, Any], lines: LineMap, filename: str) -> list[ConfigIssue]:

@@ -274,13 +274,49 @@ class RuleBlock(_Block):
     release: ReleaseBlock = Field(default_factory=ReleaseBlock)
 
 
+Weight = Annotated[int, _not_bool("an integer"), _at_least(1, "must be at least 1")]
+
+
+class PoolBlock(_Block):
+    """`pool:` of a SKU (in `defaults` or a `sku_rules` entry): its sellable units split into
+    allotments per channel, so the shops together never sell more than the ledger can fill."""
+
+    weights: Annotated[dict[Text, Weight], Field(min_length=1)] | None = None
+    reserve: NonNegInt = 0
+    rebalance_interval_s: PositiveSeconds = 2.0
+    backorders: bool = False
+
+
+class PooledRuleBlock(RuleBlock):
+    pool: PoolBlock | None = None
+
+
 class ChannelRuleBlock(RuleBlock):
     priority: Priority = DEFAULT_PRIORITY
+    pool: Any = None  # refused below with a message that says where it goes
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_is_per_sku(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError(
+                "a pool is per SKU, not per channel: set it in defaults or a sku_rules entry"
+            )
+        return value
 
 
-class SkuRuleBlock(RuleBlock):
+class SkuRuleBlock(PooledRuleBlock):
     match: Text
     channels: Annotated[tuple[Text, ...], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _pool_for_every_channel(self) -> Self:
+        if self.pool is not None and self.channels is not None:
+            raise ValueError(
+                "a pool is per SKU, over all its channels: a sku rule with a pool cannot "
+                "name channels"
+            )
+        return self
 
 
 # ---- the rest -----------------------------------------------------------------------------------
@@ -316,7 +352,7 @@ class ConfigModel(_Block):
     daemon: DaemonModel = Field(default_factory=DaemonModel)
     logging: LoggingModel = Field(default_factory=LoggingModel)
     tiers: Annotated[tuple[Text, ...], AfterValidator(_distinct)] = ()
-    defaults: RuleBlock = Field(default_factory=RuleBlock)
+    defaults: PooledRuleBlock = Field(default_factory=PooledRuleBlock)
     channel_rules: dict[str, ChannelRuleBlock] = Field(default_factory=dict)
     sku_rules: tuple[SkuRuleBlock, ...] = ()
 

@@ -63,11 +63,37 @@ class RuleLayer:
 
 
 @dataclass(frozen=True)
+class PoolRule:
+    """A SKU's pool (DESIGN: limited drops): `weights` split the first allotments (None: equal
+    over the SKU's shop channels); `reserve` units no channel gets until the end; backorders
+    off unless `backorders`. `source` is the FILE:LINE of the `pool:` block."""
+
+    weights: Mapping[str, int] | None
+    reserve: int
+    rebalance_interval_s: float
+    backorders: bool
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "weights": dict(self.weights) if self.weights is not None else None,
+            "reserve": self.reserve,
+            "rebalance_interval_s": self.rebalance_interval_s,
+            "backorders": self.backorders,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
 class SkuRule:
     match: str
     channels: tuple[str, ...] | None
     layer: RuleLayer
     line: int
+    # the rule's `pool:`: a PoolRule, or None when the rule set `pool: null` (no pool for
+    # these SKUs whatever defaults say); `pool_set` False: the rule does not mention pool
+    pool: PoolRule | None = None
+    pool_set: bool = False
 
     def applies(self, channel: str, sku: str) -> bool:
         if self.channels is not None and channel not in self.channels:
@@ -80,6 +106,19 @@ class RuleSet:
     defaults: RuleLayer = RuleLayer()
     channel_rules: Mapping[str, RuleLayer] = field(default_factory=dict)
     sku_rules: tuple[SkuRule, ...] = ()
+    default_pool: PoolRule | None = None
+
+
+def pool_for(rules: RuleSet, sku: str) -> PoolRule | None:
+    """The SKU's pool: from the first sku rule for all channels whose glob matches it, if that
+    rule mentions `pool`, else from defaults. A pool is per SKU, so rules naming channels
+    (which cannot carry one) are passed over."""
+    for rule in rules.sku_rules:
+        if rule.channels is None and fnmatchcase(sku, rule.match):
+            if rule.pool_set:
+                return rule.pool
+            break
+    return rules.default_pool
 
 
 @dataclass(frozen=True)
@@ -97,6 +136,7 @@ class EffectiveRule:
     release_order: Sourced[tuple[ReleaseKey, ...]]
     release_partial: Sourced[bool]
     matched_sku_rule: int | None
+    pool: PoolRule | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``explain --json``: each value next to the file:line it came from."""
@@ -106,6 +146,7 @@ class EffectiveRule:
             value = list(sourced.value) if isinstance(sourced.value, tuple) else sourced.value
             data[name] = {"value": value, "source": sourced.source}
         data["matched_sku_rule"] = self.matched_sku_rule
+        data["pool"] = self.pool.as_dict() if self.pool is not None else None
         return data
 
 
@@ -132,20 +173,24 @@ def resolve_rule(rules: RuleSet, channel: str, sku: str) -> EffectiveRule:
                 chosen = value
         return chosen
 
+    pool = pool_for(rules, sku)
+    backorders_enabled = pick(lambda layer: layer.backorders_enabled, _BUILTIN.backorders.enabled)
+    if pool is not None and not pool.backorders:
+        # a pooled SKU takes no backorders unless its pool says so
+        backorders_enabled = Sourced(False, pool.source)
     return EffectiveRule(
         channel=channel,
         sku=sku,
         safety_buffer=pick(lambda layer: layer.safety_buffer, _BUILTIN.safety_buffer),
         cap=pick(lambda layer: layer.cap, _BUILTIN.cap),
         priority=pick(lambda layer: layer.priority, _BUILTIN.priority),
-        backorders_enabled=pick(
-            lambda layer: layer.backorders_enabled, _BUILTIN.backorders.enabled
-        ),
+        backorders_enabled=backorders_enabled,
         incoming_share=pick(lambda layer: layer.incoming_share, _BUILTIN.backorders.incoming_share),
         horizon_days=pick(lambda layer: layer.horizon_days, _BUILTIN.backorders.horizon_days),
         release_order=pick(lambda layer: layer.release_order, _BUILTIN.release.order),
         release_partial=pick(lambda layer: layer.release_partial, _BUILTIN.release.partial),
         matched_sku_rule=matched,
+        pool=pool,
     )
 
 

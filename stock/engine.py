@@ -28,11 +28,25 @@ class OfferInputs:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolTerms:
+    """A pooled SKU's channel: its allotment, what it sold of it, and the pool's reserve."""
+
+    allotted: int
+    sold: int
+    reserve: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.allotted - self.sold, 0)
+
+
+@dataclass(frozen=True, slots=True)
 class OfferBreakdown:
     inputs: OfferInputs
     sellable_now: int
     incoming_capacity: int  # may be negative: backorders already exceed the share
     offered: int
+    pool: PoolTerms | None = None  # set for a pooled SKU: offered is at most what is left
 
     def as_dict(self) -> dict[str, int | float | bool | None]:
         i = self.inputs
@@ -47,6 +61,16 @@ class OfferBreakdown:
             "incoming_capacity": self.incoming_capacity,
             "safety_buffer": i.safety_buffer,
             "cap": i.cap,
+            **(
+                {
+                    "pool_allotted": self.pool.allotted,
+                    "pool_sold": self.pool.sold,
+                    "pool_remaining": self.pool.remaining,
+                    "pool_reserve": self.pool.reserve,
+                }
+                if self.pool is not None
+                else {}
+            ),
             "offered": self.offered,
         }
 
@@ -65,11 +89,13 @@ def incoming_capacity(inputs: OfferInputs) -> int:
     return shared - inputs.backordered
 
 
-def compute_offer(inputs: OfferInputs) -> OfferBreakdown:
+def compute_offer(inputs: OfferInputs, pool: PoolTerms | None = None) -> OfferBreakdown:
     sellable_now = inputs.on_hand - inputs.reserved
     capacity = incoming_capacity(inputs)
     raw = sellable_now + max(capacity, 0) - inputs.safety_buffer
     offered = max(raw, 0)
     if inputs.cap is not None:
         offered = min(offered, inputs.cap)
-    return OfferBreakdown(inputs, sellable_now, capacity, offered)
+    if pool is not None:
+        offered = min(offered, pool.remaining)
+    return OfferBreakdown(inputs, sellable_now, capacity, offered, pool)

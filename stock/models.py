@@ -8,6 +8,7 @@ Each table has one module that writes it:
     channel_order, order_line        backorders.orders (backorder_hold: stock.outbox)
     listing                          stock.listings
     push_in_flight                   stock.inflight
+    pool_share, pool_move            stock.pools
     writeback                        stock.outbox
     inbox_event                      stock.inbox
     channel_state                    stock.channel_state
@@ -250,6 +251,42 @@ class PushInFlight(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     sent_at: Mapped[datetime] = mapped_column(UtcDateTime())
     settle_by: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class PoolShare(Base):
+    """A pooled SKU's allotment on one channel: `allotted` units granted to it in all, counting
+    those it sold (order lines' live and shipped units); it is offered `allotted - sold`."""
+
+    __tablename__ = "pool_share"
+    __table_args__ = (UniqueConstraint("sku_id", "channel", name="sku_channel"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"))
+    channel: Mapped[str] = mapped_column(String(64))
+    allotted: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PoolMove(Base):
+    """Units moving between two channels of a pool: taken from `from_channel` at once, given to
+    `to_channel` only once the donor's shop shows its smaller number (status `shrinking` until
+    then, `done` after; `units_given` may be fewer: what the donor sold meanwhile)."""
+
+    __tablename__ = "pool_move"
+    __table_args__ = (
+        CheckConstraint("status IN ('shrinking', 'done')", name="status_known"),
+        CheckConstraint("units > 0", name="units_positive"),
+        Index("ix_pool_move_open", "sku_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"))
+    from_channel: Mapped[str] = mapped_column(String(64))
+    to_channel: Mapped[str] = mapped_column(String(64))
+    units: Mapped[int] = mapped_column(Integer)
+    units_given: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="shrinking")
+    why: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class InboxEvent(Base):

@@ -20,9 +20,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rules import EffectiveRule, RuleSet, Sourced
-from stock import counts
+from stock import counts, pools
 from stock import models as m
-from stock.engine import IncomingLine, OfferBreakdown, OfferInputs, compute_offer, incoming_open
+from stock.engine import (
+    IncomingLine,
+    OfferBreakdown,
+    OfferInputs,
+    PoolTerms,
+    compute_offer,
+    incoming_open,
+)
 from stock.tx import LedgerInputError, LedgerTx, RuleBook
 
 # SQL engines cap bound parameters per statement; larger sets are read in chunks of this size
@@ -38,8 +45,17 @@ class StockFigures:
     reserved: int = 0
     backordered: int = 0
     incoming: tuple[tuple[str, IncomingLine], ...] = ()  # (PO ref, open line), eta order
+    pool: tuple[pools.Share, ...] = ()  # a pooled SKU's shares, channel order
 
     def offer(self, rule: EffectiveRule, today: date) -> OfferBreakdown:
+        """The rule's channel's offer. A pooled SKU's channel without a share yet (the pool
+        has not started) is offered nothing: only an allotment may be sold."""
+        terms = None
+        if rule.pool is not None:
+            share = next((s for s in self.pool if s.channel == rule.channel), None)
+            terms = PoolTerms(
+                share.allotted if share else 0, share.sold if share else 0, rule.pool.reserve
+            )
         return compute_offer(
             OfferInputs(
                 on_hand=self.on_hand,
@@ -52,7 +68,8 @@ class StockFigures:
                 cap=rule.cap.value,
                 backorders_enabled=rule.backorders_enabled.value,
                 incoming_share=rule.incoming_share.value,
-            )
+            ),
+            terms,
         )
 
 
@@ -78,6 +95,7 @@ def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]
     if ids is not None:
         levels_q = levels_q.where(m.StockLevel.sku_id.in_(ids))
     incoming = _incoming(session, ids)
+    shares = pools.shares(session, ids)
     result = {
         int(sku_id): StockFigures(
             on_hand=on_hand,
@@ -85,6 +103,7 @@ def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]
             reserved=reserved,
             backordered=backordered,
             incoming=tuple(incoming.get(int(sku_id), ())),
+            pool=shares.get(int(sku_id), ()),
         )
         for sku_id, on_hand, oversold, reserved, backordered in session.execute(levels_q).all()
     }
@@ -260,7 +279,7 @@ def status_rows(
         # what the offers depend on: which sku_rules globs match the code, and the figures
         hits = tuple([match(code) is not None for match in globs]) if globs is not None else code
         key = (
-            (hits, fig.on_hand, fig.oversold, fig.reserved, fig.backordered, fig.incoming)
+            (hits, fig.on_hand, fig.oversold, fig.reserved, fig.backordered, fig.incoming, fig.pool)
             if by_fields
             else (hits, fig)
         )
@@ -277,13 +296,14 @@ def status_rows(
                 if fig.incoming
                 else 0,
                 "oversold": fig.oversold,
+                "pooled": bool(fig.pool),  # split into allotments per channel (a drop)
                 "offered": offered,  # shared by the rows with these offers: read only
             }
         )
     return rows
 
 
-_FIGURE_FIELDS = {"on_hand", "oversold", "reserved", "backordered", "incoming"}
+_FIGURE_FIELDS = {"on_hand", "oversold", "reserved", "backordered", "incoming", "pool"}
 
 
 class _OfferTable:
@@ -320,7 +340,7 @@ class _OfferTable:
         return rule
 
 
-def rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any]]:
+def rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any] | None]:
     def item(value: Sourced[Any]) -> dict[str, Any]:
         raw = value.value
         return {"value": list(raw) if isinstance(raw, tuple) else raw, "source": value.source}
@@ -334,4 +354,5 @@ def rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any]]:
         "horizon_days": item(rule.horizon_days),
         "release_order": item(rule.release_order),
         "release_partial": item(rule.release_partial),
+        "pool": rule.pool.as_dict() if rule.pool is not None else None,
     }

@@ -24,6 +24,8 @@ by the actor's `on_permanent_failure` where it has one, never retried (dramatiq 
 | reevaluate    | retried                        | logged; the next start, reload or day retries   |
 | sweep         | not retried (`never`): the     | logged                                          |
 |               | next sweep is soon enough      |                                                 |
+| rebalance     | not retried (`never`): the     | logged                                          |
+|               | next tick is seconds away      |                                                 |
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from sync.actor_names import (
     PROCESS_EVENT,
     PUSH,
     QUEUE,
+    REBALANCE,
     RECONCILE,
     REEVALUATE,
     RELEASE,
@@ -54,6 +57,7 @@ from sync.jobs import inbox, receipts, writeback
 from sync.jobs.followups import Followups
 from sync.jobs.poll import poll_channel
 from sync.jobs.push import push_channel
+from sync.jobs.rebalance import rebalance as rebalance_pools
 from sync.jobs.reconcile import reconcile_channel
 from sync.jobs.reevaluate import reevaluate_channel
 from sync.jobs.sweep import sweep as sweep_ledger
@@ -130,6 +134,7 @@ class Actors:
     reconcile: dramatiq.Actor[Any, Any]
     release: dramatiq.Actor[Any, Any]
     reevaluate: dramatiq.Actor[Any, Any]
+    rebalance: dramatiq.Actor[Any, Any]
     _push_windows: dict[str, float] = field(default_factory=dict)
     _poll_windows: dict[str, float] = field(default_factory=dict)
     _push_gates: dict[str, PushGate] = field(default_factory=dict)
@@ -243,6 +248,9 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
     def sweep() -> None:
         actors().dispatch(sweep_ledger(runtime))
 
+    def rebalance() -> None:
+        actors().dispatch(rebalance_pools(runtime))
+
     def reconcile(channel: str) -> None:
         drifts, followups = reconcile_channel(runtime, channel)
         if drifts:
@@ -271,6 +279,8 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
             reconcile=actor(reconcile, RECONCILE),
             release=actor(release, RELEASE),
             reevaluate=actor(reevaluate, REEVALUATE),
+            # the next tick is seconds away: a failed one is not retried
+            rebalance=actor(rebalance, REBALANCE, retry_when=never),
         )
     )
     return holder[0]

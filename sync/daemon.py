@@ -160,6 +160,8 @@ class Daemon:
             self.actors.reevaluate.send(channel, "start")
             self.actors.push.send(channel)
         self.actors.sweep.send()
+        if rebalance_interval(self.config) is not None:
+            self.actors.rebalance.send()
 
     def _make_scheduler(self) -> BackgroundScheduler:
         """Jobs only enqueue: with Redis, whichever worker is free does the work."""
@@ -183,6 +185,11 @@ class Daemon:
         scheduler.add_job(
             actors.sweep.send, "interval", seconds=daemon.sweep_interval_s, id="sweep"
         )
+        rebalance_every = rebalance_interval(self.config)
+        if rebalance_every is not None:  # pools move units between shops while a drop sells
+            scheduler.add_job(
+                actors.rebalance.send, "interval", seconds=rebalance_every, id="rebalance"
+            )
         return scheduler
 
     def reload(self) -> bool:
@@ -405,3 +412,12 @@ def _serve_metrics(runtime: Runtime, host: str, port: int) -> None:
         raise StartupError(
             f"cannot listen (metrics) on {host}:{port}: {exc}", EXIT_ADDRESS_IN_USE
         ) from exc
+
+
+def rebalance_interval(config: Config) -> float | None:
+    """The shortest `pool.rebalance_interval_s` of the rules; None without pools."""
+    rules = config.rules
+    found = [rule.pool for rule in rules.sku_rules if rule.pool is not None]
+    if rules.default_pool is not None:
+        found.append(rules.default_pool)
+    return min((pool.rebalance_interval_s for pool in found), default=None)

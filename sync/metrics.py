@@ -79,6 +79,11 @@ class Metrics:
             "Listings an unanswered write was found to have overwritten (pushed again)",
             ["channel"], registry=r,
         )  # fmt: skip
+        self.pool_units_moved = Counter(
+            "stocksync_pool_units_moved",
+            "Pooled units moved between allotments (channels, or 'unallocated')",
+            ["from", "to"], registry=r,
+        )  # fmt: skip
         self.push_latency = Histogram(
             "stocksync_push_latency_seconds", "From a listing turning dirty to its push landing",
             ["channel"], registry=r,

@@ -208,11 +208,18 @@ def explain(console: Console, data: dict[str, Any]) -> None:
         )
         cap = terms["cap"]
         table.add_row("cap", "none" if cap is None else str(cap), rule["cap"]["source"])
-        table.add_row(
-            "= offered",
-            str(offer["offered"]),
-            "clamp(sellable + max(capacity, 0) - buffer, 0, cap)",
-        )
+        formula = "clamp(sellable + max(capacity, 0) - buffer, 0, cap)"
+        if "pool_allotted" in terms:
+            source = rule["pool"]["source"]
+            table.add_row("pool allotment", str(terms["pool_allotted"]), f"pool ({source})")
+            table.add_row("- sold of it", str(terms["pool_sold"]), "ledger: this channel's lines")
+            table.add_row("= left of it", str(terms["pool_remaining"]), "")
+            table.add_row(
+                "pool reserve", str(terms["pool_reserve"]),
+                f"held back from every channel until the end ({source})",
+            )  # fmt: skip
+            formula = f"min({formula}, left of the allotment)"
+        table.add_row("= offered", str(offer["offered"]), formula)
         pushed = offer["last_pushed"]
         table.add_row(
             "last pushed", "never" if pushed is None else str(pushed), offer["pushed_at"] or ""
@@ -256,7 +263,8 @@ def status(console: Console, data: dict[str, Any]) -> None:
                *[f"offered {c}" for c in channels]]  # fmt: skip
     numbers = ("on_hand", "reserved", "backordered", "incoming", "oversold")
     cells = [
-        [row["sku"], *[str(row[key]) for key in numbers],
+        [f"{row['sku']} (pool)" if row.get("pooled") else row["sku"],
+         *[str(row[key]) for key in numbers],
          *[str(row["offered"].get(c, "")) for c in channels]]
         for row in data["skus"]
     ]  # fmt: skip

@@ -28,6 +28,8 @@ OWNERS = {
     "OrderLine": "backorders/orders.py",
     "Listing": "stock/listings.py",
     "PushInFlight": "stock/inflight.py",
+    "PoolShare": "stock/pools.py",
+    "PoolMove": "stock/pools.py",
     "Writeback": "stock/outbox.py",
     "InboxEvent": "stock/inbox.py",
     "ChannelState": "stock/channel_state.py",
