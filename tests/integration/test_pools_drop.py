@@ -17,7 +17,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from stock import models as m
 from sync import stack
+from sync.stack import LoopbackStack, wait_until
 from tests.support.processes import set_faults
 from tests.support.stack import RULES, Stack, stack_config
 
@@ -86,22 +87,23 @@ def cli(s: Stack, *args: str) -> dict[str, Any]:
     return data
 
 
-def shown(s: Stack) -> dict[str, int]:
-    return {"shop": s.shop_available(SKU), "woo": s.woo_stock(SKU)}
+def shown(s: LoopbackStack) -> dict[str, int]:
+    woo = requests.get(f"{s.woo.url}/_sandbox/state", timeout=5).json()
+    return {"shop": int(s.shopify.available(SKU)), "woo": int(woo["stock"][SKU])}
 
 
-def sold_on_shops(s: Stack) -> dict[str, int]:
+def sold_on_shops(s: LoopbackStack) -> dict[str, int]:
     shop = requests.get(f"{s.shopify.url}/_sandbox/state", timeout=5).json()
     woo = requests.get(f"{s.woo.url}/_sandbox/state", timeout=5).json()
     return {"shop": _units(shop, SKU), "woo": _units(woo, SKU)}
 
 
-def ledger_orders(s: Stack) -> int:
+def ledger_orders(s: LoopbackStack) -> int:
     with s.ctx.read() as session:
         return int(session.scalar(select(func.count()).select_from(m.ChannelOrder)) or 0)
 
 
-def shop_orders(s: Stack) -> int:
+def shop_orders(s: LoopbackStack) -> int:
     shop = requests.get(f"{s.shopify.url}/_sandbox/state", timeout=5).json()
     woo = requests.get(f"{s.woo.url}/_sandbox/state", timeout=5).json()
     return len(shop["orders"]) + len(woo["orders"])
@@ -115,6 +117,58 @@ def _units(state: dict[str, object], sku: str) -> int:
             if line.get("sku") == sku:
                 total += int(line.get("quantity", 0))
     return total
+
+
+def run_drop(
+    drop: LoopbackStack, every_sample: Callable[[], None] = lambda: None
+) -> tuple[dict[str, int], int]:
+    """Buyers, 80 % on WooCommerce, until every unit is sold (at most 60 s); at every sample
+    the shops' exposure (shown + sold) is at most the units there are. (refusals, worst)"""
+    refused = {"shop": 0, "woo": 0}
+    done = threading.Event()
+    rng = random.Random(14)
+    lock = threading.Lock()
+
+    def buyer(n: int) -> None:
+        while not done.is_set():
+            with lock:
+                on_woo = rng.random() < 0.8
+            reply = (
+                checkout(drop.woo.url, f"w{n}@example.com")
+                if on_woo
+                else checkout(drop.shopify.url, f"s{n}@example.com")
+            )
+            if reply.status_code != 201:
+                with lock:
+                    refused["woo" if on_woo else "shop"] += 1
+            time.sleep(0.3)
+
+    buyers = [threading.Thread(target=buyer, args=(n,), daemon=True) for n in range(6)]
+    for thread in buyers:
+        thread.start()
+    worst = 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            sold, now = sold_on_shops(drop), shown(drop)
+            exposure = sum(sold.values()) + sum(now.values())
+            worst = max(worst, exposure)
+            assert exposure <= UNITS, f"shops could sell {exposure} of {UNITS}: {sold} {now}"
+            if sum(sold.values()) >= UNITS:
+                break
+            every_sample()
+            time.sleep(0.2)
+    finally:
+        done.set()
+        for thread in buyers:
+            thread.join(10)
+    return refused, worst
+
+
+def checkout(url: str, email: str) -> requests.Response:
+    return requests.post(
+        f"{url}/_sandbox/checkout", json={"sku": SKU, "quantity": 1, "email": email}, timeout=5
+    )
 
 
 def test_a_skewed_drop_never_oversells_and_sells_every_unit(drop: Stack) -> None:
@@ -139,43 +193,9 @@ def test_a_skewed_drop_never_oversells_and_sells_every_unit(drop: Stack) -> None
     if faults:
         for url in (drop.shopify.url, drop.woo.url):
             set_faults(url, **FAULTS)
-    refused = {"shop": 0, "woo": 0}
-    done = threading.Event()
-    rng = random.Random(14)
-    lock = threading.Lock()
-
-    def buyer(n: int) -> None:
-        while not done.is_set():
-            with lock:
-                on_woo = rng.random() < 0.8
-            reply = (
-                drop.checkout_woo(SKU, 1, f"w{n}@example.com")
-                if on_woo
-                else drop.checkout_shopify(SKU, 1, f"s{n}@example.com")
-            )
-            if reply.status_code != 201:
-                with lock:
-                    refused["woo" if on_woo else "shop"] += 1
-            time.sleep(0.3)
-
-    buyers = [threading.Thread(target=buyer, args=(n,), daemon=True) for n in range(6)]
-    for thread in buyers:
-        thread.start()
-    worst = 0
-    deadline = time.monotonic() + 60
     try:
-        while time.monotonic() < deadline:
-            sold, now = sold_on_shops(drop), shown(drop)
-            exposure = sum(sold.values()) + sum(now.values())
-            worst = max(worst, exposure)
-            assert exposure <= UNITS, f"shops could sell {exposure} of {UNITS}: {sold} {now}"
-            if sum(sold.values()) >= UNITS:
-                break
-            time.sleep(0.2)
+        refused, worst = run_drop(drop)
     finally:
-        done.set()
-        for thread in buyers:
-            thread.join(10)
         for url in (drop.shopify.url, drop.woo.url):
             set_faults(url, error_rate=0.0, webhook_delay_ms=0, webhook_drop_rate=0.0)
     sold = sold_on_shops(drop)
@@ -193,3 +213,42 @@ def test_a_skewed_drop_never_oversells_and_sells_every_unit(drop: Stack) -> None
     metrics = requests.get(f"{drop.daemon_url}/metrics", timeout=10).text
     assert 'stocksync_pool_units_moved_total{from="shop",to="woo"}' in metrics
     print(f"\nsold {sold}, refused {refused}, most exposed {worst} of {UNITS}, {moves} moves")
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_workers_killed_during_a_drop_never_let_the_shops_oversell(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """`stocksync run` and two workers over Redis and PostgreSQL; every second the oldest
+    worker is SIGKILLed (mid-rebalance, mid-push or mid-move) and a new one started."""
+    from tests.support.processes import private_redis, process_stack
+
+    with (
+        private_redis(tmp_path) as redis_server,
+        process_stack(tmp_path, database=pg_url, broker=redis_server.url, catalog={SKU: UNITS},
+                      poll_interval=1, rules=POOL_RULES) as running,
+    ):  # fmt: skip
+        running.start_run()
+        workers = [running.start_worker(), running.start_worker()]
+        wait_until(lambda: shown(running) == {"shop": 19, "woo": 19}, 60, "first allotments")
+        last_kill = [time.monotonic()]
+        kills = [0]
+
+        def kill_a_worker() -> None:
+            if time.monotonic() - last_kill[0] < 1.0:
+                return
+            workers.pop(0).kill()
+            workers.append(running.start_worker())
+            last_kill[0] = time.monotonic()
+            kills[0] += 1
+
+        refused, worst = run_drop(running, kill_a_worker)
+        sold = sold_on_shops(running)
+        assert sum(sold.values()) == UNITS, (sold, shown(running), refused, running.logs())
+        with running.ctx.read() as session:
+            oversold = session.scalar(select(func.coalesce(func.sum(m.StockLevel.oversold), 0)))
+        assert oversold == 0
+        assert kills[0] >= 2
+        print(f"\nsold {sold}, refused {refused}, worst {worst}, {kills[0]} workers killed")
+        running.stop_all()

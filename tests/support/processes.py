@@ -8,6 +8,7 @@ warehouse makes, and the process stack that puts them together over both sandbox
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pwd
 import shutil
@@ -340,12 +341,15 @@ def process_stack(
     catalog: Mapping[str, int],
     purchase_orders: Mapping[str, Mapping[str, int]] | None = None,
     poll_interval: float = 2.0,
+    rules: Mapping[str, Any] | None = None,
 ) -> Iterator[ProcessStack]:
     """Sandboxes up, database migrated and stocked (opening counts, POs due in 5 days); the
-    caller starts `stocksync run` and the workers."""
+    caller starts `stocksync run` and the workers. `rules`: in place of the tests' RULES."""
     config = stack_config(
         database=database, broker=broker, poll_interval=poll_interval, sweep_age=1
     )
+    if rules is not None:
+        config = dataclasses.replace(config, rules=rules)
     eta = datetime.now(UTC).date() + timedelta(days=5)
     orders = [SeedPo(ref, eta, lines) for ref, lines in (purchase_orders or {}).items()]
     with stack.start_stack(
