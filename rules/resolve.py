@@ -146,7 +146,11 @@ class EffectiveRule:
             value = list(sourced.value) if isinstance(sourced.value, tuple) else sourced.value
             data[name] = {"value": value, "source": sourced.source}
         data["matched_sku_rule"] = self.matched_sku_rule
-        data["pool"] = self.pool.as_dict() if self.pool is not None else None
+        data["pool"] = (
+            {"value": self.pool.as_dict(), "source": self.pool.source}
+            if self.pool is not None
+            else {"value": None, "source": DEFAULT_SOURCE}
+        )
         return data
 
 

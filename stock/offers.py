@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rules import EffectiveRule, RuleSet, Sourced
+from rules import DEFAULT_SOURCE, EffectiveRule, RuleSet, Sourced
 from stock import counts, pools
 from stock import models as m
 from stock.engine import (
@@ -340,7 +340,7 @@ class _OfferTable:
         return rule
 
 
-def rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any] | None]:
+def rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any]]:
     def item(value: Sourced[Any]) -> dict[str, Any]:
         raw = value.value
         return {"value": list(raw) if isinstance(raw, tuple) else raw, "source": value.source}
@@ -354,5 +354,9 @@ def rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any] | None]:
         "horizon_days": item(rule.horizon_days),
         "release_order": item(rule.release_order),
         "release_partial": item(rule.release_partial),
-        "pool": rule.pool.as_dict() if rule.pool is not None else None,
+        "pool": (
+            {"value": rule.pool.as_dict(), "source": rule.pool.source}
+            if rule.pool is not None
+            else {"value": None, "source": DEFAULT_SOURCE}
+        ),
     }

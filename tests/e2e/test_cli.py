@@ -27,7 +27,9 @@ STATUS_KEYS = {
     "database", "channels", "orders_open", "backorders_open", "backorders_beyond_capacity",
     "inbox_pending", "inbox_failed", "listings_dirty", "skus",
 }  # fmt: skip
-STATUS_SKU_KEYS = {"sku", "on_hand", "reserved", "backordered", "incoming", "oversold", "offered"}
+STATUS_SKU_KEYS = {
+    "sku", "on_hand", "reserved", "backordered", "incoming", "oversold", "pooled", "offered"
+}  # fmt: skip
 EXPLAIN_KEYS = {
     "sku", "on_hand", "oversold", "reserved", "backordered", "incoming", "today", "channels"
 }  # fmt: skip
@@ -38,7 +40,7 @@ TERM_KEYS = {
 }  # fmt: skip
 RULE_KEYS = {
     "safety_buffer", "cap", "priority", "backorders_enabled", "incoming_share", "horizon_days",
-    "release_order", "release_partial",
+    "release_order", "release_partial", "pool",
 }  # fmt: skip
 
 
@@ -144,7 +146,7 @@ def test_popup_ledger_stock_orders_and_cancel(tmp_path: Path) -> None:
         assert set(row) == STATUS_SKU_KEYS
     assert rows["TEE"] == {
         "sku": "TEE", "on_hand": 7, "reserved": 5, "backordered": 0, "incoming": 0,
-        "oversold": 0, "offered": {"popup": 2},
+        "oversold": 0, "pooled": False, "offered": {"popup": 2},
     }  # fmt: skip
     assert rows["MUG"]["offered"] == {"popup": 5}
     assert "TEE: 7 on hand, 5 reserved, 0 backordered" in explain_run.stdout
@@ -281,7 +283,7 @@ def test_explain_and_receipts_release_in_configured_order(tmp_path: Path) -> Non
         assert set(offer["terms"]) == TERM_KEYS
         assert set(offer["rule"]) == RULE_KEYS
         got = {name: (item["value"], item["source"]) for name, item in offer["rule"].items()}
-        assert got == rules[channel], channel
+        assert got == {**rules[channel], "pool": (None, "default")}, channel
         assert (offer["last_pushed"], offer["last_seen"], offer["pushed_at"]) == (None, None, None)
     # every term, per channel: sellable 0; capacity floor(24 x share) - 11; minus the buffer
     expected_terms = {
