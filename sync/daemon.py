@@ -185,12 +185,17 @@ class Daemon:
         scheduler.add_job(
             actors.sweep.send, "interval", seconds=daemon.sweep_interval_s, id="sweep"
         )
-        rebalance_every = rebalance_interval(self.config)
-        if rebalance_every is not None:  # pools move units between shops while a drop sells
-            scheduler.add_job(
-                actors.rebalance.send, "interval", seconds=rebalance_every, id="rebalance"
-            )
+        self._schedule_rebalance(scheduler)
         return scheduler
+
+    def _schedule_rebalance(self, scheduler: BackgroundScheduler) -> None:
+        """Pools move units between shops while a drop sells: every shortest interval of the
+        rules' pools (none without pools); again after a reload changed them."""
+        if scheduler.get_job("rebalance") is not None:
+            scheduler.remove_job("rebalance")
+        every = rebalance_interval(self.config)
+        if every is not None:
+            scheduler.add_job(self.actors.rebalance.send, "interval", seconds=every, id="rebalance")
 
     def reload(self) -> bool:
         """Re-read the rules file (SIGHUP): rule changes take effect and every channel's
@@ -201,6 +206,8 @@ class Daemon:
             return False
         self.config = fresh
         self.runtime.adopt_rules(fresh)
+        if self._scheduler is not None:
+            self._schedule_rebalance(self._scheduler)
         for channel in self.runtime.channels:
             self.actors.reevaluate.send(channel, "reload")
         return True

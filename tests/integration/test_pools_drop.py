@@ -252,3 +252,21 @@ def test_workers_killed_during_a_drop_never_let_the_shops_oversell(
         assert kills[0] >= 2
         print(f"\nsold {sold}, refused {refused}, worst {worst}, {kills[0]} workers killed")
         running.stop_all()
+
+
+def test_a_pool_added_by_a_reload_starts_splitting_the_units(tmp_path: Path) -> None:
+    """SIGHUP with a new `pool:`: the rebalance job is scheduled and the shops' numbers split."""
+    import yaml
+
+    from tests.support.stack import running_stack
+
+    with running_stack(tmp_path, catalog={SKU: 11}) as running:
+        assert running.daemon is not None
+        wait_until(lambda: shown(running) == {"shop": 11, "woo": 11}, 30, "both shops at 11")
+        settings = yaml.safe_load(running.config_path.read_text(encoding="utf-8"))
+        settings["sku_rules"] = [
+            {"match": "DROP-*", "pool": {"reserve": 1, "rebalance_interval_s": 0.5}}
+        ]
+        running.config_path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+        assert running.daemon.reload()
+        wait_until(lambda: shown(running) == {"shop": 5, "woo": 5}, 30, "allotments of 5 and 5")
