@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from rules.campaign_model import Campaign
 from rules.config import (
     ChannelConfig,
     Config,
@@ -185,6 +186,12 @@ def build_config(
         tiers=model.tiers,
         rules=rules,
         warnings=warnings,
+        campaigns=MappingProxyType(
+            {
+                name: Campaign.of(name, campaign, line_for(lines, ("campaigns", name)), filename)
+                for name, campaign in model.campaigns.items()
+            }
+        ),
     )
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from rules.campaign_model import Campaign
 from rules.errors import ConfigIssue
 from rules.model import ChannelKind, ReleaseKey
 from rules.redact import MASK, redact_url
@@ -170,6 +172,23 @@ class Config:
     rules: RuleSet
     # not errors, worth showing (`stocksync check`): e.g. a secret written into the file
     warnings: tuple[ConfigIssue, ...] = ()
+    campaigns: Mapping[str, Campaign] = field(default_factory=dict)
+
+    def campaign(self, name: str) -> Campaign:
+        """The named campaign; KeyError naming the configured ones."""
+        found = self.campaigns.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.campaigns)) or "none"
+            raise KeyError(f"unknown campaign {name!r} (configured: {known})")
+        return found
+
+    def campaign_units(self, sku: str) -> tuple[tuple[str, int], ...]:
+        """(campaign, units set aside) of every campaign that holds units of this SKU."""
+        return tuple(
+            (name, units)
+            for name, campaign in self.campaigns.items()
+            if (units := campaign.units(sku))
+        )
 
     def _check_channel(self, channel: str) -> None:
         if channel not in self.channels:
@@ -179,7 +198,9 @@ class Config:
     def rule_for(self, channel: str, sku: str) -> EffectiveRule:
         """The effective rule; KeyError for a channel that is not configured."""
         self._check_channel(channel)
-        return resolve_rule(self.rules, channel, sku)
+        rule = resolve_rule(self.rules, channel, sku)
+        held = self.campaign_units(sku) if self.campaigns else ()
+        return dataclasses.replace(rule, campaign_units=held) if held else rule
 
     def release_order(self, sku: str) -> Sourced[tuple[ReleaseKey, ...]]:
         """The one order this SKU's backorders are released in (see rules.resolve)."""

@@ -15,6 +15,7 @@ from rules.paths import KeyPath, LineMap, format_path, line_for
 from rules.suggest import did_you_mean
 
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_CAMPAIGN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 def _unknown_channel(name: object, known: list[str]) -> str:
@@ -52,6 +53,18 @@ def check_channel_references(
         for position, name in enumerate(names if isinstance(names, list) else []):
             if isinstance(name, str) and name not in known:
                 issue(("sku_rules", index, "channels", position), _unknown_channel(name, known))
+    campaigns = data.get("campaigns")
+    for name, campaign in campaigns.items() if isinstance(campaigns, dict) else ():
+        if not _CAMPAIGN_NAME.fullmatch(str(name)):
+            issue(
+                ("campaigns", name),
+                "a campaign name may hold only lower-case letters, digits, '-' and '_' "
+                "(it is part of the sign-up URL)",
+            )
+        names = campaign.get("channels") if isinstance(campaign, dict) else None
+        for position, channel in enumerate(names if isinstance(names, list) else []):
+            if isinstance(channel, str) and channel not in known:
+                issue(("campaigns", name, "channels", position), _unknown_channel(channel, known))
     pools: list[tuple[KeyPath, Any]] = [(("defaults", "pool"), _get(data, "defaults", "pool"))]
     pools += [
         (("sku_rules", index, "pool"), rule.get("pool") if isinstance(rule, dict) else None)
@@ -118,11 +131,24 @@ def _unknown_tier(tier: str, tiers: list[str]) -> str:
 
 
 def check_tier_references(data: dict[str, Any], lines: LineMap, filename: str) -> list[ConfigIssue]:
-    """Every tier a channel's ``tier_from`` maps to must be one of ``tiers:``."""
+    """Every tier a channel's ``tier_from`` maps to (or a campaign reserves units for) must be
+    one of ``tiers:``."""
     raw_tiers = data.get("tiers")
     tiers = [t for t in raw_tiers if isinstance(t, str)] if isinstance(raw_tiers, list) else []
     channels = data.get("channels")
     issues: list[ConfigIssue] = []
+    campaigns = data.get("campaigns")
+    for name, campaign in campaigns.items() if isinstance(campaigns, dict) else ():
+        reserved = campaign.get("tiers") if isinstance(campaign, dict) else None
+        for tier in reserved if isinstance(reserved, dict) else ():
+            if tier not in tiers:
+                where: KeyPath = ("campaigns", name, "tiers", tier)
+                issues.append(
+                    ConfigIssue(
+                        filename, line_for(lines, where), format_path(where),
+                        _unknown_tier(tier, tiers),
+                    )
+                )  # fmt: skip
     for name, channel in channels.items() if isinstance(channels, dict) else ():
         tier_from = channel.get("tier_from") if isinstance(channel, dict) else None
         if not isinstance(tier_from, dict):

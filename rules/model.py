@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from rules.campaign_model import CampaignModel
 from rules.database_url import database_url_problem
 from rules.errors import Rejected
 from rules.redact import redact_url
@@ -355,6 +356,7 @@ class ConfigModel(_Block):
     defaults: PooledRuleBlock = Field(default_factory=PooledRuleBlock)
     channel_rules: dict[str, ChannelRuleBlock] = Field(default_factory=dict)
     sku_rules: tuple[SkuRuleBlock, ...] = ()
+    campaigns: dict[str, CampaignModel] = Field(default_factory=dict)
 
     @field_validator(
         "channels",
@@ -365,6 +367,7 @@ class ConfigModel(_Block):
         "defaults",
         "channel_rules",
         "sku_rules",
+        "campaigns",
         mode="before",
     )
     @classmethod

@@ -137,6 +137,8 @@ class EffectiveRule:
     release_partial: Sourced[bool]
     matched_sku_rule: int | None
     pool: PoolRule | None = None
+    # (campaign, units set aside) of the campaigns holding this SKU (rules.Config.rule_for)
+    campaign_units: tuple[tuple[str, int], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``explain --json``: each value next to the file:line it came from."""

@@ -25,6 +25,7 @@ class OfferInputs:
     cap: int | None
     backorders_enabled: bool
     incoming_share: float
+    campaign_hold: int = 0  # units set aside for campaigns (not confirmed yet): never offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class OfferBreakdown:
             "incoming_capacity": self.incoming_capacity,
             "safety_buffer": i.safety_buffer,
             "cap": i.cap,
+            **({"campaign_hold": i.campaign_hold} if i.campaign_hold else {}),
             **(
                 {
                     "pool_allotted": self.pool.allotted,
@@ -92,7 +94,7 @@ def incoming_capacity(inputs: OfferInputs) -> int:
 def compute_offer(inputs: OfferInputs, pool: PoolTerms | None = None) -> OfferBreakdown:
     sellable_now = inputs.on_hand - inputs.reserved
     capacity = incoming_capacity(inputs)
-    raw = sellable_now + max(capacity, 0) - inputs.safety_buffer
+    raw = sellable_now + max(capacity, 0) - inputs.safety_buffer - inputs.campaign_hold
     offered = max(raw, 0)
     if inputs.cap is not None:
         offered = min(offered, inputs.cap)

@@ -9,6 +9,7 @@ Each table has one module that writes it:
     listing                          stock.listings
     push_in_flight                   stock.inflight
     pool_share, pool_move            stock.pools
+    campaign_entry, campaign_state   stock.campaigns
     writeback                        stock.outbox
     inbox_event                      stock.inbox
     channel_state                    stock.channel_state
@@ -287,6 +288,59 @@ class PoolMove(Base):
     why: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+ENTRY_STATES = (
+    "waiting", "review", "allocated", "confirmed", "expired", "declined", "not_allocated"
+)  # fmt: skip
+
+
+class CampaignEntry(Base):
+    """One sign-up on a campaign's waitlist (issue #15). `waiting` -> (`review`) -> `allocated`
+    (a unit held until `expires_at`) -> `confirmed` | `expired` | `declined`; at close the rest
+    -> `not_allocated`. `token` is the customer's private key to their status page."""
+
+    __tablename__ = "campaign_entry"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('waiting', 'review', 'allocated', 'confirmed', 'expired', 'declined', "
+            "'not_allocated')",
+            name="status_known",
+        ),
+        CheckConstraint("qty > 0", name="qty_positive"),
+        Index("ix_campaign_entry_queue", "campaign", "status", "sku_id"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"))
+    qty: Mapped[int] = mapped_column(Integer)
+    email: Mapped[str] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(2))
+    address: Mapped[str | None] = mapped_column(Text)
+    tier: Mapped[str | None] = mapped_column(String(64))
+    keys: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # normalised identities
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    signed_up_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    wave: Mapped[int | None] = mapped_column(Integer)
+    allocated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    channel: Mapped[str | None] = mapped_column(String(64))  # where it was confirmed
+    order_ref: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CampaignState(Base):
+    """A campaign's waves so far, its lottery seed, and when it closed."""
+
+    __tablename__ = "campaign_state"
+    campaign: Mapped[str] = mapped_column(String(64), primary_key=True)
+    waves: Mapped[int] = mapped_column(Integer, default=0)
+    last_wave_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class InboxEvent(Base):

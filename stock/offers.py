@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rules import DEFAULT_SOURCE, EffectiveRule, RuleSet, Sourced
-from stock import counts, pools
+from stock import campaigns, counts, pools
 from stock import models as m
 from stock.engine import (
     IncomingLine,
@@ -46,6 +46,8 @@ class StockFigures:
     backordered: int = 0
     incoming: tuple[tuple[str, IncomingLine], ...] = ()  # (PO ref, open line), eta order
     pool: tuple[pools.Share, ...] = ()  # a pooled SKU's shares, channel order
+    campaign_confirmed: tuple[tuple[str, int], ...] = ()  # (campaign, units confirmed)
+    closed_campaigns: frozenset[str] = frozenset()
 
     def offer(self, rule: EffectiveRule, today: date) -> OfferBreakdown:
         """The rule's channel's offer. A pooled SKU's channel without a share yet (the pool
@@ -68,8 +70,21 @@ class StockFigures:
                 cap=rule.cap.value,
                 backorders_enabled=rule.backorders_enabled.value,
                 incoming_share=rule.incoming_share.value,
+                campaign_hold=self.campaign_hold(rule),
             ),
             terms,
+        )
+
+    def campaign_hold(self, rule: EffectiveRule) -> int:
+        """Units the open campaigns holding this SKU still set aside: all they hold less what
+        was confirmed (an order's reservation now)."""
+        if not rule.campaign_units:
+            return 0
+        confirmed = dict(self.campaign_confirmed)
+        return sum(
+            max(units - confirmed.get(name, 0), 0)
+            for name, units in rule.campaign_units
+            if name not in self.closed_campaigns
         )
 
 
@@ -96,6 +111,8 @@ def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]
         levels_q = levels_q.where(m.StockLevel.sku_id.in_(ids))
     incoming = _incoming(session, ids)
     shares = pools.shares(session, ids)
+    confirmed = campaigns.confirmed_units(session, ids)
+    closed = campaigns.closed_campaigns(session) if _any_campaign(session) else frozenset()
     result = {
         int(sku_id): StockFigures(
             on_hand=on_hand,
@@ -104,12 +121,18 @@ def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]
             backordered=backordered,
             incoming=tuple(incoming.get(int(sku_id), ())),
             pool=shares.get(int(sku_id), ()),
+            campaign_confirmed=confirmed.get(int(sku_id), ()),
+            closed_campaigns=closed,
         )
         for sku_id, on_hand, oversold, reserved, backordered in session.execute(levels_q).all()
     }
     for sku_id in ids or ():
         result.setdefault(sku_id, StockFigures())
     return result
+
+
+def _any_campaign(session: Session) -> bool:
+    return session.scalar(select(m.CampaignState.campaign).limit(1)) is not None
 
 
 def _incoming(session: Session, ids: list[int] | None) -> dict[int, list[tuple[str, IncomingLine]]]:
@@ -271,15 +294,30 @@ def status_rows(
     found = figures(session, ids if len(ids) <= IN_CHUNK else None)
     offers = _OfferTable(rules, list(channels), today)
     globs, memo, compute = offers.globs, offers.memo, offers.compute
+    campaign_skus = offers.campaign_skus
     by_fields = offers.by_fields
     empty = StockFigures()
     rows: list[dict[str, Any]] = []
     for sku_id, code in selected:
         fig = found.get(sku_id, empty)
         # what the offers depend on: which sku_rules globs match the code, and the figures
-        hits = tuple([match(code) is not None for match in globs]) if globs is not None else code
+        hits: Any = (
+            tuple([match(code) is not None for match in globs]) if globs is not None else code
+        )
+        if code in campaign_skus:  # its rules also hold campaign units of this very SKU
+            hits = (hits, code)
         key = (
-            (hits, fig.on_hand, fig.oversold, fig.reserved, fig.backordered, fig.incoming, fig.pool)
+            (
+                hits,
+                fig.on_hand,
+                fig.oversold,
+                fig.reserved,
+                fig.backordered,
+                fig.incoming,
+                fig.pool,
+                fig.campaign_confirmed,
+                fig.closed_campaigns,
+            )
             if by_fields
             else (hits, fig)
         )
@@ -303,7 +341,10 @@ def status_rows(
     return rows
 
 
-_FIGURE_FIELDS = {"on_hand", "oversold", "reserved", "backordered", "incoming", "pool"}
+_FIGURE_FIELDS = {
+    "on_hand", "oversold", "reserved", "backordered", "incoming", "pool", "campaign_confirmed",
+    "closed_campaigns",
+}  # fmt: skip
 
 
 class _OfferTable:
@@ -329,6 +370,8 @@ class _OfferTable:
         self.by_fields = {f.name for f in dataclasses.fields(StockFigures)} == _FIGURE_FIELDS
         self.memo: dict[tuple[Any, ...], dict[str, int]] = {}
         self.resolved: dict[tuple[str, Any], EffectiveRule] = {}
+        held = getattr(rules, "campaigns", None) or {}
+        self.campaign_skus = {code for c in held.values() for code, _units in c.skus}
 
     def compute(self, code: str, fig: StockFigures, hits: Any) -> dict[str, int]:
         return {c: fig.offer(self._rule(c, code, hits), self.today).offered for c in self.channels}

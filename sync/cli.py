@@ -1018,6 +1018,14 @@ def demo(
     raise typer.Exit(run_demo(cast(_LazyConsole, out).real(), duration, seed=seed, live=live))
 
 
+# campaign commands live in their own module, which uses the helpers above
+from sync.cli_campaigns import campaign_app, review_app, waitlist_app  # noqa: E402
+
+app.add_typer(waitlist_app, name="waitlist")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(review_app, name="review")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, prog_name="stocksync")

@@ -29,6 +29,7 @@ from stock import channel_state, purchasing
 from stock.tx import LedgerInputError, ReleasedUnits
 from sync.actors import Actors
 from sync.http_body import MAX_BODY, BodyTooLarge, read_body
+from sync.http_campaigns import campaign_routes
 from sync.http_errors import ErrorBoundary, internal_error_handler
 from sync.jobs import inbox, receipts
 from sync.jobs.followups import Followups
@@ -222,6 +223,7 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
             # reads no body: one sent anyway is left unread, the connection closed after the
             # answer (sync/http_guard.py)
             Route("/api/purchase-orders/{ref}/cancel", cancel, methods=["POST"]),
+            *campaign_routes(runtime),
         ],
         exception_handlers={Exception: internal_error_handler},
     )

@@ -30,6 +30,8 @@ OWNERS = {
     "PushInFlight": "stock/inflight.py",
     "PoolShare": "stock/pools.py",
     "PoolMove": "stock/pools.py",
+    "CampaignEntry": "stock/campaigns.py",
+    "CampaignState": "stock/campaigns.py",
     "Writeback": "stock/outbox.py",
     "InboxEvent": "stock/inbox.py",
     "ChannelState": "stock/channel_state.py",

@@ -1,0 +1,164 @@
+"""`campaigns:` in the YAML (issue #15): limited drops with a waitlist, waves, deadlines, limits.
+
+Validated like the rest (FILE:LINE errors); `rules.build` turns each into a frozen `Campaign`.
+Channel and tier names are checked across sections in rules.crosscheck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rules.errors import Rejected
+
+Method = Literal["fcfs", "lottery", "tiers"]
+IdentityKind = Literal["email", "phone", "address"]
+
+
+def _positive_int(value: int) -> int:
+    if isinstance(value, bool) or value < 1:
+        raise Rejected.got("must be a whole number of at least 1", repr(value))
+    return value
+
+
+def _positive_hours(value: float) -> float:
+    if isinstance(value, bool) or value <= 0:
+        raise Rejected.got("must be a positive number of hours", repr(value))
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone, e.g. 2026-12-01T10:00:00+01:00")
+    return value
+
+
+Units = Annotated[int, AfterValidator(_positive_int)]
+Hours = Annotated[float, AfterValidator(_positive_hours)]
+AwareTime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignupBlock(_Block):
+    opens: AwareTime
+    closes: AwareTime
+
+    @model_validator(mode="after")
+    def _in_order(self) -> Self:
+        if self.closes <= self.opens:
+            raise ValueError("closes must be after opens")
+        return self
+
+
+class LimitsBlock(_Block):
+    per_customer: Units | None = None
+    identity: Annotated[tuple[IdentityKind, ...], Field(min_length=1)] = ("email",)
+
+
+class StockChangeBlock(_Block):
+    up: Literal["next_in_line"] = "next_in_line"
+    down: Literal["newest_unpaid_first"] = "newest_unpaid_first"
+
+
+class CampaignModel(_Block):
+    skus: Annotated[dict[str, Units], Field(min_length=1)]
+    channels: Annotated[tuple[str, ...], Field(min_length=1)]
+    signup: SignupBlock
+    method: Method = "fcfs"
+    tiers: dict[str, Units] | None = None
+    limits: LimitsBlock = Field(default_factory=LimitsBlock)
+    window_hours: Hours = 24.0
+    reminder_hours_before: Hours | None = None
+    wave_every_hours: Hours = 2.0
+    on_stock_change: StockChangeBlock = Field(default_factory=StockChangeBlock)
+
+    @field_validator("skus")
+    @classmethod
+    def _sku_codes(cls, value: dict[str, int]) -> dict[str, int]:
+        for code in value:
+            if not code.strip():
+                raise ValueError("a SKU must not be blank")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.method == "tiers" and not self.tiers:
+            raise ValueError("method tiers needs tiers: {TIER: UNITS} (units reserved per tier)")
+        if self.tiers and self.method != "tiers":
+            raise ValueError(f"tiers reserve units only with method: tiers, not {self.method}")
+        if self.reminder_hours_before is not None and (
+            self.reminder_hours_before >= self.window_hours
+        ):
+            raise ValueError("reminder_hours_before must be less than window_hours")
+        return self
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A validated campaign; `line` is where it is defined (for messages)."""
+
+    name: str
+    skus: tuple[tuple[str, int], ...]  # (SKU, units set aside), file order
+    channels: tuple[str, ...]
+    opens: datetime
+    closes: datetime
+    method: Method
+    tiers: tuple[tuple[str, int], ...]
+    per_customer: int | None
+    identity: tuple[IdentityKind, ...]
+    window_hours: float
+    reminder_hours_before: float | None
+    wave_every_hours: float
+    line: int
+    source: str  # FILE:LINE
+
+    @classmethod
+    def of(cls, name: str, model: CampaignModel, line: int, filename: str) -> Campaign:
+        return cls(
+            name=name,
+            skus=tuple(model.skus.items()),
+            channels=model.channels,
+            opens=model.signup.opens,
+            closes=model.signup.closes,
+            method=model.method,
+            tiers=tuple((model.tiers or {}).items()),
+            per_customer=model.limits.per_customer,
+            identity=model.limits.identity,
+            window_hours=model.window_hours,
+            reminder_hours_before=model.reminder_hours_before,
+            wave_every_hours=model.wave_every_hours,
+            line=line,
+            source=f"{filename}:{line}",
+        )
+
+    def units(self, sku: str) -> int:
+        return dict(self.skus).get(sku, 0)
+
+    def rules_in_words(self) -> list[str]:
+        """The campaign's rules as a customer reads them (the status page)."""
+        way = {
+            "fcfs": "in the order people signed up",
+            "lottery": "by a lottery drawn with a published seed (anyone can re-check it)",
+            "tiers": "first to the reserved tiers ("
+            + ", ".join(f"{tier}: {units} units" for tier, units in self.tiers)
+            + "), then in the order people signed up",
+        }[self.method]
+        rules = [
+            f"Sign-up is open from {self.opens.isoformat()} to {self.closes.isoformat()}.",
+            f"Units are allocated {way}, in waves every {self.wave_every_hours:g} hours.",
+            f"Once a unit is allocated to you, you have {self.window_hours:g} hours to pay; "
+            "after that it goes to the next person in line.",
+        ]
+        if self.per_customer is not None:
+            rules.append(
+                f"At most {self.per_customer} per customer ("
+                + ", ".join(self.identity)
+                + " count as one customer); sign-ups over the limit are reviewed by hand."
+            )
+        return rules

@@ -1,0 +1,266 @@
+"""Campaign waitlists (`campaign_entry`, `campaign_state`): the only writer; what offers read.
+
+A campaign sets units of its SKUs aside: every channel's offer leaves them out until they are
+confirmed (then they are an order's reservation) or the campaign closes. Entries move
+`waiting` -> (`review`) -> `allocated` -> `confirmed` | `expired` | `declined`, and at close the
+rest -> `not_allocated`; each change is an audit entry with its reason (stock.audit).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from stock import models as m
+from stock.tx import LedgerInputError, LedgerTx
+
+LIVE = ("waiting", "review", "allocated", "confirmed")  # entries that count against limits
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    id: int
+    campaign: str
+    sku: str
+    sku_id: int
+    qty: int
+    email: str
+    phone: str | None
+    country: str | None
+    address: str | None
+    tier: str | None
+    keys: dict[str, str]
+    status: str
+    token: str
+    signed_up_at: datetime
+    review_reason: str | None
+    wave: int | None
+    allocated_at: datetime | None
+    expires_at: datetime | None
+    channel: str | None
+    order_ref: str | None
+
+    def as_dict(self, *, token: bool = False) -> dict[str, object]:
+        data: dict[str, object] = {
+            "id": self.id, "campaign": self.campaign, "sku": self.sku, "qty": self.qty,
+            "email": self.email, "phone": self.phone, "country": self.country,
+            "tier": self.tier, "status": self.status,
+            "signed_up_at": self.signed_up_at.isoformat(),
+            "review_reason": self.review_reason, "wave": self.wave,
+            "allocated_at": self.allocated_at.isoformat() if self.allocated_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "channel": self.channel, "order": self.order_ref,
+        }  # fmt: skip
+        if token:
+            data["token"] = self.token
+        return data
+
+
+def _row(entry: m.CampaignEntry, code: str) -> EntryRow:
+    return EntryRow(
+        entry.id, entry.campaign, code, entry.sku_id, entry.qty, entry.email, entry.phone,
+        entry.country, entry.address, entry.tier, dict(entry.keys or {}), entry.status,
+        entry.token, entry.signed_up_at, entry.review_reason, entry.wave, entry.allocated_at,
+        entry.expires_at, entry.channel, entry.order_ref,
+    )  # fmt: skip
+
+
+def entries(
+    session: Session,
+    campaign: str,
+    statuses: Collection[str] | None = None,
+    *,
+    entry_ids: Collection[int] | None = None,
+    for_update: bool = False,
+) -> list[EntryRow]:
+    """The campaign's entries in sign-up order (optionally of some states or ids)."""
+    query = (
+        select(m.CampaignEntry, m.Sku.code)
+        .join(m.Sku, m.Sku.id == m.CampaignEntry.sku_id)
+        .where(m.CampaignEntry.campaign == campaign)
+        .order_by(m.CampaignEntry.signed_up_at, m.CampaignEntry.id)
+    )
+    if statuses is not None:
+        query = query.where(m.CampaignEntry.status.in_(sorted(statuses)))
+    if entry_ids is not None:
+        query = query.where(m.CampaignEntry.id.in_(sorted(entry_ids)))
+    if for_update:
+        query = query.with_for_update(of=m.CampaignEntry)
+    return [_row(entry, str(code)) for entry, code in session.execute(query).all()]
+
+
+def entry(session: Session, entry_id: int) -> EntryRow:
+    found = session.execute(
+        select(m.CampaignEntry, m.Sku.code)
+        .join(m.Sku, m.Sku.id == m.CampaignEntry.sku_id)
+        .where(m.CampaignEntry.id == entry_id)
+    ).one_or_none()
+    if found is None:
+        raise LedgerInputError(f"entry {entry_id}", "no such campaign entry")
+    return _row(found[0], str(found[1]))
+
+
+def by_token(session: Session, campaign: str, token: str) -> EntryRow | None:
+    found = session.execute(
+        select(m.CampaignEntry, m.Sku.code)
+        .join(m.Sku, m.Sku.id == m.CampaignEntry.sku_id)
+        .where(m.CampaignEntry.campaign == campaign, m.CampaignEntry.token == token)
+    ).one_or_none()
+    return None if found is None else _row(found[0], str(found[1]))
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    sku_id: int
+    qty: int
+    email: str
+    phone: str | None
+    country: str | None
+    address: str | None
+    tier: str | None
+    keys: dict[str, str]
+    review_reason: str | None  # set: the entry goes to review, not the queue
+
+
+def add(tx: LedgerTx, campaign: str, code: str, new: NewEntry) -> EntryRow:
+    status = "review" if new.review_reason else "waiting"
+    row = m.CampaignEntry(
+        campaign=campaign, sku_id=new.sku_id, qty=new.qty, email=new.email, phone=new.phone,
+        country=new.country, address=new.address, tier=new.tier, keys=new.keys, status=status,
+        token=secrets.token_urlsafe(24), signed_up_at=tx.now, review_reason=new.review_reason,
+        updated_at=tx.now,
+    )  # fmt: skip
+    tx.session.add(row)
+    tx.session.flush()
+    tx.audit(
+        f"campaign.{status}",
+        campaign,
+        {"entry": row.id, "sku": code, "qty": new.qty, "why": new.review_reason or "signed up"},
+    )
+    return _row(row, code)
+
+
+def change(
+    tx: LedgerTx,
+    item: EntryRow,
+    status: str,
+    why: str,
+    *,
+    expected: Collection[str],
+    **values: object,
+) -> None:
+    """Move one entry to `status` (only from one of `expected`: else another change came
+    first and this one is refused), with its audit entry."""
+    if item.status not in expected:
+        raise LedgerInputError(
+            f"entry {item.id}", f"is {item.status}, not {' or '.join(sorted(expected))}"
+        )
+    done = tx.session.execute(
+        update(m.CampaignEntry)
+        .where(m.CampaignEntry.id == item.id, m.CampaignEntry.status.in_(sorted(expected)))
+        .values(status=status, updated_at=tx.now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if int(done.rowcount) != 1:  # type: ignore[attr-defined]
+        raise LedgerInputError(f"entry {item.id}", "changed meanwhile; try again")
+    detail: dict[str, object] = {"entry": item.id, "sku": item.sku, "qty": item.qty, "why": why}
+    detail.update({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()})
+    tx.audit(f"campaign.{status}", item.campaign, detail)
+
+
+def allocate(tx: LedgerTx, item: EntryRow, wave: int, window_hours: float, why: str) -> None:
+    change(
+        tx, item, "allocated", why, expected=("waiting", "review"), wave=wave,
+        allocated_at=tx.now, expires_at=tx.now + timedelta(hours=window_hours),
+    )  # fmt: skip
+
+
+def state(session: Session, campaign: str) -> m.CampaignState | None:
+    return session.get(m.CampaignState, campaign)
+
+
+def lock_state(tx: LedgerTx, campaign: str) -> m.CampaignState:
+    """The campaign's state row, created when missing, locked: one wave or tick at a time."""
+    found = tx.session.get(m.CampaignState, campaign, with_for_update=True)
+    if found is None:
+        found = m.CampaignState(campaign=campaign, waves=0)
+        tx.session.add(found)
+        tx.session.flush()
+    return found
+
+
+def record_wave(tx: LedgerTx, row: m.CampaignState, seed: int | None) -> int:
+    row.waves += 1
+    row.last_wave_at = tx.now
+    if seed is not None and row.seed is None:
+        row.seed = seed
+    return row.waves
+
+
+def close(tx: LedgerTx, row: m.CampaignState) -> None:
+    row.closed_at = tx.now
+    tx.audit("campaign.closed", row.campaign, {"waves": row.waves})
+
+
+def held_units(session: Session, campaign: str) -> dict[int, int]:
+    """Units of each SKU the campaign's entries hold: allocated or confirmed."""
+    rows = session.execute(
+        select(m.CampaignEntry.sku_id, func.sum(m.CampaignEntry.qty))
+        .where(
+            m.CampaignEntry.campaign == campaign,
+            m.CampaignEntry.status.in_(("allocated", "confirmed")),
+        )
+        .group_by(m.CampaignEntry.sku_id)
+    ).all()
+    return {int(sku_id): int(units or 0) for sku_id, units in rows}
+
+
+def confirmed_units(
+    session: Session, sku_ids: Iterable[int] | None
+) -> dict[int, tuple[tuple[str, int], ...]]:
+    """Per SKU, (campaign, units confirmed): those are orders now, no longer set aside."""
+    query = (
+        select(m.CampaignEntry.sku_id, m.CampaignEntry.campaign, func.sum(m.CampaignEntry.qty))
+        .where(m.CampaignEntry.status == "confirmed")
+        .group_by(m.CampaignEntry.sku_id, m.CampaignEntry.campaign)
+    )
+    if sku_ids is not None:
+        query = query.where(m.CampaignEntry.sku_id.in_(sorted(set(sku_ids))))
+    found: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for sku_id, campaign, units in session.execute(query).all():
+        found[int(sku_id)].append((str(campaign), int(units or 0)))
+    return {sku_id: tuple(sorted(items)) for sku_id, items in found.items()}
+
+
+def closed_campaigns(session: Session) -> frozenset[str]:
+    return frozenset(
+        str(name)
+        for name in session.scalars(
+            select(m.CampaignState.campaign).where(m.CampaignState.closed_at.is_not(None))
+        )
+    )
+
+
+def counts_by_status(session: Session, campaign: str) -> dict[str, dict[str, int]]:
+    """{sku: {status: entries}} of the campaign."""
+    rows = session.execute(
+        select(m.Sku.code, m.CampaignEntry.status, func.count())
+        .join(m.Sku, m.Sku.id == m.CampaignEntry.sku_id)
+        .where(m.CampaignEntry.campaign == campaign)
+        .group_by(m.Sku.code, m.CampaignEntry.status)
+    ).all()
+    found: dict[str, dict[str, int]] = defaultdict(dict)
+    for code, status, count in rows:
+        found[str(code)][str(status)] = int(count)
+    return dict(found)
+
+
+def live_entries(session: Session, campaign: str, exclude: Sequence[int] = ()) -> list[EntryRow]:
+    """Entries that count against limits (waiting, review, allocated, confirmed)."""
+    return [e for e in entries(session, campaign, LIVE) if e.id not in exclude]

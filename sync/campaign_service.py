@@ -1,0 +1,327 @@
+"""Campaign workflows (issue #15): sign up, review, allocate a wave, run what is due, confirm.
+
+Each runs in one ledger transaction, the campaign's state row locked first (one wave or tick at
+a time), then its SKUs' stock rows. The plain decisions (identities, review, who gets a unit)
+are stock.identity and stock.campaign_policy; the rows are stock.campaigns'.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from rules import Config
+from rules.campaign_model import Campaign
+from stock import campaign_policy, campaigns, counts, listings, offers
+from stock.campaigns import EntryRow, NewEntry
+from stock.tx import LedgerInputError, LedgerTx
+
+
+def campaign_of(config: Config, name: str) -> Campaign:
+    try:
+        return config.campaign(name)
+    except KeyError as exc:
+        raise LedgerInputError(name, str(exc.args[0])) from None
+
+
+@dataclass(frozen=True)
+class SignUp:
+    email: str
+    sku: str
+    qty: int = 1
+    phone: str | None = None
+    country: str | None = None
+    address: str | None = None
+    tier: str | None = None
+
+
+def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
+    """A new waitlist entry: `waiting`, or `review` when it is over the per-customer limit or
+    shares an identity with another entry (never dropped, never allocated silently)."""
+    campaign = campaign_of(config, name)
+    if not campaign.opens <= tx.now < campaign.closes:
+        raise LedgerInputError(
+            name,
+            f"sign-up is open from {campaign.opens.isoformat()} to {campaign.closes.isoformat()}",
+        )
+    if not campaign.units(form.sku):
+        known = ", ".join(code for code, _units in campaign.skus)
+        raise LedgerInputError(form.sku, f"is not in campaign {name} (its SKUs: {known})")
+    if form.qty < 1:
+        raise LedgerInputError(form.sku, f"quantity must be at least 1, got {form.qty}")
+    if form.tier is not None and form.tier not in config.tiers:
+        raise LedgerInputError(form.tier, f"unknown tier; tiers: {', '.join(config.tiers)}")
+    from stock.identity import IdentityError, identity_keys, normalize_email  # phonenumbers
+
+    try:
+        normalize_email(form.email)  # every entry needs a valid email: it is how we reach them
+        # the keys that make two entries one customer: the campaign's `limits.identity`
+        keys = identity_keys(form.email, form.phone, form.address, form.country, campaign.identity)
+    except IdentityError as exc:
+        raise LedgerInputError(exc.field, exc.message) from None
+    sku_id = counts.ensure_skus(tx, {form.sku})[form.sku]
+    campaigns.lock_state(tx, name)  # sign-ups of one campaign one at a time: limits hold
+    others = [_policy_entry(e) for e in campaigns.live_entries(tx.session, name)]
+    candidate = campaign_policy.Entry(0, form.sku, form.qty, tx.now, form.tier, keys)
+    reason = campaign_policy.needs_review(candidate, others, campaign.per_customer)
+    return campaigns.add(
+        tx,
+        name,
+        form.sku,
+        NewEntry(
+            sku_id, form.qty, form.email.strip(), form.phone, form.country, form.address,
+            form.tier, keys, reason,
+        ),
+    )  # fmt: skip
+
+
+def _policy_entry(entry: EntryRow) -> campaign_policy.Entry:
+    return campaign_policy.Entry(
+        entry.id, entry.sku, entry.qty, entry.signed_up_at, entry.tier, entry.keys
+    )
+
+
+def review(tx: LedgerTx, entry_id: int, approve: bool, reason: str) -> EntryRow:
+    """A merchant's decision on an entry in review: approved ones join the queue in their
+    sign-up place; rejected ones are declined."""
+    if not reason.strip():
+        raise LedgerInputError(f"entry {entry_id}", "a review decision needs a reason")
+    item = campaigns.entry(tx.session, entry_id)
+    campaigns.lock_state(tx, item.campaign)
+    status = "waiting" if approve else "declined"
+    why = f"review {'approved' if approve else 'rejected'}: {reason}"
+    campaigns.change(tx, item, status, why, expected=("review",))
+    return campaigns.entry(tx.session, entry_id)
+
+
+def free_units(tx: LedgerTx, campaign: Campaign) -> dict[str, int]:
+    """Per SKU, units a wave may allocate: set aside less those held (allocated, confirmed),
+    and never more than the stock not reserved for orders can fill."""
+    ids = counts.ensure_skus(tx, {code for code, _units in campaign.skus})
+    held = campaigns.held_units(tx.session, campaign.name)
+    counts.lock(tx, ids.values())
+    figures = offers.locked_figures(tx, ids.values())
+    allocated = _allocated_units(tx, campaign.name)
+    free = {}
+    for code, units in campaign.skus:
+        sku_id = ids[code]
+        physical = figures[sku_id].on_hand - figures[sku_id].reserved - allocated.get(sku_id, 0)
+        free[code] = max(min(units - held.get(sku_id, 0), physical), 0)
+    return free
+
+
+def _allocated_units(tx: LedgerTx, name: str) -> dict[int, int]:
+    units: dict[int, int] = defaultdict(int)
+    for entry in campaigns.entries(tx.session, name, ("allocated",)):
+        units[entry.sku_id] += entry.qty
+    return units
+
+
+@dataclass(frozen=True)
+class Wave:
+    number: int | None  # None: a dry run
+    method: str
+    seed: int | None
+    allocations: list[dict[str, Any]]
+
+
+def allocate(tx: LedgerTx, config: Config, name: str, *, dry_run: bool = False) -> Wave:
+    """One wave now: the waiting entries the free units can serve, by the campaign's method.
+    A dry run computes the same and changes nothing (the caller rolls back)."""
+    campaign = campaign_of(config, name)
+    state = campaigns.lock_state(tx, name)
+    if state.closed_at is not None:
+        raise LedgerInputError(name, "is closed")
+    seed = state.seed
+    if campaign.method == "lottery" and seed is None:
+        seed = random.SystemRandom().randrange(2**62)  # recorded: anyone can re-draw it
+    free = free_units(tx, campaign)
+    waiting = campaigns.entries(tx.session, name, ("waiting",))
+    taken = _tier_taken(tx, name)
+    chosen = campaign_policy.allocate_wave(
+        [_policy_entry(e) for e in waiting],
+        free,
+        campaign.method,
+        seed=seed,
+        tier_units=dict(campaign.tiers),
+        tier_taken=taken,
+    )
+    by_id = {e.id: e for e in waiting}
+    number = None if dry_run else campaigns.record_wave(tx, state, seed)
+    rows = []
+    for item in chosen:
+        entry = by_id[item.entry_id]
+        rows.append({"entry": entry.id, "email": entry.email, "sku": item.sku, "qty": item.qty,
+                     "why": item.why})  # fmt: skip
+        if not dry_run and number is not None:
+            campaigns.allocate(tx, entry, number, campaign.window_hours, item.why)
+    return Wave(number, campaign.method, seed, rows)
+
+
+def _tier_taken(tx: LedgerTx, name: str) -> dict[str, int]:
+    taken: dict[str, int] = defaultdict(int)
+    for entry in campaigns.entries(tx.session, name, ("allocated", "confirmed")):
+        if entry.tier is not None:
+            taken[entry.tier] += entry.qty
+    return dict(taken)
+
+
+def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = None) -> EntryRow:
+    """A manual channel's payment: the allocated entry becomes an order of that channel (its
+    reservation takes the unit the campaign set aside: never a second one)."""
+    from backorders import orders
+
+    item = campaigns.entry(tx.session, entry_id)
+    campaign = campaign_of(config, item.campaign)
+    manual = [c for c in campaign.channels if config.channels[c].kind == "manual"]
+    chosen = channel or (manual[0] if manual else None)
+    if chosen is None or chosen not in manual:
+        raise LedgerInputError(
+            f"entry {entry_id}",
+            "campaign confirm is for manual channels; "
+            + (f"this campaign's: {', '.join(manual)}" if manual else "the campaign has none"),
+        )
+    campaigns.lock_state(tx, item.campaign)
+    ref = f"{item.campaign}-{item.id}"
+    campaigns.change(
+        tx, item, "confirmed", f"paid on {chosen}", expected=("allocated",),
+        channel=chosen, order_ref=ref,
+    )  # fmt: skip
+    orders.record_order(
+        tx,
+        orders.OrderInput(
+            chosen, ref, tx.now, tx.now, "open",
+            (orders.LineInput("1", item.sku, item.qty),), customer_key=item.email,
+            tier=item.tier,
+        ),
+    )  # fmt: skip
+    return campaigns.entry(tx.session, entry_id)
+
+
+def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
+    """What is due as of `tx.now`: allocations past their deadline expire; when stock went
+    down, the newest unpaid allocations are cancelled; a wave when one is due and units are
+    free; after sign-up closed and nothing is allocated or can be, the campaign closes."""
+    campaign = campaign_of(config, name)
+    state = campaigns.lock_state(tx, name)
+    done: dict[str, Any] = {"campaign": name, "now": tx.now.isoformat(), "expired": [],
+                            "cancelled": [], "wave": None, "closed": False}  # fmt: skip
+    if state.closed_at is not None:
+        return done
+    for entry in campaigns.entries(tx.session, name, ("allocated",)):
+        if entry.expires_at is not None and entry.expires_at <= tx.now:
+            campaigns.change(tx, entry, "expired", "not paid by the deadline",
+                             expected=("allocated",))  # fmt: skip
+            done["expired"].append(entry.id)
+    done["cancelled"] = _fit_allocations_to_stock(tx, campaign)
+    free = free_units(tx, campaign)
+    waiting = campaigns.entries(tx.session, name, ("waiting",))
+    due = (
+        state.last_wave_at is None
+        or state.last_wave_at + timedelta(hours=campaign.wave_every_hours) <= tx.now
+    )
+    if due and tx.now >= campaign.opens and waiting and any(free.values()):
+        wave = allocate(tx, config, name)
+        done["wave"] = {"number": wave.number, "allocated": wave.allocations}
+        free = free_units(tx, campaign)
+        waiting = campaigns.entries(tx.session, name, ("waiting",))
+    allocated = campaigns.entries(tx.session, name, ("allocated",))
+    servable = any(free.get(e.sku, 0) >= e.qty for e in waiting)
+    if tx.now >= campaign.closes and not allocated and not servable:
+        for entry in campaigns.entries(tx.session, name, ("waiting", "review")):
+            campaigns.change(tx, entry, "not_allocated", "the campaign closed",
+                             expected=("waiting", "review"))  # fmt: skip
+        campaigns.close(tx, state)
+        # its units are no longer set aside: every channel's offer goes up
+        listings.mark_dirty(tx, counts.ensure_skus(tx, dict(campaign.skus)).values())
+        done["closed"] = True
+    return done
+
+
+def _fit_allocations_to_stock(tx: LedgerTx, campaign: Campaign) -> list[int]:
+    """Fewer units than allocated (a count went down): cancel the newest unpaid first."""
+    ids = counts.ensure_skus(tx, {code for code, _units in campaign.skus})
+    counts.lock(tx, ids.values())
+    figures = offers.locked_figures(tx, ids.values())
+    cancelled = []
+    allocated = campaigns.entries(tx.session, campaign.name, ("allocated",))
+    by_sku: dict[str, list[EntryRow]] = defaultdict(list)
+    for entry in allocated:
+        by_sku[entry.sku].append(entry)
+    for code, items in by_sku.items():
+        fig = figures[ids[code]]
+        over = sum(e.qty for e in items) - max(fig.on_hand - fig.reserved, 0)
+        for entry in sorted(items, key=lambda e: (e.allocated_at or tx.now, e.id), reverse=True):
+            if over <= 0:
+                break
+            campaigns.change(tx, entry, "declined", "stock went down: the newest unpaid "
+                             "allocation is cancelled first", expected=("allocated",))  # fmt: skip
+            cancelled.append(entry.id)
+            over -= entry.qty
+    return cancelled
+
+
+def show(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
+    campaign = campaign_of(config, name)
+    state = campaigns.state(tx.session, name)
+    return {
+        "campaign": name,
+        "method": campaign.method,
+        "skus": dict(campaign.skus),
+        "counts": campaigns.counts_by_status(tx.session, name),
+        "waves": state.waves if state else 0,
+        "last_wave_at": state.last_wave_at.isoformat() if state and state.last_wave_at else None,
+        "seed": state.seed if state else None,
+        "closed_at": state.closed_at.isoformat() if state and state.closed_at else None,
+        "free": free_units(tx, campaign),
+        "rules": campaign.rules_in_words(),
+    }
+
+
+def status_page(entry: EntryRow, campaign: Campaign, now: datetime) -> dict[str, Any]:
+    """What the customer's status page shows: state, deadline, what to do next, the rules."""
+    next_step = {
+        "waiting": "You are on the waitlist. We will tell you when a unit is yours.",
+        "review": "Your sign-up is being reviewed by the shop; you will hear from us.",
+        "allocated": f"A unit is yours: pay before {entry.expires_at.isoformat()}"
+        if entry.expires_at
+        else "A unit is yours: pay before the deadline.",
+        "confirmed": "Paid: your order is confirmed.",
+        "expired": "The deadline passed; the unit went to the next person in line.",
+        "declined": "Your sign-up was declined.",
+        "not_allocated": "The campaign closed before a unit could be allocated to you.",
+    }[entry.status]
+    return {
+        "campaign": campaign.name,
+        "status": entry.status,
+        "sku": entry.sku,
+        "qty": entry.qty,
+        "deadline": entry.expires_at.isoformat() if entry.expires_at else None,
+        "next": next_step,
+        "rules": campaign.rules_in_words(),
+        "as_of": now.isoformat(),
+    }
+
+
+def sign_up_rows(rows: Mapping[str, str]) -> SignUp:
+    """A CSV row or a JSON form -> SignUp (ValueError naming the field)."""
+    email = (rows.get("email") or "").strip()
+    sku = (rows.get("sku") or "").strip()
+    if not email:
+        raise ValueError("email is required")
+    if not sku:
+        raise ValueError("sku is required")
+    qty_text = (rows.get("qty") or "1").strip() or "1"
+    if not qty_text.isdigit() or int(qty_text) < 1:
+        raise ValueError(f"qty must be a whole number of at least 1, got {qty_text!r}")
+
+    def opt(key: str) -> str | None:
+        value = (rows.get(key) or "").strip()
+        return value or None
+
+    return SignUp(email, sku, int(qty_text), opt("phone"), opt("country"), opt("address"),
+                  opt("tier"))  # fmt: skip

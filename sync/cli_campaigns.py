@@ -1,0 +1,250 @@
+"""`stocksync waitlist|campaign|review ...`: limited-drop campaigns from the command line.
+
+Registered on the main app by sync/cli.py; the workflows are sync/campaign_service.py.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stock import campaigns
+from stock.tx import LedgerInputError
+from sync import campaign_service as service
+from sync.cli import (
+    EXIT_BAD_INPUT,
+    JsonFlag,
+    emit,
+    fail,
+    handled,
+    opened,
+    out,
+    parse_time,
+)
+
+waitlist_app = typer.Typer(help="Campaign waitlists: sign-ups.", no_args_is_help=True)
+campaign_app = typer.Typer(help="Limited-drop campaigns: waves, deadlines.", no_args_is_help=True)
+review_app = typer.Typer(help="Campaign sign-ups held for review.", no_args_is_help=True)
+
+
+class _DryRun(Exception):
+    """Raised inside a ledger transaction to roll a dry run back."""
+
+
+def _print_rows(title: str, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    if not rows:
+        out.print(f"{title}: none")
+        return
+    out.print(f"{title}:")
+    for row in rows:
+        out.print("  " + "  ".join(f"{key}={row.get(key)}" for key in keys), markup=False)
+
+
+@waitlist_app.command("add")
+def waitlist_add(
+    campaign: str,
+    email: Annotated[str, typer.Option(help="The customer's email.")],
+    sku: Annotated[str, typer.Option(help="The variant wanted.")],
+    qty: Annotated[int, typer.Option(help="Units wanted.")] = 1,
+    phone: Annotated[str | None, typer.Option(help="Phone number.")] = None,
+    country: Annotated[str | None, typer.Option(help="ISO country code (for the phone).")] = None,
+    address: Annotated[str | None, typer.Option(help="Postal address.")] = None,
+    tier: Annotated[str | None, typer.Option(help="Customer tier (one of `tiers:`).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sign a customer up: waiting, or in review when over the limits."""
+    with handled(as_json):
+        form = service.SignUp(email, sku, qty, phone, country, address, tier)
+        with opened() as ctx, ctx.ledger() as tx:
+            entry = service.sign_up(tx, ctx.config, campaign, form)
+        data = {"ok": True, **entry.as_dict(token=True)}
+        why = f" ({entry.review_reason})" if entry.review_reason else ""
+        emit(
+            data, as_json, lambda: out.print(f"entry {entry.id}: {entry.status}{why}", markup=False)
+        )
+
+
+@waitlist_app.command("import")
+def waitlist_import(campaign: str, file: Path, as_json: JsonFlag = False) -> None:
+    """Sign up every row of a CSV (email, sku, qty, phone, country, address, tier): all or
+    nothing; errors as FILE:LINE."""
+    with handled(as_json):
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            fail(f"{file}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or "email" not in reader.fieldnames:
+            fail(f"{file}:1: the header needs at least email and sku columns", EXIT_BAD_INPUT)
+        forms: list[tuple[int, service.SignUp]] = []
+        problems: list[str] = []
+        for row in reader:
+            try:
+                forms.append((reader.line_num, service.sign_up_rows(row)))
+            except ValueError as exc:
+                problems.append(f"{file}:{reader.line_num}: {exc}")
+        if problems:
+            fail("\n".join(problems), EXIT_BAD_INPUT)
+        with opened() as ctx:
+            try:
+                with ctx.ledger() as tx:
+                    added = []
+                    for line, form in forms:
+                        try:
+                            added.append(service.sign_up(tx, ctx.config, campaign, form))
+                        except LedgerInputError as exc:
+                            problems.append(f"{file}:{line}: {exc}")
+                    if problems:
+                        raise _DryRun
+            except _DryRun:
+                fail("\n".join(problems) + "\nnothing was imported", EXIT_BAD_INPUT)
+        data = {
+            "ok": True,
+            "imported": len(added),
+            "review": sum(e.status == "review" for e in added),
+        }
+        emit(data, as_json, lambda: out.print(
+            f"imported {data['imported']} sign-ups ({data['review']} for review)"))  # fmt: skip
+
+
+@waitlist_app.command("list")
+def waitlist_list(
+    campaign: str,
+    status: Annotated[str | None, typer.Option(help="Only entries in this state.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The campaign's entries in sign-up order."""
+    with handled(as_json):
+        with opened() as ctx, ctx.read() as session:
+            service.campaign_of(ctx.config, campaign)
+            rows = [
+                e.as_dict()
+                for e in campaigns.entries(session, campaign, [status] if status else None)
+            ]
+        keys = ["id", "status", "sku", "qty", "email", "expires_at"]
+        emit({"ok": True, "entries": rows}, as_json,
+             lambda: _print_rows(f"{campaign} entries", rows, keys))  # fmt: skip
+
+
+@campaign_app.command("allocate")
+def campaign_allocate(
+    name: str,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show who would get what.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a wave now: free units to the waiting entries by the campaign's method."""
+    with handled(as_json):
+        with opened() as ctx:
+            try:
+                with ctx.ledger() as tx:
+                    wave = service.allocate(tx, ctx.config, name, dry_run=dry_run)
+                    if dry_run:
+                        raise _DryRun
+            except _DryRun:
+                pass
+        data = {"ok": True, "dry_run": dry_run, "wave": wave.number, "method": wave.method,
+                "seed": wave.seed, "allocations": wave.allocations}  # fmt: skip
+        emit(data, as_json, lambda: _print_rows(
+            ("would allocate" if dry_run else f"wave {wave.number}"), wave.allocations,
+            ["entry", "email", "sku", "qty", "why"]))  # fmt: skip
+
+
+@campaign_app.command("tick")
+def campaign_tick(
+    name: Annotated[str | None, typer.Argument(help="One campaign; all when left out.")] = None,
+    now: Annotated[str | None, typer.Option(help="Run as of this ISO time (a rehearsal).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run what is due: expiries, stock-down cancellations, a wave, the close."""
+    with handled(as_json):
+        at = parse_time(now) if now else None
+        with opened() as ctx:
+            names = [name] if name else list(ctx.config.campaigns)
+            results = []
+            for each in names:
+                with ctx.ledger(now=at) as tx:
+                    results.append(service.tick(tx, ctx.config, each))
+        emit({"ok": True, "campaigns": results}, as_json, lambda: _print_ticks(results))
+
+
+def _print_ticks(results: list[dict[str, Any]]) -> None:
+    for r in results:
+        wave = r["wave"]["number"] if r["wave"] else "-"
+        out.print(
+            f"{r['campaign']}: expired {len(r['expired'])}, cancelled {len(r['cancelled'])}, "
+            f"wave {wave}{', closed' if r['closed'] else ''}",
+            markup=False,
+        )
+
+
+@campaign_app.command("show")
+def campaign_show(name: str, as_json: JsonFlag = False) -> None:
+    """Counts per state and SKU, waves, the lottery seed, units still free."""
+    with handled(as_json):
+        with opened() as ctx:
+            try:
+                with ctx.ledger() as tx:
+                    data = service.show(tx, ctx.config, name)
+                    raise _DryRun  # reading only
+            except _DryRun:
+                pass
+        emit({"ok": True, **data}, as_json, lambda: out.print_json(data=data))
+
+
+@campaign_app.command("confirm")
+def campaign_confirm(
+    entry: int,
+    channel: Annotated[str | None, typer.Option(help="The manual channel it was paid on.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A customer paid on a manual channel: the allocated unit becomes that channel's order."""
+    with handled(as_json):
+        with opened() as ctx, ctx.ledger() as tx:
+            row = service.confirm(tx, ctx.config, entry, channel)
+        emit({"ok": True, **row.as_dict()}, as_json,
+             lambda: out.print(f"entry {row.id}: confirmed as order {row.order_ref}"))  # fmt: skip
+
+
+@review_app.command("list")
+def review_list(as_json: JsonFlag = False) -> None:
+    """Entries held for review, every campaign."""
+    with handled(as_json):
+        with opened() as ctx, ctx.read() as session:
+            rows = [
+                {**e.as_dict(), "reason": e.review_reason}
+                for name in ctx.config.campaigns
+                for e in campaigns.entries(session, name, ["review"])
+            ]
+        emit({"ok": True, "entries": rows}, as_json, lambda: _print_rows(
+            "review", rows, ["id", "campaign", "sku", "qty", "email", "reason"]))  # fmt: skip
+
+
+def _decide(entry: int, reason: str, approve: bool, as_json: bool) -> None:
+    with handled(as_json):
+        with opened() as ctx, ctx.ledger() as tx:
+            row = service.review(tx, entry, approve, reason)
+        emit({"ok": True, **row.as_dict()}, as_json,
+             lambda: out.print(f"entry {row.id}: {row.status}"))  # fmt: skip
+
+
+@review_app.command("approve")
+def review_approve(
+    entry: int,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Let an entry join the queue in its sign-up place."""
+    _decide(entry, reason, True, as_json)
+
+
+@review_app.command("reject")
+def review_reject(
+    entry: int,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Decline an entry."""
+    _decide(entry, reason, False, as_json)
