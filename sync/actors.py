@@ -26,6 +26,8 @@ by the actor's `on_permanent_failure` where it has one, never retried (dramatiq 
 |               | next sweep is soon enough      |                                                 |
 | rebalance     | not retried (`never`): the     | logged                                          |
 |               | next tick is seconds away      |                                                 |
+| campaign_tick | not retried (`never`): the     | logged                                          |
+|               | next tick is a minute away     |                                                 |
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import dramatiq
 from dramatiq import Broker
 
 from sync.actor_names import (
+    CAMPAIGN_TICK,
     POLL,
     PROCESS_EVENT,
     PUSH,
@@ -54,6 +57,7 @@ from sync.actor_names import (
 )
 from sync.failures import never
 from sync.jobs import inbox, receipts, writeback
+from sync.jobs.campaign_tick import tick_campaigns
 from sync.jobs.followups import Followups
 from sync.jobs.poll import poll_channel
 from sync.jobs.push import push_channel
@@ -135,6 +139,7 @@ class Actors:
     release: dramatiq.Actor[Any, Any]
     reevaluate: dramatiq.Actor[Any, Any]
     rebalance: dramatiq.Actor[Any, Any]
+    campaign_tick: dramatiq.Actor[Any, Any]
     _push_windows: dict[str, float] = field(default_factory=dict)
     _poll_windows: dict[str, float] = field(default_factory=dict)
     _push_gates: dict[str, PushGate] = field(default_factory=dict)
@@ -251,6 +256,9 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
     def rebalance() -> None:
         actors().dispatch(rebalance_pools(runtime))
 
+    def campaign_tick() -> None:
+        actors().dispatch(tick_campaigns(runtime))
+
     def reconcile(channel: str) -> None:
         drifts, followups = reconcile_channel(runtime, channel)
         if drifts:
@@ -281,6 +289,7 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
             reevaluate=actor(reevaluate, REEVALUATE),
             # the next tick is seconds away: a failed one is not retried
             rebalance=actor(rebalance, REBALANCE, retry_when=never),
+            campaign_tick=actor(campaign_tick, CAMPAIGN_TICK, retry_when=never),
         )
     )
     return holder[0]

@@ -31,6 +31,7 @@ from sync.fd_limit import connection_cap, open_file_limit, raise_open_file_limit
 from sync.http import create_app
 from sync.http_guard import ConnectionGuard, guarded_h11
 from sync.http_limits import ACCEPT_BATCH, LISTEN_BACKLOG, HttpLimits
+from sync.jobs.campaign_tick import CAMPAIGN_TICK_EVERY_S
 from sync.logs import get_logger
 from sync.loop_errors import LoopErrorHandler
 from sync.runtime import Runtime
@@ -162,6 +163,8 @@ class Daemon:
         self.actors.sweep.send()
         if rebalance_interval(self.config) is not None:
             self.actors.rebalance.send()
+        if self.config.campaigns:
+            self.actors.campaign_tick.send()
 
     def _make_scheduler(self) -> BackgroundScheduler:
         """Jobs only enqueue: with Redis, whichever worker is free does the work."""
@@ -186,6 +189,11 @@ class Daemon:
             actors.sweep.send, "interval", seconds=daemon.sweep_interval_s, id="sweep"
         )
         self._schedule_rebalance(scheduler)
+        # campaigns: expiries, waves, closes as they fall due (the job does nothing without)
+        scheduler.add_job(
+            actors.campaign_tick.send, "interval", seconds=CAMPAIGN_TICK_EVERY_S,
+            id="campaign_tick",
+        )  # fmt: skip
         return scheduler
 
     def _schedule_rebalance(self, scheduler: BackgroundScheduler) -> None:

@@ -316,6 +316,8 @@ def test_the_storefront_signs_up_over_http_and_reads_its_status_page(tmp_path: P
     }
     config = dataclasses.replace(stack_config(), overrides={"campaigns": {"drop": campaign}})
     with stack.start_stack(Stack, tmp_path, config, {"DEMO-1": 10}, actor="test") as running:
+        assert running.daemon is not None
+        running.daemon.wait_idle()  # the campaign job of the daemon's start: nothing to do yet
         base = f"{running.daemon_url}/api/campaigns/drop"
         reply = requests.post(f"{base}/waitlist", json={"email": "a@example.com", "sku": "DEMO-1"},
                               timeout=10)  # fmt: skip
@@ -341,6 +343,14 @@ def test_the_storefront_signs_up_over_http_and_reads_its_status_page(tmp_path: P
             assert len(campaigns.entries(session, "drop")) == 9
         # the units are out of both shops' offers: 10 on hand, 3 set aside
         running.wait_until(lambda: running.shop_available("DEMO-1") == 7, 20, "shop at 7")
+        # the daemon's campaign job runs the wave that is due (every minute; here at once)
+        running.daemon.actors.campaign_tick.send()
+        running.daemon.wait_idle()
+        page = requests.get(f"{running.daemon_url}{entry['status_url']}", timeout=10).json()
+        assert page["status"] == "allocated" and page["deadline"]
+        assert page["next"].startswith("A unit is yours: pay before")
+        with running.ctx.read() as session:
+            assert len(campaigns.entries(session, "drop", ["allocated"])) == 3
 
 
 def test_at_close_the_rest_is_not_allocated_and_the_units_go_back_to_the_shops(

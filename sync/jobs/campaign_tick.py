@@ -1,0 +1,41 @@
+"""Campaigns' due work, run by the daemon every minute: expiries, cancellations when stock went
+down, a wave every `wave_every_hours` while units are free, the close (sync/campaign_service)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stock.tx import LedgerInputError
+from sync import campaign_service
+from sync.jobs.followups import Followups
+from sync.logs import get_logger
+from sync.runtime import Runtime
+
+log = get_logger("stocksync.jobs.campaigns")
+
+CAMPAIGN_TICK_EVERY_S = 60.0
+
+
+def tick_campaigns(runtime: Runtime) -> Followups:
+    followups = Followups()
+    for name in runtime.config.campaigns:
+        try:
+            with runtime.ctx.ledger(actor="campaigns") as tx:
+                done = campaign_service.tick(tx, runtime.config, name)
+        except LedgerInputError as exc:
+            log.warning("campaign_tick_refused", campaign=name, error=str(exc))
+            continue
+        followups.merge(Followups.of(tx.effects, list(runtime.channels)))
+        if _did_something(done):
+            log.info(
+                "campaign_tick", campaign=name, expired=len(done["expired"]),
+                cancelled=len(done["cancelled"]),
+                wave=done["wave"]["number"] if done["wave"] else None,
+                allocated=len(done["wave"]["allocated"]) if done["wave"] else 0,
+                closed=done["closed"],
+            )  # fmt: skip
+    return followups
+
+
+def _did_something(done: dict[str, Any]) -> bool:
+    return bool(done["expired"] or done["cancelled"] or done["wave"] or done["closed"])
