@@ -174,11 +174,33 @@ def change(
     tx.audit(f"campaign.{status}", item.campaign, detail)
 
 
-def allocate(tx: LedgerTx, item: EntryRow, wave: int, window_hours: float, why: str) -> None:
+def allocate(
+    tx: LedgerTx,
+    item: EntryRow,
+    wave: int,
+    window_hours: float,
+    why: str,
+    tier_reserve: str | None = None,
+) -> None:
     change(
         tx, item, "allocated", why, expected=("waiting", "review"), wave=wave,
         allocated_at=tx.now, expires_at=tx.now + timedelta(hours=window_hours),
+        tier_reserve=tier_reserve,
     )  # fmt: skip
+
+
+def tier_reserve_taken(session: Session, campaign: str) -> dict[str, int]:
+    """Units each tier's reserve has given (allocated or confirmed entries that took them)."""
+    rows = session.execute(
+        select(m.CampaignEntry.tier_reserve, func.sum(m.CampaignEntry.qty))
+        .where(
+            m.CampaignEntry.campaign == campaign,
+            m.CampaignEntry.tier_reserve.is_not(None),
+            m.CampaignEntry.status.in_(("allocated", "confirmed")),
+        )
+        .group_by(m.CampaignEntry.tier_reserve)
+    ).all()
+    return {str(tier): int(units or 0) for tier, units in rows}
 
 
 def state(session: Session, campaign: str) -> m.CampaignState | None:

@@ -325,6 +325,8 @@ class CampaignEntry(Base):
     signed_up_at: Mapped[datetime] = mapped_column(UtcDateTime())
     review_reason: Mapped[str | None] = mapped_column(Text)
     wave: Mapped[int | None] = mapped_column(Integer)
+    # the tier whose reserved units this allocation took (method tiers), else None
+    tier_reserve: Mapped[str | None] = mapped_column(String(64))
     allocated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     channel: Mapped[str | None] = mapped_column(String(64))  # where it was confirmed

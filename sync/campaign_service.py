@@ -141,7 +141,7 @@ def allocate(tx: LedgerTx, config: Config, name: str, *, dry_run: bool = False) 
         seed = random.SystemRandom().randrange(2**62)  # recorded: anyone can re-draw it
     free = free_units(tx, campaign)
     waiting = campaigns.entries(tx.session, name, ("waiting",))
-    taken = _tier_taken(tx, name)
+    taken = campaigns.tier_reserve_taken(tx.session, name)
     chosen = campaign_policy.allocate_wave(
         [_policy_entry(e) for e in waiting],
         free,
@@ -158,16 +158,10 @@ def allocate(tx: LedgerTx, config: Config, name: str, *, dry_run: bool = False) 
         rows.append({"entry": entry.id, "email": entry.email, "sku": item.sku, "qty": item.qty,
                      "why": item.why})  # fmt: skip
         if not dry_run and number is not None:
-            campaigns.allocate(tx, entry, number, campaign.window_hours, item.why)
+            campaigns.allocate(
+                tx, entry, number, campaign.window_hours, item.why, item.tier_reserve
+            )
     return Wave(number, campaign.method, seed, rows)
-
-
-def _tier_taken(tx: LedgerTx, name: str) -> dict[str, int]:
-    taken: dict[str, int] = defaultdict(int)
-    for entry in campaigns.entries(tx.session, name, ("allocated", "confirmed")):
-        if entry.tier is not None:
-            taken[entry.tier] += entry.qty
-    return dict(taken)
 
 
 def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = None) -> EntryRow:

@@ -37,7 +37,7 @@ campaigns:
     skus: {{HOODIE-S: 2}}
     channels: [popup]
     signup: {{opens: 2026-12-01T10:00:00+00:00, closes: 2026-12-04T10:00:00+00:00}}
-    method: {method}
+    method: {method}{tiers}
     limits: {{per_customer: 1, identity: [email, phone]}}
     window_hours: 12
     wave_every_hours: 2
@@ -46,7 +46,10 @@ campaigns:
 
 def opened(url: str, method: str = "fcfs") -> AppContext:
     upgrade(url)
-    config = parse_config(CONFIG.format(url=url, method=method), "stocksync.yaml", env={})
+    tiers = "\n    tiers: {vip: 1}" if method == "tiers" else ""
+    config = parse_config(
+        CONFIG.format(url=url, method=method, tiers=tiers), "stocksync.yaml", env={}
+    )
     ctx = AppContext.open(config)
     with ctx.ledger(actor="test", now=T0 - timedelta(days=1)) as tx:
         counts.set_stock(tx, "HOODIE-S", 5)
@@ -256,7 +259,7 @@ def test_no_unit_is_allocated_twice_and_allocations_never_exceed_the_units(
 def test_the_cli_signs_up_allocates_with_a_dry_run_first_and_lists(tmp_path: Path) -> None:
     path = tmp_path / "stocksync.yaml"
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    text = CONFIG.format(url=url, method="fcfs").replace(
+    text = CONFIG.format(url=url, method="fcfs", tiers="").replace(
         "2026-12-01T10:00:00+00:00, closes: 2026-12-04T10:00:00+00:00",
         "2020-01-01T00:00:00+00:00, closes: 2099-01-01T00:00:00+00:00",
     )
@@ -370,3 +373,18 @@ def test_at_close_the_rest_is_not_allocated_and_the_units_go_back_to_the_shops(
     assert status(ctx) == {paid.id: "confirmed", held.id: "not_allocated"}
     assert offered(ctx, closes + timedelta(hours=2)) == 4  # nothing set aside any more
     assert tick(ctx, closes + timedelta(hours=3))["wave"] is None
+
+
+def test_tiers_take_their_reserved_units_first_then_everyone_in_line(
+    ctx_factory: Callable[[str], AppContext],
+) -> None:
+    ctx = ctx_factory("tiers")
+    first = sign_up(ctx, T0 + timedelta(minutes=1), "r1@example.com", tier="regular")
+    second = sign_up(ctx, T0 + timedelta(minutes=2), "r2@example.com")
+    vip = sign_up(ctx, T0 + timedelta(minutes=3), "v1@example.com", tier="vip")
+    wave = tick(ctx, T0 + timedelta(minutes=4))["wave"]
+    assert {row["entry"] for row in wave["allocated"]} == {vip.id, first.id}
+    with ctx.read() as session:
+        reserve = {e.id: e for e in campaigns.entries(session, "spring-drop", ["allocated"])}
+        assert campaigns.tier_reserve_taken(session, "spring-drop") == {"vip": 1}
+    assert set(reserve) == {vip.id, first.id} and second.id not in reserve

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column('signed_up_at', UtcDateTime, nullable=False),
         sa.Column('review_reason', sa.Text(), nullable=True),
         sa.Column('wave', sa.Integer(), nullable=True),
+        sa.Column('tier_reserve', sa.String(length=64), nullable=True),
         sa.Column('allocated_at', UtcDateTime, nullable=True),
         sa.Column('expires_at', UtcDateTime, nullable=True),
         sa.Column('channel', sa.String(length=64), nullable=True),
