@@ -164,6 +164,39 @@ def allocate(tx: LedgerTx, config: Config, name: str, *, dry_run: bool = False) 
     return Wave(number, campaign.method, seed, rows)
 
 
+def allocate_entry(tx: LedgerTx, config: Config, entry_id: int, reason: str) -> EntryRow:
+    """An override: give this entry (waiting or in review) a unit now, out of its turn, when
+    one of its SKU is free; the reason is kept in the audit log."""
+    if not reason.strip():
+        raise LedgerInputError(f"entry {entry_id}", "an override needs a reason")
+    item = campaigns.entry(tx.session, entry_id)
+    campaign = campaign_of(config, item.campaign)
+    state = campaigns.lock_state(tx, item.campaign)
+    if state.closed_at is not None:
+        raise LedgerInputError(item.campaign, "is closed")
+    free = free_units(tx, campaign).get(item.sku, 0)
+    if free < item.qty:
+        raise LedgerInputError(
+            f"entry {entry_id}", f"needs {item.qty} of {item.sku}, {free} free in the campaign"
+        )
+    campaigns.allocate(
+        tx, item, state.waves, campaign.window_hours, f"override: {reason}"
+    )  # fmt: skip
+    return campaigns.entry(tx.session, entry_id)
+
+
+def skip(tx: LedgerTx, entry_id: int, reason: str) -> EntryRow:
+    """An override: take a waiting entry out of the line (declined, with the reason)."""
+    if not reason.strip():
+        raise LedgerInputError(f"entry {entry_id}", "an override needs a reason")
+    item = campaigns.entry(tx.session, entry_id)
+    campaigns.lock_state(tx, item.campaign)
+    campaigns.change(
+        tx, item, "declined", f"skipped: {reason}", expected=("waiting", "review")
+    )  # fmt: skip
+    return campaigns.entry(tx.session, entry_id)
+
+
 def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = None) -> EntryRow:
     """A manual channel's payment: the allocated entry becomes an order of that channel (its
     reservation takes the unit the campaign set aside: never a second one)."""

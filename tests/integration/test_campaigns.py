@@ -388,3 +388,25 @@ def test_tiers_take_their_reserved_units_first_then_everyone_in_line(
         reserve = {e.id: e for e in campaigns.entries(session, "spring-drop", ["allocated"])}
         assert campaigns.tier_reserve_taken(session, "spring-drop") == {"vip": 1}
     assert set(reserve) == {vip.id, first.id} and second.id not in reserve
+
+
+def test_overrides_allocate_out_of_turn_or_skip_with_a_reason(
+    ctx_factory: Callable[[str], AppContext],
+) -> None:
+    ctx = ctx_factory("fcfs")
+    a = sign_up(ctx, T0 + timedelta(minutes=1), "a@example.com")
+    b = sign_up(ctx, T0 + timedelta(minutes=2), "b@example.com")
+    c = sign_up(ctx, T0 + timedelta(minutes=3), "c@example.com")
+    at = T0 + timedelta(minutes=4)
+    with ctx.ledger(actor="test", now=at) as tx:
+        service.allocate_entry(tx, ctx.config, c.id, "the influencer we promised one")
+        service.skip(tx, a.id, "chargeback history")
+        with pytest.raises(LedgerInputError, match="needs a reason"):
+            service.skip(tx, b.id, "")
+    wave = tick(ctx, at + timedelta(minutes=1))["wave"]
+    assert [row["entry"] for row in wave["allocated"]] == [b.id]
+    assert status(ctx) == {a.id: "declined", b.id: "allocated", c.id: "allocated"}
+    with ctx.ledger(actor="test", now=at) as tx, pytest.raises(LedgerInputError, match="free"):
+        late = service.sign_up(tx, ctx.config, "spring-drop",
+                               service.SignUp("d@example.com", "HOODIE-S"))  # fmt: skip
+        service.allocate_entry(tx, ctx.config, late.id, "no unit left for this one")
