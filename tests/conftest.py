@@ -51,3 +51,18 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_url(
+    request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
+) -> Iterator[str]:
+    """A migrated, empty ledger: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield fresh_sqlite(tmp_path)
+        return
+    from stock.db import upgrade
+
+    with fresh_postgres(PG_ADMIN_URL, prefix="stocksync_t_") as url:
+        upgrade(url)
+        yield url

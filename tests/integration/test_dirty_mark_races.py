@@ -23,7 +23,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +32,6 @@ from sqlalchemy.orm import Session
 from rules import parse_config
 from stock import counts, listings
 from stock import models as m
-from stock.db import upgrade
 from sync.context import AppContext
 from sync.jobs.followups import utc_now
 
@@ -184,26 +182,11 @@ def run_order(ctx: AppContext, sku_id: int, order: tuple[str, ...], marker: str)
     return None
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ctx(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
-) -> Iterator[AppContext]:
-    def opened(url: str) -> AppContext:
-        upgrade(url)
-        return AppContext.open(parse_config(CONFIG.format(url=url), "stocksync.yaml", env={}))
-
-    if request.param == "sqlite":
-        context = opened(fresh_sqlite(tmp_path))
-        yield context
-        context.close()
-        return
-    from sync.stack import fresh_postgres
-    from tests.conftest import PG_ADMIN_URL
-
-    with fresh_postgres(PG_ADMIN_URL, prefix="stocksync_t_") as url:
-        context = opened(url)
-        yield context
-        context.close()
+@pytest.fixture
+def ctx(ledger_url: str) -> Iterator[AppContext]:
+    context = AppContext.open(parse_config(CONFIG.format(url=ledger_url), "stocksync.yaml", {}))
+    yield context
+    context.close()
 
 
 def dirty_listing(ctx: AppContext) -> int:
@@ -236,7 +219,7 @@ def test_no_order_of_plan_mark_and_clean_loses_a_mark(ctx: AppContext) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("ctx", ["postgres"], indirect=True)
+@pytest.mark.parametrize("ledger_url", ["postgres"], indirect=True)
 def test_the_harness_finds_the_lost_mark_of_a_read_then_write_marker(ctx: AppContext) -> None:
     """The old marker's race, found every time: the push cleans between the mark's read and
     its write."""

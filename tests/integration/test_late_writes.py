@@ -12,8 +12,7 @@ answered is read back once its window (a few timeouts) has passed, and pushed ag
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -26,7 +25,6 @@ from connectors.woocommerce import WooCommerceChannel
 from rules import parse_config
 from stock import counts, offers
 from stock import models as m
-from stock.db import upgrade
 from sync.jobs.followups import utc_now
 from sync.jobs.push import push_channel
 from sync.jobs.sweep import sweep
@@ -58,43 +56,29 @@ def woo() -> Iterator[WooCommerceSandbox]:
         yield sandbox
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def runtime(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    fresh_sqlite: Callable[[Path], str],
-    woo: WooCommerceSandbox,
-) -> Iterator[Runtime]:
-    def built(url: str) -> Runtime:
-        upgrade(url)
-        config = parse_config(CONFIG.format(url=url, api=woo.url), "stocksync.yaml", env={})
-        runtime = Runtime.build(config)
-        runtime.channels["woo"] = WooCommerceChannel(
-            "woo",
-            url="https://shop.example.com",
-            api_url=woo.url,
-            consumer_key="ck_sandbox",
-            consumer_secret="cs_sandbox",
-            webhook_secrets=["sandbox-secret"],
-            timeout=TIMEOUT_S,
-            backoff=0.01,
-        )
-        with runtime.ctx.ledger(actor="test") as tx:
-            counts.set_stock(tx, SKU, 10)
-        return runtime
+def woo_channel(woo: WooCommerceSandbox, timeout: float = TIMEOUT_S) -> WooCommerceChannel:
+    """The connector with a short timeout (the window is 3 of them), as the push uses it."""
+    return WooCommerceChannel(
+        "woo",
+        url="https://shop.example.com",
+        api_url=woo.url,
+        consumer_key="ck_sandbox",
+        consumer_secret="cs_sandbox",
+        webhook_secrets=["sandbox-secret"],
+        timeout=timeout,
+        backoff=0.01,
+    )
 
-    if request.param == "sqlite":
-        runtime = built(fresh_sqlite(tmp_path))
-        yield runtime
-        runtime.close()
-        return
-    from sync.stack import fresh_postgres
-    from tests.conftest import PG_ADMIN_URL
 
-    with fresh_postgres(PG_ADMIN_URL, prefix="stocksync_t_") as url:
-        runtime = built(url)
-        yield runtime
-        runtime.close()
+@pytest.fixture
+def runtime(ledger_url: str, woo: WooCommerceSandbox) -> Iterator[Runtime]:
+    config = parse_config(CONFIG.format(url=ledger_url, api=woo.url), "stocksync.yaml", env={})
+    built = Runtime.build(config)
+    built.channels["woo"] = woo_channel(woo)
+    with built.ctx.ledger(actor="test") as tx:
+        counts.set_stock(tx, SKU, 10)
+    yield built
+    built.close()
 
 
 def sell(runtime: Runtime, ref: str, qty: int) -> None:
@@ -174,16 +158,7 @@ def test_a_timed_out_write_is_not_repeated(woo: WooCommerceSandbox) -> None:
     (Which failures a write may repeat: tests/unit/test_woocommerce_retry.py.)"""
     from connectors.base import ChannelError, OfferPush
 
-    channel = WooCommerceChannel(
-        "woo",
-        url="https://shop.example.com",
-        api_url=woo.url,
-        consumer_key="ck_sandbox",
-        consumer_secret="cs_sandbox",
-        webhook_secrets=["sandbox-secret"],
-        timeout=TIMEOUT_S,
-        backoff=0.01,
-    )
+    channel = woo_channel(woo)
     channel.fetch_listings([SKU])
     set_faults(woo.url, write_latency_ms=WRITE_LATENCY_MS)
     with pytest.raises(ChannelError, match="timed out"):
@@ -215,14 +190,7 @@ def test_a_write_sent_by_a_worker_killed_before_the_answer_is_read_again_after_i
     assert push_channel(runtime, "woo").pushed == 1  # 5
     assert "woo" not in sweep(runtime).pushes  # within the window: it may land yet
 
-    dead_worker = WooCommerceChannel(
-        "woo",
-        url="https://shop.example.com",
-        api_url=woo.url,
-        consumer_key="ck_sandbox",
-        consumer_secret="cs_sandbox",
-        webhook_secrets=["sandbox-secret"],
-    )
+    dead_worker = woo_channel(woo, timeout=10.0)
     dead_worker.fetch_listings([SKU])
     [landed] = dead_worker.push_offers([OfferPush(SKU, 7, None)])  # it lands now
     assert landed.ok and shown(woo) == 7 > offered(runtime)
