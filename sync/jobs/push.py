@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -54,7 +55,11 @@ def push_channel(runtime: Runtime, channel_name: str) -> PushReport:
     if channel_auth.held(runtime, channel_name) is not None:
         return report  # an auth error holds its calls; the sweeper brings dirty listings back
     owner = push_lease_owner()
+    with _ACTIVE_LOCK:  # before taking it: another thread must never see it as left behind
+        _ACTIVE_LEASES.add(owner)
     if not _acquire_lease(runtime, channel_name, owner):
+        with _ACTIVE_LOCK:
+            _ACTIVE_LEASES.discard(owner)
         report.busy = True
         return report
     try:
@@ -66,6 +71,8 @@ def push_channel(runtime: Runtime, channel_name: str) -> PushReport:
     except channel_auth.ChannelHeld:
         pass  # refused for our credentials (logged, held): the listings stay dirty
     finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE_LEASES.discard(owner)
         with runtime.ctx.sessions.begin() as session:
             channel_state.release_lease(session, channel_name, owner)
     return report
@@ -84,12 +91,22 @@ def _owner_parts(owner: str | None) -> tuple[str, int, str] | None:
     return parts[0], int(parts[1]), parts[2]
 
 
+# the leases this process's pushes hold right now: a lease of this process not among them was
+# left behind by a push whose release failed (the database went away mid-push)
+_ACTIVE_LEASES: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
 def _holder_is_dead(owner: str | None) -> bool:
-    """A lease held by a process of this host that no longer runs (SIGKILL, OOM): without
-    this, every push of the channel would wait out the lease after a worker crash."""
+    """A lease held by a process of this host that no longer runs (SIGKILL, OOM), or by this
+    very process but no push of it: without this, every push of the channel would wait out
+    the lease (60 s) after a worker crash or a database restart."""
     holder, mine = _owner_parts(owner), _owner_parts(push_lease_owner())
     if holder is None or mine is None or holder[2] != mine[2]:
         return False  # another host's process: we cannot tell, the lease expiry decides
+    if holder[1] == mine[1]:
+        with _ACTIVE_LOCK:
+            return owner not in _ACTIVE_LEASES
     try:
         os.kill(holder[1], 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:

@@ -200,3 +200,26 @@ def test_a_write_sent_by_a_worker_killed_before_the_answer_is_read_again_after_i
     assert push_channel(runtime, "woo").late_writes == 1
     assert shown(woo) == 5 == offered(runtime)
     assert unanswered(runtime) == 0
+
+
+def test_a_lease_this_process_left_behind_is_taken_over_at_once(
+    runtime: Runtime, woo: WooCommerceSandbox
+) -> None:
+    """A push whose lease release failed (the database restarted mid-push) left its lease for
+    60 s; the next push of the same process must not wait it out: the channel would show more
+    than offered all that time."""
+    from datetime import timedelta
+
+    from stock import channel_state
+    from sync.jobs.push import push_lease_owner
+
+    push_channel(runtime, "woo")
+    left_behind = push_lease_owner()  # this process, no push running under it
+    now = utc_now()
+    with runtime.ctx.sessions.begin() as session:
+        until = now + timedelta(seconds=60)
+        assert channel_state.take_lease(session, "woo", left_behind, now, until)
+    sell(runtime, "P-1", 3)
+    report = push_channel(runtime, "woo")
+    assert not report.busy and report.pushed == 1
+    assert shown(woo) == 7
