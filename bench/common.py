@@ -244,10 +244,16 @@ RULES = {
 }
 
 
-def stocksync_config(*, database: str | None = None, poll_interval: float = 60) -> StackConfig:
-    """The benchmarks' config: no safety buffer, all incoming offered, no backorders on a drop."""
+def stocksync_config(
+    *,
+    database: str | None = None,
+    poll_interval: float = 60,
+    rules: Mapping[str, Any] = RULES,
+) -> StackConfig:
+    """The benchmarks' config: no safety buffer, all incoming offered, no backorders on a drop
+    (`rules` replaces the rule keys: bench.drop's pooled strategy adds a pool)."""
     return StackConfig(
-        rules=RULES,
+        rules=rules,
         database=database,
         api_token="bench-token",  # noqa: S106 a loopback token, not a secret
         daemon={"poll_interval_s": poll_interval},
@@ -266,12 +272,13 @@ def running_daemon(
     database: str | None = None,
     worker_threads: int = 4,
     poll_interval: float = 60,
+    rules: Mapping[str, Any] = RULES,
 ) -> Iterator[Any]:
     """A migrated ledger with `stock` counted in, and a started Daemon on `port`."""
     from rules import load_config
     from sync.stack import start_daemon
 
-    config = stocksync_config(database=database, poll_interval=poll_interval)
+    config = stocksync_config(database=database, poll_interval=poll_interval, rules=rules)
     path = config.write(folder / "stocksync.yaml", shopify_url, woo_url)
     daemon = start_daemon(
         load_config(path), port, stock, actor="bench", worker_threads=worker_threads

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -69,15 +69,36 @@ def shares(session: Session, sku_ids: Collection[int] | None) -> dict[int, tuple
     return {sku_id: tuple(items) for sku_id, items in found.items()}
 
 
-def recent_sales(session: Session, sku_id: int, since: datetime) -> dict[str, int]:
+@dataclass(frozen=True, slots=True)
+class RecentSales:
+    units: int
+    last_at: datetime  # the newest order of them
+
+
+def recent_sales(session: Session, sku_id: int, since: datetime) -> dict[str, RecentSales]:
     """Units of the SKU ordered per channel since `since` (the sell rate's window)."""
     rows = session.execute(
-        select(m.ChannelOrder.channel, func.sum(m.OrderLine.quantity))
+        select(
+            m.ChannelOrder.channel,
+            func.sum(m.OrderLine.quantity),
+            func.max(m.ChannelOrder.placed_at),
+        )
         .join(m.ChannelOrder, m.ChannelOrder.id == m.OrderLine.order_id)
         .where(m.OrderLine.sku_id == sku_id, m.ChannelOrder.placed_at >= since)
         .group_by(m.ChannelOrder.channel)
     ).all()
-    return {str(channel): int(units or 0) for channel, units in rows}
+    return {
+        str(channel): RecentSales(int(units or 0), _aware(last))
+        for channel, units, last in rows
+        if last is not None
+    }
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite's max() gives text or a naive time: read it back as UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +217,35 @@ def complete_move(
          "sold_by_donor_meanwhile": deficit, "move": item.move_id},
     )  # fmt: skip
     return given
+
+
+def absorb_sold(tx: LedgerTx, sku_id: int, code: str, donor: str, deficit: int) -> int:
+    """The donor sold units its open moves took away before its shop showed less: those units
+    were sold, so they leave the moves now (newest move first) and the donor's allotment covers
+    them; counted once, not as sold and as still on their way. Returns the units absorbed."""
+    absorbed = 0
+    for item in reversed(open_moves(tx.session, sku_id)):
+        if item.source != donor or absorbed >= deficit:
+            continue
+        take = min(deficit - absorbed, item.units)
+        values: dict[str, object] = (
+            {"status": "done", "units_given": 0, "done_at": tx.now}
+            if take == item.units
+            else {"units": item.units - take}
+        )
+        tx.session.execute(
+            update(m.PoolMove)
+            .where(m.PoolMove.id == item.move_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        absorbed += take
+    if absorbed:
+        _change(tx, sku_id, donor, absorbed)
+        tx.audit(
+            "pool.move",
+            code,
+            {"from": donor, "units": absorbed, "state": "sold by the donor before its shop "
+             "showed less: taken out of its moves"},
+        )  # fmt: skip
+    return absorbed

@@ -10,6 +10,8 @@ sale the write overwrote is then known, and taken out of the move).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -61,13 +63,38 @@ def pool_channels(runtime: Runtime, pool: PoolRule) -> list[str]:
     return shops
 
 
-def rebalance(runtime: Runtime) -> Followups:
+# One rebalance at a time per process, and not again within half an interval: the scheduler
+# enqueues one every interval whether or not the last one ran, and a backlog of them would
+# make order events and pushes wait behind rebalances that find nothing new to do.
+_RUNNING = threading.Lock()
+_LAST_DONE = [float("-inf")]
+
+
+def rebalance(runtime: Runtime, *, spacing_s: float | None = None) -> Followups:
     followups = Followups()
-    with runtime.ctx.read() as session:
-        pooled = pooled_skus(session, runtime.config)
-    for item in pooled:
-        followups.merge(rebalance_sku(runtime, item))
-    return followups
+    if not _RUNNING.acquire(blocking=False):
+        return followups  # one runs now in this process; the next tick comes soon
+    try:
+        gap = spacing_s if spacing_s is not None else _spacing(runtime.config)
+        if time.monotonic() - _LAST_DONE[0] < gap:
+            return followups
+        try:
+            with runtime.ctx.read() as session:
+                pooled = pooled_skus(session, runtime.config)
+            for item in pooled:
+                followups.merge(rebalance_sku(runtime, item))
+        finally:
+            _LAST_DONE[0] = time.monotonic()
+        return followups
+    finally:
+        _RUNNING.release()
+
+
+def _spacing(config: Config) -> float:
+    intervals = [r.pool.rebalance_interval_s for r in config.rules.sku_rules if r.pool]
+    if config.rules.default_pool is not None:
+        intervals.append(config.rules.default_pool.rebalance_interval_s)
+    return min(intervals, default=0.0) / 2
 
 
 def rebalance_sku(runtime: Runtime, item: Pooled) -> Followups:
@@ -104,10 +131,19 @@ def _rebalance(
         return True
     changed = _finish_moves(runtime, tx, item, shares, followups)
     if changed:
-        shares = {s.channel: s for s in pools.shares(session, [item.sku_id])[item.sku_id]}
+        shares = _shares(session, item.sku_id)
+    absorbed = [
+        pools.absorb_sold(tx, item.sku_id, item.code, name, -share.remaining)
+        for name, share in shares.items()
+        if share.remaining < 0
+    ]
+    if any(absorbed):
+        changed = True
+        shares = _shares(session, item.sku_id)
     in_transit = sum(move.units for move in pools.open_moves(session, item.sku_id))
     window = max(RATE_WINDOWS * item.pool.rebalance_interval_s, MIN_RATE_WINDOW_S)
-    recent = pools.recent_sales(session, item.sku_id, tx.now - timedelta(seconds=window))
+    since = tx.now - timedelta(seconds=window)
+    recent = pools.recent_sales(session, item.sku_id, since)
     weights = item.pool.weights or {}
     inputs = PoolInputs(
         free=free,
@@ -117,7 +153,13 @@ def _rebalance(
             PoolChannel(
                 name=name,
                 remaining=shares[name].remaining,
-                rate=recent.get(name, 0) / window,
+                rate=sell_rate(
+                    recent.get(name),
+                    shares[name].remaining,
+                    since,
+                    window,
+                    item.pool.rebalance_interval_s,
+                ),
                 weight=weights.get(name, 1),
                 safe=runtime.channels[name].late_write_window is None,
             )
@@ -148,6 +190,24 @@ def _rebalance(
         for move in planned.moves:
             moved.labels(move.source, move.target).inc(move.units)
     return changed or bool(planned)
+
+
+def sell_rate(
+    sales: pools.RecentSales | None, remaining: int, since: datetime, window: float, every: float
+) -> float:
+    """Units a second the channel sells. One that sold out sold them in the time it had stock,
+    not the whole window: refused buyers leave no trace, so a sold-out shop must not look
+    slow (its demand would be moved away the moment it gets units)."""
+    if sales is None or sales.units == 0:
+        return 0.0
+    span = window
+    if remaining <= 0:
+        span = min(max((sales.last_at - since).total_seconds(), every), window)
+    return sales.units / span
+
+
+def _shares(session: Session, sku_id: int) -> dict[str, pools.Share]:
+    return {share.channel: share for share in pools.shares(session, [sku_id])[sku_id]}
 
 
 def _free(runtime: Runtime, tx: LedgerTx, item: Pooled, channels: Sequence[str]) -> int:

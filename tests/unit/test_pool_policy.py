@@ -153,3 +153,19 @@ def test_with_the_same_demand_a_pool_settles_within_three_plans(inputs: PoolInpu
             return
         current = applied(current, result, deliver=True)
     assert not plan(current).moves, plan(current)
+
+
+def test_a_sold_out_shop_sold_at_the_rate_of_the_time_it_had_stock() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from stock.pools import RecentSales
+    from sync.jobs.rebalance import sell_rate
+
+    since = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    sales = RecentSales(units=20, last_at=since + timedelta(seconds=2))
+    # 20 units in a 10 s window, but it ran out after 2 s: 10 a second, not 2
+    assert sell_rate(sales, 0, since, window=10.0, every=1.0) == 10.0
+    assert sell_rate(sales, 5, since, window=10.0, every=1.0) == 2.0  # still selling
+    assert sell_rate(None, 0, since, window=10.0, every=1.0) == 0.0
+    instant = RecentSales(units=3, last_at=since)  # at least one interval
+    assert sell_rate(instant, 0, since, window=10.0, every=1.0) == 3.0
