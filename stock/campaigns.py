@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from stock import models as m
@@ -138,6 +138,10 @@ def add(tx: LedgerTx, campaign: str, code: str, new: NewEntry) -> EntryRow:
     )  # fmt: skip
     tx.session.add(row)
     tx.session.flush()
+    for kind, value in sorted(new.keys.items()):
+        tx.session.add(
+            m.CampaignIdentity(campaign=campaign, kind=kind, value=value[:400], entry_id=row.id)
+        )
     tx.audit(
         f"campaign.{status}",
         campaign,
@@ -283,6 +287,32 @@ def counts_by_status(session: Session, campaign: str) -> dict[str, dict[str, int
     return dict(found)
 
 
-def live_entries(session: Session, campaign: str, exclude: Sequence[int] = ()) -> list[EntryRow]:
-    """Entries that count against limits (waiting, review, allocated, confirmed)."""
-    return [e for e in entries(session, campaign, LIVE) if e.id not in exclude]
+def sharing_entries(session: Session, campaign: str, keys: dict[str, str]) -> list[EntryRow]:
+    """Live entries (waiting, review, allocated, confirmed) sharing any of these identity keys:
+    through the indexed keys, not by reading the whole waitlist."""
+    if not keys:
+        return []
+    matches = [
+        (m.CampaignIdentity.kind == kind) & (m.CampaignIdentity.value == value[:400])
+        for kind, value in sorted(keys.items())
+    ]
+    ids = set(
+        session.scalars(
+            select(m.CampaignIdentity.entry_id).where(
+                m.CampaignIdentity.campaign == campaign, or_(*matches)
+            )
+        )
+    )
+    if not ids:
+        return []
+    return entries(session, campaign, LIVE, entry_ids=ids)
+
+
+def allocated_units(session: Session, sku_ids: Collection[int]) -> dict[int, int]:
+    """Units of these SKUs allocated and not paid yet, in every campaign (all claim stock)."""
+    rows = session.execute(
+        select(m.CampaignEntry.sku_id, func.sum(m.CampaignEntry.qty))
+        .where(m.CampaignEntry.status == "allocated", m.CampaignEntry.sku_id.in_(sorted(sku_ids)))
+        .group_by(m.CampaignEntry.sku_id)
+    ).all()
+    return {int(sku_id): int(units or 0) for sku_id, units in rows}

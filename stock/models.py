@@ -9,7 +9,8 @@ Each table has one module that writes it:
     listing                          stock.listings
     push_in_flight                   stock.inflight
     pool_share, pool_move            stock.pools
-    campaign_entry, campaign_state   stock.campaigns
+    campaign_entry, campaign_state,
+    campaign_identity                stock.campaigns
     writeback                        stock.outbox
     inbox_event                      stock.inbox
     channel_state                    stock.channel_state
@@ -332,6 +333,19 @@ class CampaignEntry(Base):
     channel: Mapped[str | None] = mapped_column(String(64))  # where it was confirmed
     order_ref: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CampaignIdentity(Base):
+    """An entry's normalised identity keys (email, phone, address), indexed: a sign-up finds
+    the entries it shares a customer with without reading the whole waitlist."""
+
+    __tablename__ = "campaign_identity"
+    __table_args__ = (Index("ix_campaign_identity_key", "campaign", "kind", "value"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(400))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("campaign_entry.id"), index=True)
 
 
 class CampaignState(Base):

@@ -65,7 +65,7 @@ def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
         raise LedgerInputError(exc.field, exc.message) from None
     sku_id = counts.ensure_skus(tx, {form.sku})[form.sku]
     campaigns.lock_state(tx, name)  # sign-ups of one campaign one at a time: limits hold
-    others = [_policy_entry(e) for e in campaigns.live_entries(tx.session, name)]
+    others = [_policy_entry(e) for e in campaigns.sharing_entries(tx.session, name, keys)]
     candidate = campaign_policy.Entry(0, form.sku, form.qty, tx.now, form.tier, keys)
     reason = campaign_policy.needs_review(candidate, others, campaign.per_customer)
     return campaigns.add(
@@ -105,20 +105,14 @@ def free_units(tx: LedgerTx, campaign: Campaign) -> dict[str, int]:
     held = campaigns.held_units(tx.session, campaign.name)
     counts.lock(tx, ids.values())
     figures = offers.locked_figures(tx, ids.values())
-    allocated = _allocated_units(tx, campaign.name)
+    # every campaign's unpaid allocations claim these units, not only this one's
+    allocated = campaigns.allocated_units(tx.session, ids.values())
     free = {}
     for code, units in campaign.skus:
         sku_id = ids[code]
         physical = figures[sku_id].on_hand - figures[sku_id].reserved - allocated.get(sku_id, 0)
         free[code] = max(min(units - held.get(sku_id, 0), physical), 0)
     return free
-
-
-def _allocated_units(tx: LedgerTx, name: str) -> dict[int, int]:
-    units: dict[int, int] = defaultdict(int)
-    for entry in campaigns.entries(tx.session, name, ("allocated",)):
-        units[entry.sku_id] += entry.qty
-    return units
 
 
 @dataclass(frozen=True)
@@ -213,6 +207,12 @@ def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = N
             + (f"this campaign's: {', '.join(manual)}" if manual else "the campaign has none"),
         )
     campaigns.lock_state(tx, item.campaign)
+    if item.status == "allocated" and item.expires_at is not None and item.expires_at <= tx.now:
+        raise LedgerInputError(
+            f"entry {entry_id}",
+            f"its deadline passed at {item.expires_at.isoformat()}: the unit goes to the next "
+            "in line (the next tick expires it)",
+        )
     ref = f"{item.campaign}-{item.id}"
     campaigns.change(
         tx, item, "confirmed", f"paid on {chosen}", expected=("allocated",),

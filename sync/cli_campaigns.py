@@ -194,6 +194,28 @@ def campaign_show(name: str, as_json: JsonFlag = False) -> None:
         emit({"ok": True, **data}, as_json, lambda: out.print_json(data=data))
 
 
+@campaign_app.command("report")
+def campaign_report(
+    name: str,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="CSV: one row per (wave, SKU), then a totals row.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sign-ups, allocated, paid, expired, declined; conversion (paid ÷ allocated) by wave, SKU."""
+    from sync import campaign_report as report
+
+    with handled(as_json):
+        if as_csv and as_json:
+            fail("--csv and --json: choose one", EXIT_BAD_INPUT)
+        with opened() as ctx, ctx.read() as session:
+            data = report.report(session, ctx.config, name)
+        if as_csv:
+            print(report.to_csv(data), end="")
+            return
+        emit({"ok": True, **data}, as_json, lambda: report.render(out, data))
+
+
 @campaign_app.command("confirm")
 def campaign_confirm(
     entry: int,

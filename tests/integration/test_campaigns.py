@@ -410,3 +410,47 @@ def test_overrides_allocate_out_of_turn_or_skip_with_a_reason(
         late = service.sign_up(tx, ctx.config, "spring-drop",
                                service.SignUp("d@example.com", "HOODIE-S"))  # fmt: skip
         service.allocate_entry(tx, ctx.config, late.id, "no unit left for this one")
+
+
+def test_a_payment_after_the_deadline_is_refused_even_before_the_tick(
+    ctx_factory: Callable[[str], AppContext],
+) -> None:
+    ctx = ctx_factory("fcfs")
+    entry = sign_up(ctx, T0 + timedelta(minutes=1), "a@example.com")
+    tick(ctx, T0 + timedelta(minutes=2))
+    late = T0 + timedelta(minutes=2, hours=12, seconds=1)
+    with pytest.raises(LedgerInputError, match="deadline passed"), ctx.ledger(now=late) as tx:
+        service.confirm(tx, ctx.config, entry.id)
+    assert status(ctx) == {entry.id: "allocated"}  # the next tick expires it
+
+
+def test_two_campaigns_on_one_sku_never_allocate_the_same_units(
+    tmp_path: Path, fresh_sqlite: Callable[[Path], str]
+) -> None:
+    url = fresh_sqlite(tmp_path)
+    upgrade(url)
+    text = CONFIG.format(url=url, method="fcfs", tiers="") + (
+        "  second-drop:\n"
+        "    skus: {HOODIE-S: 2}\n"
+        "    channels: [popup]\n"
+        "    signup: {opens: 2026-12-01T10:00:00+00:00, closes: 2026-12-04T10:00:00+00:00}\n"
+    )
+    ctx = AppContext.open(parse_config(text, "stocksync.yaml", env={}))
+    try:
+        with ctx.ledger(actor="test", now=T0 - timedelta(days=1)) as tx:
+            counts.set_stock(tx, "HOODIE-S", 3)  # 2 + 2 set aside, only 3 there
+        for n, name in enumerate(["spring-drop", "spring-drop", "second-drop", "second-drop"]):
+            with ctx.ledger(actor="test", now=T0 + timedelta(minutes=n + 1)) as tx:
+                service.sign_up(tx, ctx.config, name,
+                                service.SignUp(f"c{n}@example.com", "HOODIE-S"))  # fmt: skip
+        for name in ("spring-drop", "second-drop"):
+            with ctx.ledger(actor="test", now=T0 + timedelta(minutes=10)) as tx:
+                service.tick(tx, ctx.config, name)
+        with ctx.read() as session:
+            held = sum(
+                sum(campaigns.held_units(session, name).values())
+                for name in ("spring-drop", "second-drop")
+            )
+        assert held == 3  # not 4: the second campaign saw the first one's allocations
+    finally:
+        ctx.close()

@@ -29,10 +29,13 @@ from sync.jobs.followups import utc_now
 from sync.jobs.push import push_channel
 from sync.jobs.sweep import sweep
 from sync.runtime import Runtime
+from sync.stack import wait_until
 from tests.woocommerce_support import set_faults
 
-TIMEOUT_S = 0.4
-WRITE_LATENCY_MS = 800  # beyond the timeout, within the window (3 timeouts)
+TIMEOUT_S = 1.0
+# beyond the timeout (the call gives up at 1 s), within the window (3 timeouts); the newer
+# push has a second to land before the late write does, even on a busy machine
+WRITE_LATENCY_MS = 2000
 SKU = "LATE-1"
 
 CONFIG = """\
@@ -114,8 +117,8 @@ def test_a_timed_out_write_that_lands_after_a_newer_one_is_found_and_corrected(
 
     sell(runtime, "P-1", 3)  # offered 7
     set_faults(woo.url, write_latency_ms=WRITE_LATENCY_MS)
-    first = push_channel(runtime, "woo")
     sent_at = time.monotonic()
+    first = push_channel(runtime, "woo")
     # the write timed out on our side and was not repeated blindly
     assert first.errors == 1 and first.pushed == 0
     assert unanswered(runtime) == 1
@@ -127,7 +130,7 @@ def test_a_timed_out_write_that_lands_after_a_newer_one_is_found_and_corrected(
     assert shown(woo) == 5
 
     # the first write (7) lands now, after the newer one
-    time.sleep(max(0.0, WRITE_LATENCY_MS / 1000 + 0.2 - (time.monotonic() - sent_at)))
+    wait_until(lambda: shown(woo) == 7, 3 * TIMEOUT_S, "the late write landed")
     assert shown(woo) == 7 > offered(runtime) == 5
 
     # within the window the push leaves it (it may land yet); once past, the sweeper asks for

@@ -61,6 +61,26 @@ def upgrade() -> None:
         'ix_campaign_entry_queue', 'campaign_entry', ['campaign', 'status', 'sku_id'], unique=False
     )
     op.create_table(
+        'campaign_identity',
+        sa.Column('id', Id, nullable=False),
+        sa.Column('campaign', sa.String(length=64), nullable=False),
+        sa.Column('kind', sa.String(length=16), nullable=False),
+        sa.Column('value', sa.String(length=400), nullable=False),
+        sa.Column('entry_id', Id, nullable=False),
+        sa.ForeignKeyConstraint(
+            ['entry_id'], ['campaign_entry.id'],
+            name=op.f('fk_campaign_identity_entry_id_campaign_entry'),
+        ),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign_identity')),
+    )
+    op.create_index(
+        'ix_campaign_identity_key', 'campaign_identity', ['campaign', 'kind', 'value'],
+        unique=False,
+    )
+    op.create_index(
+        op.f('ix_campaign_identity_entry_id'), 'campaign_identity', ['entry_id'], unique=False
+    )
+    op.create_table(
         'campaign_state',
         sa.Column('campaign', sa.String(length=64), nullable=False),
         sa.Column('waves', sa.Integer(), nullable=False),
@@ -73,5 +93,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('campaign_state')
+    op.drop_table('campaign_identity')
     op.drop_index('ix_campaign_entry_queue', table_name='campaign_entry')
     op.drop_table('campaign_entry')
