@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from stock import models as m
@@ -292,20 +292,28 @@ def sharing_entries(session: Session, campaign: str, keys: dict[str, str]) -> li
     through the indexed keys, not by reading the whole waitlist."""
     if not keys:
         return []
-    matches = [
-        (m.CampaignIdentity.kind == kind) & (m.CampaignIdentity.value == value[:400])
-        for kind, value in sorted(keys.items())
-    ]
-    ids = set(
-        session.scalars(
-            select(m.CampaignIdentity.entry_id).where(
-                m.CampaignIdentity.campaign == campaign, or_(*matches)
+    ids: set[int] = set()
+    for kind, value in sorted(keys.items()):  # one indexed lookup per key (an OR scans)
+        ids.update(
+            session.scalars(
+                select(m.CampaignIdentity.entry_id).where(
+                    m.CampaignIdentity.campaign == campaign,
+                    m.CampaignIdentity.kind == kind,
+                    m.CampaignIdentity.value == value[:400],
+                )
             )
         )
-    )
     if not ids:
         return []
-    return entries(session, campaign, LIVE, entry_ids=ids)
+    # by primary key alone: with the campaign and states in the query too, planners walk the
+    # campaign's index over the whole waitlist
+    rows = session.execute(
+        select(m.CampaignEntry, m.Sku.code)
+        .join(m.Sku, m.Sku.id == m.CampaignEntry.sku_id)
+        .where(m.CampaignEntry.id.in_(sorted(ids)))
+    ).all()
+    found = [_row(entry, str(code)) for entry, code in rows if entry.status in LIVE]
+    return sorted(found, key=lambda e: (e.signed_up_at, e.id))
 
 
 def allocated_units(session: Session, sku_ids: Collection[int]) -> dict[int, int]:
