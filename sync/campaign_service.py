@@ -64,7 +64,11 @@ def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
     except IdentityError as exc:
         raise LedgerInputError(exc.field, exc.message) from None
     sku_id = counts.ensure_skus(tx, {form.sku})[form.sku]
-    campaigns.lock_state(tx, name)  # sign-ups of one campaign one at a time: limits hold
+    state = campaigns.lock_state(tx, name)  # sign-ups of one campaign one at a time
+    if campaign.method == "lottery" and state.seed is None:
+        # drawn before any wave and kept (`campaign show`): a dry run and the wave draw alike,
+        # and nobody can pick a seed after seeing the entries
+        state.seed = random.SystemRandom().randrange(2**62)
     others = [_policy_entry(e) for e in campaigns.sharing_entries(tx.session, name, keys)]
     candidate = campaign_policy.Entry(0, form.sku, form.qty, tx.now, form.tier, keys)
     reason = campaign_policy.needs_review(candidate, others, campaign.per_customer)

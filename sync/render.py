@@ -206,9 +206,15 @@ def explain(console: Console, data: dict[str, Any]) -> None:
         table.add_row(
             "- safety_buffer", str(terms["safety_buffer"]), rule["safety_buffer"]["source"]
         )
+        formula = "clamp(sellable + max(capacity, 0) - buffer, 0, cap)"
+        if terms.get("campaign_hold"):
+            table.add_row(
+                "- campaign_hold", str(terms["campaign_hold"]),
+                "units campaigns set aside, not confirmed yet (stocksync campaign show)",
+            )  # fmt: skip
+            formula = "clamp(sellable + max(capacity, 0) - buffer - campaign_hold, 0, cap)"
         cap = terms["cap"]
         table.add_row("cap", "none" if cap is None else str(cap), rule["cap"]["source"])
-        formula = "clamp(sellable + max(capacity, 0) - buffer, 0, cap)"
         if "pool_allotted" in terms:
             source = rule["pool"]["source"]
             table.add_row("pool allotment", str(terms["pool_allotted"]), f"pool ({source})")

@@ -187,8 +187,11 @@ def test_a_lottery_draw_is_the_same_for_the_same_seed(
             state = campaigns.lock_state(tx, "spring-drop")
             state.seed = 20261130  # the published seed
         with ctx.ledger(actor="test", now=T0 + timedelta(hours=1)) as tx:
+            preview = service.allocate(tx, ctx.config, "spring-drop", dry_run=True)
+        with ctx.ledger(actor="test", now=T0 + timedelta(hours=1)) as tx:
             wave = service.allocate(tx, ctx.config, "spring-drop")
         assert wave.seed == 20261130
+        assert preview.allocations == wave.allocations  # the dry run shows the very draw
         draws.append([(row["email"], row["qty"]) for row in wave.allocations])
     assert draws[0] == draws[1] and len(draws[0]) == 2
 
@@ -454,3 +457,17 @@ def test_two_campaigns_on_one_sku_never_allocate_the_same_units(
         assert held == 3  # not 4: the second campaign saw the first one's allocations
     finally:
         ctx.close()
+
+
+def test_a_lottery_seed_is_drawn_at_the_first_sign_up_and_kept(
+    ctx_factory: Callable[[str], AppContext],
+) -> None:
+    ctx = ctx_factory("lottery")
+    sign_up(ctx, T0 + timedelta(minutes=1), "a@example.com")
+    with ctx.read() as session:
+        state = campaigns.state(session, "spring-drop")
+        seed = state.seed if state else None
+    assert seed is not None
+    sign_up(ctx, T0 + timedelta(minutes=2), "b@example.com")
+    wave = tick(ctx, T0 + timedelta(minutes=3))["wave"]
+    assert all(f"seed {seed}" in row["why"] for row in wave["allocated"])
