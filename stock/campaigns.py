@@ -77,7 +77,6 @@ def entries(
     statuses: Collection[str] | None = None,
     *,
     entry_ids: Collection[int] | None = None,
-    for_update: bool = False,
 ) -> list[EntryRow]:
     """The campaign's entries in sign-up order (optionally of some states or ids)."""
     query = (
@@ -90,8 +89,6 @@ def entries(
         query = query.where(m.CampaignEntry.status.in_(sorted(statuses)))
     if entry_ids is not None:
         query = query.where(m.CampaignEntry.id.in_(sorted(entry_ids)))
-    if for_update:
-        query = query.with_for_update(of=m.CampaignEntry)
     return [_row(entry, str(code)) for entry, code in session.execute(query).all()]
 
 

@@ -112,7 +112,7 @@ def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]
     incoming = _incoming(session, ids)
     shares = pools.shares(session, ids)
     confirmed = campaigns.confirmed_units(session, ids)
-    closed = campaigns.closed_campaigns(session) if _any_campaign(session) else frozenset()
+    closed = campaigns.closed_campaigns(session)
     result = {
         int(sku_id): StockFigures(
             on_hand=on_hand,
@@ -129,10 +129,6 @@ def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]
     for sku_id in ids or ():
         result.setdefault(sku_id, StockFigures())
     return result
-
-
-def _any_campaign(session: Session) -> bool:
-    return session.scalar(select(m.CampaignState.campaign).limit(1)) is not None
 
 
 def _incoming(session: Session, ids: list[int] | None) -> dict[int, list[tuple[str, IncomingLine]]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -88,17 +88,10 @@ def recent_sales(session: Session, sku_id: int, since: datetime) -> dict[str, Re
         .group_by(m.ChannelOrder.channel)
     ).all()
     return {
-        str(channel): RecentSales(int(units or 0), _aware(last))
+        str(channel): RecentSales(int(units or 0), last)
         for channel, units, last in rows
         if last is not None
     }
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite's max() gives text or a naive time: read it back as UTC."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

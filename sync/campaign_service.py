@@ -11,7 +11,7 @@ import random
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from rules import Config
@@ -211,7 +211,11 @@ def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = N
             + (f"this campaign's: {', '.join(manual)}" if manual else "the campaign has none"),
         )
     campaigns.lock_state(tx, item.campaign)
-    if item.status == "allocated" and item.expires_at is not None and item.expires_at <= tx.now:
+    if (
+        item.status == "allocated"
+        and item.expires_at is not None
+        and campaign_policy.expired(item.expires_at, tx.now)
+    ):
         raise LedgerInputError(
             f"entry {entry_id}",
             f"its deadline passed at {item.expires_at.isoformat()}: the unit goes to the next "
@@ -244,17 +248,14 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
     if state.closed_at is not None:
         return done
     for entry in campaigns.entries(tx.session, name, ("allocated",)):
-        if entry.expires_at is not None and entry.expires_at <= tx.now:
+        if entry.expires_at is not None and campaign_policy.expired(entry.expires_at, tx.now):
             campaigns.change(tx, entry, "expired", "not paid by the deadline",
                              expected=("allocated",))  # fmt: skip
             done["expired"].append(entry.id)
     done["cancelled"] = _fit_allocations_to_stock(tx, campaign)
     free = free_units(tx, campaign)
     waiting = campaigns.entries(tx.session, name, ("waiting",))
-    due = (
-        state.last_wave_at is None
-        or state.last_wave_at + timedelta(hours=campaign.wave_every_hours) <= tx.now
-    )
+    due = campaign_policy.wave_due(state.last_wave_at, tx.now, campaign.wave_every_hours)
     if due and tx.now >= campaign.opens and waiting and any(free.values()):
         wave = allocate(tx, config, name)
         done["wave"] = {"number": wave.number, "allocated": wave.allocations}

@@ -32,6 +32,7 @@ from sync.http import create_app
 from sync.http_guard import ConnectionGuard, guarded_h11
 from sync.http_limits import ACCEPT_BATCH, LISTEN_BACKLOG, HttpLimits
 from sync.jobs.campaign_tick import CAMPAIGN_TICK_EVERY_S
+from sync.jobs.rebalance import rebalance_interval
 from sync.logs import get_logger
 from sync.loop_errors import LoopErrorHandler
 from sync.runtime import Runtime
@@ -427,12 +428,3 @@ def _serve_metrics(runtime: Runtime, host: str, port: int) -> None:
         raise StartupError(
             f"cannot listen (metrics) on {host}:{port}: {exc}", EXIT_ADDRESS_IN_USE
         ) from exc
-
-
-def rebalance_interval(config: Config) -> float | None:
-    """The shortest `pool.rebalance_interval_s` of the rules; None without pools."""
-    rules = config.rules
-    found = [rule.pool for rule in rules.sku_rules if rule.pool is not None]
-    if rules.default_pool is not None:
-        found.append(rules.default_pool)
-    return min((pool.rebalance_interval_s for pool in found), default=None)

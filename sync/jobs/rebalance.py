@@ -75,7 +75,7 @@ def rebalance(runtime: Runtime, *, spacing_s: float | None = None) -> Followups:
     if not _RUNNING.acquire(blocking=False):
         return followups  # one runs now in this process; the next tick comes soon
     try:
-        gap = spacing_s if spacing_s is not None else _spacing(runtime.config)
+        gap = spacing_s if spacing_s is not None else (rebalance_interval(runtime.config) or 0) / 2
         if time.monotonic() - _LAST_DONE[0] < gap:
             return followups
         try:
@@ -90,11 +90,13 @@ def rebalance(runtime: Runtime, *, spacing_s: float | None = None) -> Followups:
         _RUNNING.release()
 
 
-def _spacing(config: Config) -> float:
-    intervals = [r.pool.rebalance_interval_s for r in config.rules.sku_rules if r.pool]
-    if config.rules.default_pool is not None:
-        intervals.append(config.rules.default_pool.rebalance_interval_s)
-    return min(intervals, default=0.0) / 2
+def rebalance_interval(config: Config) -> float | None:
+    """The shortest `pool.rebalance_interval_s` of the rules; None without pools."""
+    rules = config.rules
+    found = [rule.pool for rule in rules.sku_rules if rule.pool is not None]
+    if rules.default_pool is not None:
+        found.append(rules.default_pool)
+    return min((pool.rebalance_interval_s for pool in found), default=None)
 
 
 def rebalance_sku(runtime: Runtime, item: Pooled) -> Followups:
