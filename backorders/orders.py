@@ -53,6 +53,9 @@ class OrderInput:
     tier: str | None = None
     source_status: str = ""
     other_lines: tuple[OtherLineInput, ...] = ()
+    # the shop order pays for a campaign allocation: the attribute our payment request put on
+    # it ("<entry id>:<proof>", connectors.base.PAYMENT_ATTRIBUTE); None for other orders
+    payment_proof: str | None = None
 
 
 @dataclass

@@ -118,6 +118,33 @@ class BackorderHold:
     line_quantities: Mapping[str, int] = field(default_factory=dict)  # external_line_id -> units
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentRequest:
+    """Ask a customer to pay for units set aside for them (a campaign allocation), by a deadline.
+
+    `key` is ours and stable ("<campaign>-<entry id>"): a request made before a crash is found
+    by it instead of made twice. `attributes` ride on the shop's order when it is paid, so the
+    paid order can be matched to what was set aside."""
+
+    key: str
+    email: str
+    sku: str
+    quantity: int
+    pay_by: datetime  # the customer's deadline
+    reserve_until: datetime  # how long the shop itself may keep the units reserved
+    attributes: Mapping[str, str]
+    message: str  # to the customer, with the deadline
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLink:
+    ref: str  # the shop's id of the request (a draft order's gid, an order id)
+    url: str  # where the customer pays
+
+
+PAYMENT_ATTRIBUTE = "stocksync_entry"  # on the request and so on the paid order: "<id>:<proof>"
+
+
 class ChannelError(Exception):
     """A channel call failed; carries what an operator and the retry policy need."""
 
@@ -254,3 +281,25 @@ class Channel(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class TakesPayments(Protocol):
+    """A shop that can ask a customer to pay (Shopify draft orders, WooCommerce pending orders).
+    Manual channels cannot: a person confirms their payments."""
+
+    name: str
+
+    def request_payment(self, request: PaymentRequest) -> PaymentLink:
+        """Create the request (or find the one made before under `request.key`) and send the
+        customer its link. Repeating it after a failure creates no second request."""
+        ...
+
+    def remind_payment(self, ref: str, request: PaymentRequest) -> None:
+        """Send the customer the link again, with `request.message`."""
+        ...
+
+    def withdraw_payment(self, ref: str) -> bool:
+        """Take the request back so it can no longer be paid, freeing what the shop reserved
+        for it. False when it was paid already (its order comes as any order does)."""
+        ...

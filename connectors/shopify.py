@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors import shopify_payments
 from connectors import shopify_queries as q
 from connectors.base import (
     BackorderHold,
@@ -20,6 +21,8 @@ from connectors.base import (
     Listing,
     OfferPush,
     PayloadError,
+    PaymentLink,
+    PaymentRequest,
     PolledOrder,
     ProbeResult,
     PushResult,
@@ -54,6 +57,10 @@ UNKNOWN_TOPIC = "not an order topic stocksync reads (see docs/shopify.md)"
 STALE_RETRIES = 3  # resends of a call's rows held back by other, stale rows
 HOLDABLE = ("OPEN", "SCHEDULED", "ON_HOLD")
 # the Admin API access scopes stocksync needs (docs/shopify.md), and what each is for
+# needed only where campaigns ask customers to pay (connectors/shopify_payments.py)
+PAYMENT_SCOPES: Mapping[str, str] = {
+    "write_draft_orders": "create, invoice and delete campaign draft orders",
+}
 REQUIRED_SCOPES: Mapping[str, str] = {
     "read_orders": "read orders (polling)",
     "read_products": "find each SKU's variant and inventory item",
@@ -64,10 +71,12 @@ REQUIRED_SCOPES: Mapping[str, str] = {
 PROBE_ATTEMPTS = 2  # `check --online` answers in seconds, even when the shop does not
 
 
-def missing_scopes(granted: Sequence[str]) -> list[str]:
-    """Required scopes the token lacks; a `write_` scope grants its `read_` one."""
+def missing_scopes(
+    granted: Sequence[str], needed: Mapping[str, str] = REQUIRED_SCOPES
+) -> list[str]:
+    """Needed scopes the token lacks; a `write_` scope grants its `read_` one."""
     have = set(granted) | {"read_" + s[len("write_") :] for s in granted if s.startswith("write_")}
-    return [scope for scope in REQUIRED_SCOPES if scope not in have]
+    return [scope for scope in needed if scope not in have]
 
 
 def body_identity(topic: str, data: Any, body: bytes) -> str | None:
@@ -98,8 +107,11 @@ class ShopifyChannel:
         api_url: str | None = None,
         timeout: float = 10.0,
         max_attempts: int = 5,
+        payments: bool = False,
     ) -> None:
+        """`payments`: campaigns ask customers to pay here, so the token needs PAYMENT_SCOPES."""
         self.name = name
+        self.needed_scopes = {**REQUIRED_SCOPES, **(PAYMENT_SCOPES if payments else {})}
         # quantity writes compare-and-set (changeFromQuantity): a late one finds the quantity
         # moved and is refused, so none can overwrite a newer number
         self.late_write_window: float | None = None
@@ -203,9 +215,9 @@ class ShopifyChannel:
             for scope in installation.get("accessScopes") or []
             if isinstance(scope, Mapping)
         )
-        missing = missing_scopes(granted)
+        missing = missing_scopes(granted, self.needed_scopes)
         problems = [
-            f"missing access scope {scope} (needed to {REQUIRED_SCOPES[scope]})"
+            f"missing access scope {scope} (needed to {self.needed_scopes[scope]})"
             for scope in missing
         ]
         facts: dict[str, object] = {
@@ -534,6 +546,16 @@ class ShopifyChannel:
                 code="NOT_FOUND",
             )
         return list(_get(self.name, _get(self.name, order, "fulfillmentOrders"), "nodes"))
+
+    # -- campaign payments (connectors/shopify_payments.py) --------------------------------
+    def request_payment(self, request: PaymentRequest) -> PaymentLink:
+        return shopify_payments.request(self, request)
+
+    def remind_payment(self, ref: str, request: PaymentRequest) -> None:
+        shopify_payments.remind(self, ref, request)
+
+    def withdraw_payment(self, ref: str) -> bool:
+        return shopify_payments.withdraw(self, ref)
 
     def close(self) -> None:
         self.transport.close()

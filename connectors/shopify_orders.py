@@ -87,6 +87,7 @@ def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order")
         source_status="cancelled" if cancelled else (fulfillment or "unfulfilled"),
         other_lines=tuple(others),
         customer_tags=tags,
+        meta=_pairs(data.get("note_attributes"), "name"),
     )
 
 
@@ -126,6 +127,21 @@ def parse_graphql_order(channel: str, data: Mapping[str, Any]) -> ChannelOrder:
         source_status="cancelled" if cancelled else (display.lower() or "unfulfilled"),
         other_lines=tuple(others),
         customer_tags=tags,
+        meta=_pairs(data.get("customAttributes"), "key"),
+    )
+
+
+def _pairs(raw: Any, key: str) -> tuple[tuple[str, str], ...]:
+    """The order's attributes (REST note_attributes {name, value}, GraphQL customAttributes
+    {key, value}) as text pairs; entries of another shape are left out, not guessed at."""
+    if not isinstance(raw, list):
+        return ()
+    return tuple(
+        (item[key], item["value"])
+        for item in raw
+        if isinstance(item, Mapping)
+        and isinstance(item.get(key), str)
+        and isinstance(item.get("value"), str)
     )
 
 

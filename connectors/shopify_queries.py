@@ -62,6 +62,7 @@ fragment StocksyncOrder on Order {
   cancelledAt
   displayFulfillmentStatus
   customer { id email tags }
+  customAttributes { key value }
   lineItems(first: <lines>) {
     pageInfo { hasNextPage endCursor }
     nodes { id sku name quantity currentQuantity unfulfilledQuantity }

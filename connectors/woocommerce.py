@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from woocommerce import API
 
+from connectors import woocommerce_payments
 from connectors.base import (
     BackorderHold,
     ChannelError,
@@ -29,6 +30,8 @@ from connectors.base import (
     OfferPush,
     OrderStatus,
     PayloadError,
+    PaymentLink,
+    PaymentRequest,
     PolledOrder,
     ProbeResult,
     PushResult,
@@ -621,6 +624,34 @@ class WooCommerceChannel:
         if order["status"] != status:
             changes["status"] = status
         self._call(operation, "PUT", f"orders/{order_id}", data=changes)
+
+    # -- campaign payments (connectors/woocommerce_payments.py) ----------------------------
+    def request_payment(self, request: PaymentRequest) -> PaymentLink:
+        return woocommerce_payments.request(self, request)
+
+    def remind_payment(self, ref: str, request: PaymentRequest) -> None:
+        woocommerce_payments.remind(self, ref, request)
+
+    def withdraw_payment(self, ref: str) -> bool:
+        return woocommerce_payments.withdraw(self, ref)
+
+    def call(
+        self,
+        operation: str,
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        data: Any = None,
+        write: bool = False,
+    ) -> Reply:
+        """One REST call with this shop's retries; `write`: not repeated when it may have
+        landed (a create is not idempotent)."""
+        policy = self._write_policy if write else None
+        return self._call(operation, method, endpoint, params=params, data=data, policy=policy)
+
+    def order(self, operation: str, order_id: str) -> dict[str, Any]:
+        return self._order(operation, order_id)
 
     def close(self) -> None:
         """Nothing to release: the package opens a connection per request."""

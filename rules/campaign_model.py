@@ -117,6 +117,8 @@ class Campaign:
     wave_every_hours: float
     line: int
     source: str  # FILE:LINE
+    on_stock_change_up: str = "next_in_line"
+    on_stock_change_down: str = "newest_unpaid_first"
 
     @classmethod
     def of(cls, name: str, model: CampaignModel, line: int, filename: str) -> Campaign:
@@ -135,6 +137,8 @@ class Campaign:
             wave_every_hours=model.wave_every_hours,
             line=line,
             source=f"{filename}:{line}",
+            on_stock_change_up=model.on_stock_change.up,
+            on_stock_change_down=model.on_stock_change.down,
         )
 
     def units(self, sku: str) -> int:

@@ -149,6 +149,7 @@ class DaemonConfig:
     sweep_age_s: float = 60.0
     push_interval_s: float = 2.0
     reconcile_interval_s: float = 900.0
+    campaign_tick_interval_s: float = 60.0  # campaigns' expiries, reminders, waves
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,10 @@ class Config:
             known = ", ".join(sorted(self.campaigns)) or "none"
             raise KeyError(f"unknown campaign {name!r} (configured: {known})")
         return found
+
+    def payment_channels(self) -> frozenset[str]:
+        """Channels where some campaign's customers pay."""
+        return frozenset(c for campaign in self.campaigns.values() for c in campaign.channels)
 
     def campaign_units(self, sku: str) -> tuple[tuple[str, int], ...]:
         """(campaign, units set aside) of every campaign that holds units of this SKU."""

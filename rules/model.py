@@ -336,6 +336,7 @@ class DaemonModel(_Block):
     sweep_age_s: Seconds = 60.0
     push_interval_s: PositiveSeconds = 2.0
     reconcile_interval_s: PositiveSeconds = 900.0
+    campaign_tick_interval_s: PositiveSeconds = 60.0
 
 
 class LoggingModel(_Block):

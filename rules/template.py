@@ -45,6 +45,7 @@ daemon:
   sweep_age_s: 60
   push_interval_s: 2
   reconcile_interval_s: 900
+  campaign_tick_interval_s: 60 # campaigns: expiries, reminders, waves, payment calls
 
 logging:
   level: INFO

@@ -224,6 +224,23 @@ def expired(deadline: datetime, now: datetime) -> bool:
     return now >= deadline
 
 
+def reminder_due(
+    deadline: datetime, reminded_at: datetime | None, hours_before: float | None, now: datetime
+) -> bool:
+    """One reminder per allocation, from `hours_before` the deadline until it passes."""
+    if hours_before is None or reminded_at is not None or expired(deadline, now):
+        return False
+    return now >= deadline - timedelta(hours=hours_before)
+
+
+def stock_rose(seen: Mapping[str, int] | None, now: Mapping[str, int]) -> bool:
+    """Did any SKU's free stock (on hand less reserved) rise since the last look? Nothing
+    seen yet is no rise: the first look only records."""
+    if seen is None:
+        return False
+    return any(units > int(seen.get(code, units)) for code, units in now.items())
+
+
 def _nth(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"

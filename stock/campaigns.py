@@ -21,6 +21,10 @@ from stock import models as m
 from stock.tx import LedgerInputError, LedgerTx
 
 LIVE = ("waiting", "review", "allocated", "confirmed")  # entries that count against limits
+# payment states with a request on a shop (or about to be) that the customer could still pay
+PAYABLE = frozenset({"requested", "open", "reminding"})
+# payment states with a shop call due (stock.campaigns claims them for sync.campaign_payments)
+CALL_DUE = ("requested", "reminding", "withdrawing")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,12 @@ class EntryRow:
     expires_at: datetime | None
     channel: str | None
     order_ref: str | None
+    pay_state: str | None = None
+    pay_channel: str | None = None
+    pay_ref: str | None = None
+    pay_url: str | None = None
+    pay_error: str | None = None
+    reminded_at: datetime | None = None
 
     def as_dict(self, *, token: bool = False) -> dict[str, object]:
         data: dict[str, object] = {
@@ -56,6 +66,9 @@ class EntryRow:
             "allocated_at": self.allocated_at.isoformat() if self.allocated_at else None,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "channel": self.channel, "order": self.order_ref,
+            "payment": self.pay_state, "pay_channel": self.pay_channel, "pay_url": self.pay_url,
+            "pay_error": self.pay_error,
+            "reminded_at": self.reminded_at.isoformat() if self.reminded_at else None,
         }  # fmt: skip
         if token:
             data["token"] = self.token
@@ -67,7 +80,8 @@ def _row(entry: m.CampaignEntry, code: str) -> EntryRow:
         entry.id, entry.campaign, code, entry.sku_id, entry.qty, entry.email, entry.phone,
         entry.country, entry.address, entry.tier, dict(entry.keys or {}), entry.status,
         entry.token, entry.signed_up_at, entry.review_reason, entry.wave, entry.allocated_at,
-        entry.expires_at, entry.channel, entry.order_ref,
+        entry.expires_at, entry.channel, entry.order_ref, entry.pay_state, entry.pay_channel,
+        entry.pay_ref, entry.pay_url, entry.pay_error, entry.reminded_at,
     )  # fmt: skip
 
 
@@ -123,6 +137,7 @@ class NewEntry:
     tier: str | None
     keys: dict[str, str]
     review_reason: str | None  # set: the entry goes to review, not the queue
+    channel: str | None = None  # where they will pay, when they said
 
 
 def add(tx: LedgerTx, campaign: str, code: str, new: NewEntry) -> EntryRow:
@@ -131,7 +146,7 @@ def add(tx: LedgerTx, campaign: str, code: str, new: NewEntry) -> EntryRow:
         campaign=campaign, sku_id=new.sku_id, qty=new.qty, email=new.email, phone=new.phone,
         country=new.country, address=new.address, tier=new.tier, keys=new.keys, status=status,
         token=secrets.token_urlsafe(24), signed_up_at=tx.now, review_reason=new.review_reason,
-        updated_at=tx.now,
+        updated_at=tx.now, channel=new.channel,
     )  # fmt: skip
     tx.session.add(row)
     tx.session.flush()
@@ -162,6 +177,10 @@ def change(
         raise LedgerInputError(
             f"entry {item.id}", f"is {item.status}, not {' or '.join(sorted(expected))}"
         )
+    if status not in ("allocated", "confirmed") and item.pay_state in PAYABLE:
+        # the allocation ended unpaid: take its payment request back from the shop
+        values = {**values, "pay_state": "withdrawing"}
+        start_withdrawal(tx, item.id)
     done = tx.session.execute(
         update(m.CampaignEntry)
         .where(m.CampaignEntry.id == item.id, m.CampaignEntry.status.in_(sorted(expected)))
@@ -182,11 +201,107 @@ def allocate(
     window_hours: float,
     why: str,
     tier_reserve: str | None = None,
+    *,
+    channel: str | None = None,
+    on_shop: bool = False,
 ) -> None:
+    """`channel`: where the customer pays; `on_shop`: a shop that takes the payment itself
+    (a payment request is made there after commit), not a manual channel."""
     change(
         tx, item, "allocated", why, expected=("waiting", "review"), wave=wave,
         allocated_at=tx.now, expires_at=tx.now + timedelta(hours=window_hours),
-        tier_reserve=tier_reserve,
+        tier_reserve=tier_reserve, channel=channel,
+        pay_state="requested" if on_shop else None, pay_channel=channel if on_shop else None,
+        pay_ref=None, pay_url=None,
+        pay_error=None, pay_claimed_at=None, reminded_at=None,
+    )  # fmt: skip
+    if on_shop:
+        tx.effects.payments.add(item.id)
+
+
+def start_withdrawal(tx: LedgerTx, entry_id: int) -> None:
+    """A payment request to take back from its shop (the job is asked for after commit)."""
+    tx.effects.payments.add(entry_id)
+
+
+def claim_payment(tx: LedgerTx, entry_id: int, lease: timedelta) -> EntryRow | None:
+    """The entry, if a shop call is due for it and no other job is making it (a claim older
+    than `lease` was a job that died): claimed now. None when there is nothing to do."""
+    row = tx.session.get(m.CampaignEntry, entry_id, with_for_update=True)
+    if row is None or row.pay_state not in CALL_DUE:
+        return None
+    if row.pay_claimed_at is not None and row.pay_claimed_at > tx.now - lease:
+        return None
+    row.pay_claimed_at = tx.now
+    code = tx.session.scalar(select(m.Sku.code).where(m.Sku.id == row.sku_id))
+    return _row(row, str(code))
+
+
+def record_payment(
+    tx: LedgerTx, entry_id: int, pay_state: str, why: str, **values: object
+) -> EntryRow:
+    """What a shop call did: the payment's new state (claim released), with its audit entry.
+    A request made for an allocation that ended meanwhile is taken back at once."""
+    row = tx.session.get(m.CampaignEntry, entry_id, with_for_update=True)
+    if row is None:
+        raise LedgerInputError(f"entry {entry_id}", "no such campaign entry")
+    if pay_state == "open" and row.status != "allocated":
+        pay_state = "withdrawing"  # expired or cancelled while the shop made the request
+        start_withdrawal(tx, entry_id)
+    row.pay_state = pay_state
+    row.pay_claimed_at = None
+    row.updated_at = tx.now
+    for key, value in values.items():
+        setattr(row, key, value)
+    detail: dict[str, object] = {"entry": row.id, "payment": pay_state, "why": why}
+    detail.update({k: v for k, v in values.items() if isinstance(v, str | int)})
+    tx.audit("campaign.payment", row.campaign, detail)
+    code = tx.session.scalar(select(m.Sku.code).where(m.Sku.id == row.sku_id))
+    return _row(row, str(code))
+
+
+def release_payment_claim(tx: LedgerTx, entry_id: int) -> None:
+    """A call that failed for now: unclaimed, so its retry (or the next tick) makes it."""
+    tx.session.execute(
+        update(m.CampaignEntry)
+        .where(m.CampaignEntry.id == entry_id)
+        .values(pay_claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def payment_calls_due(session: Session, campaign: str, stale_before: datetime) -> list[int]:
+    """Entries whose shop call is due and not being made (the tick's sweep: a lost message or
+    a job that died)."""
+    return [
+        int(entry_id)
+        for entry_id in session.scalars(
+            select(m.CampaignEntry.id).where(
+                m.CampaignEntry.pay_state.in_(CALL_DUE),
+                m.CampaignEntry.campaign == campaign,
+                (m.CampaignEntry.pay_claimed_at.is_(None))
+                | (m.CampaignEntry.pay_claimed_at < stale_before),
+            )
+        )
+    ]
+
+
+def remind(tx: LedgerTx, item: EntryRow, on_shop: bool) -> None:
+    """The reminder before the deadline: once per allocation; on a shop the link is sent again."""
+    values: dict[str, object] = {"reminded_at": tx.now}
+    if on_shop and item.pay_state == "open":
+        values["pay_state"] = "reminding"
+        tx.effects.payments.add(item.id)
+    tx.session.execute(
+        update(m.CampaignEntry)
+        .where(m.CampaignEntry.id == item.id)
+        .values(updated_at=tx.now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    tx.audit(
+        "campaign.reminder", item.campaign,
+        {"entry": item.id, "sku": item.sku, "deadline": (item.expires_at or tx.now).isoformat(),
+         "on_shop": on_shop},
     )  # fmt: skip
 
 

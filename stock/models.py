@@ -310,6 +310,7 @@ class CampaignEntry(Base):
         ),
         CheckConstraint("qty > 0", name="qty_positive"),
         Index("ix_campaign_entry_queue", "campaign", "status", "sku_id"),
+        Index("ix_campaign_entry_pay_state", "pay_state"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     campaign: Mapped[str] = mapped_column(String(64))
@@ -330,9 +331,19 @@ class CampaignEntry(Base):
     tier_reserve: Mapped[str | None] = mapped_column(String(64))
     allocated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    channel: Mapped[str | None] = mapped_column(String(64))  # where it was confirmed
+    channel: Mapped[str | None] = mapped_column(String(64))  # where it pays (or was confirmed)
     order_ref: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # the payment request on a shop (stock.campaign_payments): `requested` -> `open` (the shop
+    # has it, the customer was sent the link) -> `paid` | `withdrawing` -> `withdrawn`;
+    # `failed` when the shop refused it for good (pay_error says why). None: nothing on a shop.
+    pay_state: Mapped[str | None] = mapped_column(String(16))
+    pay_channel: Mapped[str | None] = mapped_column(String(64))  # the shop the request is on
+    pay_ref: Mapped[str | None] = mapped_column(String(255))  # the draft's gid, the order's id
+    pay_url: Mapped[str | None] = mapped_column(Text)  # where the customer pays
+    pay_claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # a call under way
+    pay_error: Mapped[str | None] = mapped_column(Text)
+    reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class CampaignIdentity(Base):
@@ -357,6 +368,8 @@ class CampaignState(Base):
     last_wave_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     seed: Mapped[int | None] = mapped_column(BigInteger)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # {sku code: on hand} as the last tick saw it: a rise invites the next in line at once
+    stock_seen: Mapped[dict[str, int] | None] = mapped_column(JSON)
 
 
 class InboxEvent(Base):

@@ -65,6 +65,8 @@ class Effects:
     # be filled; stock fell, so reservations may exceed on_hand.
     release_due: set[int] = field(default_factory=set)
     demote_due: set[int] = field(default_factory=set)
+    # campaign entries whose payment on a shop has a call due (request, reminder, withdrawal)
+    payments: set[int] = field(default_factory=set)
 
     def add_oversold(self, code: str, units: int) -> None:
         if units:

@@ -28,6 +28,9 @@ by the actor's `on_permanent_failure` where it has one, never retried (dramatiq 
 |               | next tick is seconds away      |                                                 |
 | campaign_tick | not retried (`never`): the     | logged                                          |
 |               | next tick is a minute away     |                                                 |
+| campaign_     | claim released, retried        | a shop's refusal is recorded on the entry       |
+| payment       |                                | (`failed`); anything else logged, and the next  |
+|               |                                | tick hands the call out again                   |
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import dramatiq
 from dramatiq import Broker
 
 from sync.actor_names import (
+    CAMPAIGN_PAYMENT,
     CAMPAIGN_TICK,
     POLL,
     PROCESS_EVENT,
@@ -57,6 +61,7 @@ from sync.actor_names import (
 )
 from sync.failures import never
 from sync.jobs import inbox, receipts, writeback
+from sync.jobs.campaign_payments import settle_payment
 from sync.jobs.campaign_tick import tick_campaigns
 from sync.jobs.followups import Followups
 from sync.jobs.poll import poll_channel
@@ -140,6 +145,7 @@ class Actors:
     reevaluate: dramatiq.Actor[Any, Any]
     rebalance: dramatiq.Actor[Any, Any]
     campaign_tick: dramatiq.Actor[Any, Any]
+    campaign_payment: dramatiq.Actor[Any, Any]
     _push_windows: dict[str, float] = field(default_factory=dict)
     _poll_windows: dict[str, float] = field(default_factory=dict)
     _push_gates: dict[str, PushGate] = field(default_factory=dict)
@@ -196,6 +202,8 @@ class Actors:
         releases = sorted(followups.releases)
         if releases:
             self.release.send(releases)
+        for entry_id in sorted(followups.payments):
+            self.campaign_payment.send(entry_id)
 
 
 def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
@@ -259,6 +267,9 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
     def campaign_tick() -> None:
         actors().dispatch(tick_campaigns(runtime))
 
+    def campaign_payment(entry_id: int) -> None:
+        actors().dispatch(settle_payment(runtime, entry_id))
+
     def reconcile(channel: str) -> None:
         drifts, followups = reconcile_channel(runtime, channel)
         if drifts:
@@ -290,6 +301,7 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
             # the next tick is seconds away: a failed one is not retried
             rebalance=actor(rebalance, REBALANCE, retry_when=never),
             campaign_tick=actor(campaign_tick, CAMPAIGN_TICK, retry_when=never),
+            campaign_payment=actor(campaign_payment, CAMPAIGN_PAYMENT),
         )
     )
     return holder[0]

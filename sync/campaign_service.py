@@ -8,12 +8,14 @@ are stock.identity and stock.campaign_policy; the rows are stock.campaigns'.
 from __future__ import annotations
 
 import random
+import secrets
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from backorders.orders import OrderInput
 from rules import Config
 from rules.campaign_model import Campaign
 from stock import campaign_policy, campaigns, counts, listings, offers
@@ -37,6 +39,7 @@ class SignUp:
     country: str | None = None
     address: str | None = None
     tier: str | None = None
+    channel: str | None = None  # where they will pay; the campaign's first channel when None
 
 
 def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
@@ -55,6 +58,10 @@ def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
         raise LedgerInputError(form.sku, f"quantity must be at least 1, got {form.qty}")
     if form.tier is not None and form.tier not in config.tiers:
         raise LedgerInputError(form.tier, f"unknown tier; tiers: {', '.join(config.tiers)}")
+    if form.channel is not None and form.channel not in campaign.channels:
+        raise LedgerInputError(
+            form.channel, f"is not a channel of campaign {name} ({', '.join(campaign.channels)})"
+        )
     from stock.identity import IdentityError, identity_keys, normalize_email  # phonenumbers
 
     try:
@@ -78,7 +85,7 @@ def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
         form.sku,
         NewEntry(
             sku_id, form.qty, form.email.strip(), form.phone, form.country, form.address,
-            form.tier, keys, reason,
+            form.tier, keys, reason, form.channel,
         ),
     )  # fmt: skip
 
@@ -156,9 +163,11 @@ def allocate(tx: LedgerTx, config: Config, name: str, *, dry_run: bool = False) 
         rows.append({"entry": entry.id, "email": entry.email, "sku": item.sku, "qty": item.qty,
                      "why": item.why})  # fmt: skip
         if not dry_run and number is not None:
+            channel = pay_channel(campaign, entry)
             campaigns.allocate(
-                tx, entry, number, campaign.window_hours, item.why, item.tier_reserve
-            )
+                tx, entry, number, campaign.window_hours, item.why, item.tier_reserve,
+                channel=channel, on_shop=on_shop(config, channel),
+            )  # fmt: skip
     return Wave(number, campaign.method, seed, rows)
 
 
@@ -177,10 +186,24 @@ def allocate_entry(tx: LedgerTx, config: Config, entry_id: int, reason: str) -> 
         raise LedgerInputError(
             f"entry {entry_id}", f"needs {item.qty} of {item.sku}, {free} free in the campaign"
         )
+    channel = pay_channel(campaign, item)
     campaigns.allocate(
-        tx, item, state.waves, campaign.window_hours, f"override: {reason}"
+        tx, item, state.waves, campaign.window_hours, f"override: {reason}",
+        channel=channel, on_shop=on_shop(config, channel),
     )  # fmt: skip
     return campaigns.entry(tx.session, entry_id)
+
+
+def pay_channel(campaign: Campaign, entry: EntryRow) -> str:
+    """Where an allocated customer pays: the channel they signed up on, else the campaign's
+    first."""
+    return entry.channel if entry.channel in campaign.channels else campaign.channels[0]
+
+
+def on_shop(config: Config, channel: str) -> bool:
+    """A shop takes the payment itself (a payment request is made there); manual: by hand."""
+    found = config.channels.get(channel)
+    return found is not None and found.kind != "manual"
 
 
 def skip(tx: LedgerTx, entry_id: int, reason: str) -> EntryRow:
@@ -222,9 +245,13 @@ def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = N
             "in line (the next tick expires it)",
         )
     ref = f"{item.campaign}-{item.id}"
+    extra: dict[str, object] = {}
+    if item.pay_state in campaigns.PAYABLE:  # paid by hand: the shop's link must not be paid too
+        extra["pay_state"] = "withdrawing"
+        campaigns.start_withdrawal(tx, item.id)
     campaigns.change(
         tx, item, "confirmed", f"paid on {chosen}", expected=("allocated",),
-        channel=chosen, order_ref=ref,
+        channel=chosen, order_ref=ref, **extra,
     )  # fmt: skip
     orders.record_order(
         tx,
@@ -237,14 +264,21 @@ def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = N
     return campaigns.entry(tx.session, entry_id)
 
 
+PAYMENT_CALL_LEASE = timedelta(minutes=2)  # a shop call claimed longer ago: its job died
+
+
 def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
     """What is due as of `tx.now`: allocations past their deadline expire; when stock went
-    down, the newest unpaid allocations are cancelled; a wave when one is due and units are
-    free; after sign-up closed and nothing is allocated or can be, the campaign closes."""
+    down, the newest unpaid allocations are cancelled; reminders before deadlines; a wave when
+    one is due, or at once when stock went up, while units are free; after sign-up closed and
+    nothing is allocated or can be, the campaign closes. Shop calls left undone (a lost
+    message, a job that died) are handed out again in `payments`."""
     campaign = campaign_of(config, name)
     state = campaigns.lock_state(tx, name)
     done: dict[str, Any] = {"campaign": name, "now": tx.now.isoformat(), "expired": [],
-                            "cancelled": [], "wave": None, "closed": False}  # fmt: skip
+                            "cancelled": [], "reminded": [], "wave": None, "closed": False,
+                            "payments": campaigns.payment_calls_due(
+                                tx.session, name, tx.now - PAYMENT_CALL_LEASE)}  # fmt: skip
     if state.closed_at is not None:
         return done
     for entry in campaigns.entries(tx.session, name, ("allocated",)):
@@ -252,13 +286,29 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
             campaigns.change(tx, entry, "expired", "not paid by the deadline",
                              expected=("allocated",))  # fmt: skip
             done["expired"].append(entry.id)
-    done["cancelled"] = _fit_allocations_to_stock(tx, campaign)
+    ids = counts.ensure_skus(tx, {code for code, _units in campaign.skus})
+    counts.lock(tx, ids.values())
+    figures = offers.locked_figures(tx, ids.values())
+    free_stock = {code: figures[ids[code]].on_hand - figures[ids[code]].reserved
+                  for code, _units in campaign.skus}  # fmt: skip
+    rose = campaign_policy.stock_rose(state.stock_seen, free_stock)
+    state.stock_seen = dict(free_stock)  # a new dict: the JSON column sees the change
+    done["cancelled"] = _fit_allocations_to_stock(tx, campaign, ids, figures)
+    for entry in campaigns.entries(tx.session, name, ("allocated",)):
+        if entry.expires_at is not None and campaign_policy.reminder_due(
+            entry.expires_at, entry.reminded_at, campaign.reminder_hours_before, tx.now
+        ):
+            campaigns.remind(tx, entry, on_shop(config, entry.channel or ""))
+            done["reminded"].append(entry.id)
     free = free_units(tx, campaign)
     waiting = campaigns.entries(tx.session, name, ("waiting",))
     due = campaign_policy.wave_due(state.last_wave_at, tx.now, campaign.wave_every_hours)
-    if due and tx.now >= campaign.opens and waiting and any(free.values()):
+    # more units: the next in line is invited now, not at the next scheduled wave
+    invite = rose and campaign.on_stock_change_up == "next_in_line"
+    if (due or invite) and tx.now >= campaign.opens and waiting and any(free.values()):
         wave = allocate(tx, config, name)
-        done["wave"] = {"number": wave.number, "allocated": wave.allocations}
+        done["wave"] = {"number": wave.number, "allocated": wave.allocations,
+                        "trigger": "schedule" if due else "stock_up"}  # fmt: skip
         free = free_units(tx, campaign)
         waiting = campaigns.entries(tx.session, name, ("waiting",))
     allocated = campaigns.entries(tx.session, name, ("allocated",))
@@ -274,11 +324,13 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
     return done
 
 
-def _fit_allocations_to_stock(tx: LedgerTx, campaign: Campaign) -> list[int]:
+def _fit_allocations_to_stock(
+    tx: LedgerTx,
+    campaign: Campaign,
+    ids: Mapping[str, int],
+    figures: Mapping[int, offers.StockFigures],
+) -> list[int]:
     """Fewer units than allocated (a count went down): cancel the newest unpaid first."""
-    ids = counts.ensure_skus(tx, {code for code, _units in campaign.skus})
-    counts.lock(tx, ids.values())
-    figures = offers.locked_figures(tx, ids.values())
     cancelled = []
     allocated = campaigns.entries(tx.session, campaign.name, ("allocated",))
     by_sku: dict[str, list[EntryRow]] = defaultdict(list)
@@ -295,6 +347,56 @@ def _fit_allocations_to_stock(tx: LedgerTx, campaign: Campaign) -> list[int]:
             cancelled.append(entry.id)
             over -= entry.qty
     return cancelled
+
+
+def payment_proof(entry: EntryRow) -> str:
+    """What our payment request puts on the shop's order: the entry and a piece of its private
+    token, so an order cannot claim somebody else's allocation by naming its id."""
+    return f"{entry.id}:{entry.token[:12]}"
+
+
+def paid_on_shop(tx: LedgerTx, config: Config, order: OrderInput) -> str:
+    """A shop order that pays for an allocation (it carries our payment proof): the entry is
+    confirmed and the order's reservation takes the unit set aside for it, never a second one.
+    Paid after the allocation ended: confirmed if a unit of the campaign is still free, else
+    the order takes stock like any order. Returns what happened (for the log)."""
+    where = f"{order.channel}/{order.external_id}"
+    entry_text, _sep, secret = (order.payment_proof or "").partition(":")
+    item = None
+    if entry_text.isdigit():
+        try:
+            item = campaigns.entry(tx.session, int(entry_text))
+        except LedgerInputError:
+            item = None
+    if item is None or not secrets.compare_digest(secret, payment_proof(item).partition(":")[2]):
+        why = "no campaign entry matches; the order is taken like any order"
+        tx.audit("campaign.payment_unknown", where, {"proof": order.payment_proof, "why": why})
+        return "unknown"
+    if item.status == "confirmed":
+        if item.order_ref != order.external_id or item.channel != order.channel:
+            tx.audit("campaign.paid_twice", item.campaign, {"entry": item.id, "order": where,
+                     "confirmed_by": f"{item.channel}/{item.order_ref}"})  # fmt: skip
+        return "repeated"
+    campaign = config.campaigns.get(item.campaign)
+    state = campaigns.state(tx.session, item.campaign)
+    why = f"paid on {order.channel} (order {order.external_id})"
+    paid = {"channel": order.channel, "order_ref": order.external_id, "pay_state": "paid"}
+    if item.status == "allocated":
+        campaigns.change(tx, item, "confirmed", why, expected=("allocated",), **paid)
+        return "confirmed"
+    if (
+        campaign is not None
+        and item.status in ("expired", "declined")
+        and (state is None or state.closed_at is None)
+        and free_units(tx, campaign).get(item.sku, 0) >= item.qty
+    ):
+        campaigns.change(tx, item, "confirmed", why + " after its allocation ended; a unit "
+                         "was still free", expected=(item.status,), **paid)  # fmt: skip
+        return "confirmed_late"
+    tx.audit("campaign.late_payment", item.campaign, {"entry": item.id, "order": where,
+             "status": item.status, "why": "paid after its allocation ended and no unit of "
+             "the campaign was free: the order takes stock like any order"})  # fmt: skip
+    return "late"
 
 
 def show(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
@@ -316,12 +418,18 @@ def show(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
 
 def status_page(entry: EntryRow, campaign: Campaign, now: datetime) -> dict[str, Any]:
     """What the customer's status page shows: state, deadline, what to do next, the rules."""
+    deadline = entry.expires_at.isoformat() if entry.expires_at else "the deadline"
+    where = (
+        f" at {entry.pay_url}"
+        if entry.pay_url
+        else " (the payment link is on its way)"
+        if entry.pay_state == "requested"
+        else ""
+    )
     next_step = {
         "waiting": "You are on the waitlist. We will tell you when a unit is yours.",
         "review": "Your sign-up is being reviewed by the shop; you will hear from us.",
-        "allocated": f"A unit is yours: pay before {entry.expires_at.isoformat()}"
-        if entry.expires_at
-        else "A unit is yours: pay before the deadline.",
+        "allocated": f"A unit is yours: pay before {deadline}{where}.",
         "confirmed": "Paid: your order is confirmed.",
         "expired": "The deadline passed; the unit went to the next person in line.",
         "declined": "Your sign-up was declined.",
@@ -333,6 +441,7 @@ def status_page(entry: EntryRow, campaign: Campaign, now: datetime) -> dict[str,
         "sku": entry.sku,
         "qty": entry.qty,
         "deadline": entry.expires_at.isoformat() if entry.expires_at else None,
+        "pay_url": entry.pay_url if entry.status == "allocated" else None,
         "next": next_step,
         "rules": campaign.rules_in_words(),
         "as_of": now.isoformat(),
@@ -356,4 +465,4 @@ def sign_up_rows(rows: Mapping[str, str]) -> SignUp:
         return value or None
 
     return SignUp(email, sku, int(qty_text), opt("phone"), opt("country"), opt("address"),
-                  opt("tier"))  # fmt: skip
+                  opt("tier"), opt("channel"))  # fmt: skip

@@ -53,11 +53,14 @@ def waitlist_add(
     country: Annotated[str | None, typer.Option(help="ISO country code (for the phone).")] = None,
     address: Annotated[str | None, typer.Option(help="Postal address.")] = None,
     tier: Annotated[str | None, typer.Option(help="Customer tier (one of `tiers:`).")] = None,
+    channel: Annotated[
+        str | None, typer.Option(help="Where they will pay (default: the campaign's first).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Sign a customer up: waiting, or in review when over the limits."""
     with handled(as_json):
-        form = service.SignUp(email, sku, qty, phone, country, address, tier)
+        form = service.SignUp(email, sku, qty, phone, country, address, tier, channel)
         with opened() as ctx, ctx.ledger() as tx:
             entry = service.sign_up(tx, ctx.config, campaign, form)
         data = {"ok": True, **entry.as_dict(token=True)}
@@ -69,8 +72,8 @@ def waitlist_add(
 
 @waitlist_app.command("import")
 def waitlist_import(campaign: str, file: Path, as_json: JsonFlag = False) -> None:
-    """Sign up every row of a CSV (email, sku, qty, phone, country, address, tier): all or
-    nothing; errors as FILE:LINE."""
+    """Sign up every row of a CSV (email, sku, qty, phone, country, address, tier, channel):
+    all or nothing; errors as FILE:LINE."""
     with handled(as_json):
         try:
             text = file.read_text(encoding="utf-8-sig")
@@ -124,7 +127,7 @@ def waitlist_list(
                 e.as_dict()
                 for e in campaigns.entries(session, campaign, [status] if status else None)
             ]
-        keys = ["id", "status", "sku", "qty", "email", "expires_at"]
+        keys = ["id", "status", "sku", "qty", "email", "expires_at", "channel", "payment"]
         emit({"ok": True, "entries": rows}, as_json,
              lambda: _print_rows(f"{campaign} entries", rows, keys))  # fmt: skip
 
@@ -133,10 +136,20 @@ def waitlist_list(
 def campaign_allocate(
     name: str,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show who would get what.")] = False,
+    entry: Annotated[
+        int | None, typer.Option(help="Override: give this entry a unit now, out of its turn.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --entry).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run a wave now: free units to the waiting entries by the campaign's method."""
+    """Run a wave now: free units to the waiting entries by the campaign's method. With
+    --entry ID --reason TEXT: allocate that one entry (waiting or in review) now."""
     with handled(as_json):
+        if entry is not None:
+            _allocate_one(name, entry, reason, dry_run, as_json)
+            return
+        if reason is not None:
+            fail("--reason goes with --entry", EXIT_BAD_INPUT)
         with opened() as ctx:
             try:
                 with ctx.ledger() as tx:
@@ -150,6 +163,41 @@ def campaign_allocate(
         emit(data, as_json, lambda: _print_rows(
             ("would allocate" if dry_run else f"wave {wave.number}"), wave.allocations,
             ["entry", "email", "sku", "qty", "why"]))  # fmt: skip
+
+
+def _allocate_one(name: str, entry: int, reason: str | None, dry_run: bool, as_json: bool) -> None:
+    if not reason or not reason.strip():
+        fail("--entry needs --reason TEXT: an override is kept in the audit log", EXIT_BAD_INPUT)
+    assert reason is not None
+    with opened() as ctx:
+        try:
+            with ctx.ledger() as tx:
+                if campaigns.entry(tx.session, entry).campaign != name:
+                    raise LedgerInputError(f"entry {entry}", f"is not in campaign {name}")
+                row = service.allocate_entry(tx, ctx.config, entry, reason)
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            pass
+    data = {"ok": True, "dry_run": dry_run, **row.as_dict()}
+    verb = "would be allocated" if dry_run else "allocated"
+    emit(data, as_json, lambda: out.print(
+        f"entry {row.id}: {verb}, pay by {row.expires_at.isoformat() if row.expires_at else '-'}",
+        markup=False))  # fmt: skip
+
+
+@campaign_app.command("skip")
+def campaign_skip(
+    entry: int,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Override: take a waiting entry (or one in review) out of the line: declined."""
+    with handled(as_json):
+        with opened() as ctx, ctx.ledger() as tx:
+            row = service.skip(tx, entry, reason)
+        emit({"ok": True, **row.as_dict()}, as_json,
+             lambda: out.print(f"entry {row.id}: {row.status}", markup=False))  # fmt: skip
 
 
 @campaign_app.command("tick")
@@ -175,7 +223,7 @@ def _print_ticks(results: list[dict[str, Any]]) -> None:
         wave = r["wave"]["number"] if r["wave"] else "-"
         out.print(
             f"{r['campaign']}: expired {len(r['expired'])}, cancelled {len(r['cancelled'])}, "
-            f"wave {wave}{', closed' if r['closed'] else ''}",
+            f"reminded {len(r['reminded'])}, wave {wave}{', closed' if r['closed'] else ''}",
             markup=False,
         )
 

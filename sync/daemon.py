@@ -31,7 +31,6 @@ from sync.fd_limit import connection_cap, open_file_limit, raise_open_file_limit
 from sync.http import create_app
 from sync.http_guard import ConnectionGuard, guarded_h11
 from sync.http_limits import ACCEPT_BATCH, LISTEN_BACKLOG, HttpLimits
-from sync.jobs.campaign_tick import CAMPAIGN_TICK_EVERY_S
 from sync.jobs.rebalance import rebalance_interval
 from sync.logs import get_logger
 from sync.loop_errors import LoopErrorHandler
@@ -192,7 +191,7 @@ class Daemon:
         self._schedule_rebalance(scheduler)
         # campaigns: expiries, waves, closes as they fall due (the job does nothing without)
         scheduler.add_job(
-            actors.campaign_tick.send, "interval", seconds=CAMPAIGN_TICK_EVERY_S,
+            actors.campaign_tick.send, "interval", seconds=daemon.campaign_tick_interval_s,
             id="campaign_tick",
         )  # fmt: skip
         return scheduler

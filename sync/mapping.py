@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backorders.orders import LineInput, OrderInput, OrderState, OtherLineInput
-from connectors.base import ChannelOrder, OrderStatus
+from connectors.base import PAYMENT_ATTRIBUTE, ChannelOrder, OrderStatus
 from rules import Config, TierFrom
 
 _STATES: dict[OrderStatus, OrderState] = {
@@ -60,4 +60,5 @@ def to_order_input(order: ChannelOrder, channel: str, config: Config | None = No
             OtherLineInput(o.external_line_id, o.title, o.quantity) for o in order.other_lines
         ),
         tier=tier,
+        payment_proof=next((v for k, v in order.meta if k == PAYMENT_ATTRIBUTE), None),
     )

@@ -23,8 +23,11 @@ from sync.metrics import Metrics
 WRITEBACK_LOCK_SPACE = 7_300_000_000
 
 
-def build_channel(cfg: ChannelConfig, timeout: float = 10.0) -> Channel | None:
-    """The connector for a configured channel; None for manual channels (nothing to call)."""
+def build_channel(
+    cfg: ChannelConfig, timeout: float = 10.0, *, payments: bool = False
+) -> Channel | None:
+    """The connector for a configured channel; None for manual channels (nothing to call).
+    `payments`: campaigns ask customers to pay on it (Shopify: draft orders, their scope)."""
     if cfg.kind == "shopify":
         from connectors.shopify import ShopifyChannel
 
@@ -37,6 +40,7 @@ def build_channel(cfg: ChannelConfig, timeout: float = 10.0) -> Channel | None:
             webhook_secrets=cfg.webhook_secrets(),
             api_url=cfg.api_url,
             timeout=timeout,
+            payments=payments,
         )
     if cfg.kind == "woocommerce":
         from connectors.woocommerce import WooCommerceChannel
@@ -127,7 +131,7 @@ class Runtime:
         ctx = AppContext.open(config)
         channels: dict[str, Channel] = {}
         for name, cfg in config.channels.items():
-            channel = build_channel(cfg)
+            channel = build_channel(cfg, payments=name in config.payment_channels())
             if channel is not None:
                 channels[name] = channel
         return cls(config, ctx, channels, metrics or Metrics())

@@ -47,6 +47,7 @@ DAEMON_INTERVALS: Mapping[str, float] = {
     "sweep_age_s": 2,
     "push_interval_s": 0.5,
     "reconcile_interval_s": 3600,
+    "campaign_tick_interval_s": 60,
 }
 
 

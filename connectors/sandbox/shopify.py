@@ -6,15 +6,27 @@ Test routes (never faulted): `POST /_sandbox/checkout`, `POST /_sandbox/orders/<
 `POST /_sandbox/orders/<id>/fulfill`, `POST /_sandbox/orders/<id>/refund`,
 `PUT /_sandbox/inventory`, `GET|PUT /_sandbox/bucket`, `GET|PUT /_sandbox/app` (the app's token
 and access scopes), plus the shared faults/state/flush routes.
+
+Draft orders (made with `draftOrderCreate`): `POST /_sandbox/draft_orders/<numeric id>/pay` is
+the customer paying the invoice: the draft completes into an order (source_name
+`shopify_draft_order`, the draft's attributes as `note_attributes`) and `orders/create` is sent as
+for a checkout. It answers 200 `{"order_id", "order_gid", "name"}`, 404 for an unknown draft, 409
+`{"error": ...}` when the draft was completed already or its reservation lapsed and a DENY
+variant is short of stock. `GET /_sandbox/mail` lists the invoice emails the shop sent
+(`{to, subject, customMessage, invoiceUrl, draftOrderId, sentAt}`), oldest first.
+A draft's `reserveInventoryUntil` is honoured by the shop's clock (`clock=` to replace it): the
+reserved units go back to available when it passes, checked before every request.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import graphql
@@ -42,11 +54,21 @@ from connectors.sandbox.shopify_schema import (
     validation_code,
 )
 from connectors.sandbox.shopify_scopes import DEFAULT_SCOPES, access_denied
-from connectors.sandbox.shopify_state import Order, ShopState, StockRefused, gid
+from connectors.sandbox.shopify_state import (
+    DraftError,
+    DraftOrder,
+    Order,
+    ShopState,
+    StockRefused,
+    gid,
+    now_utc,
+    parse_gid,
+)
 from connectors.sandbox.shopify_webhooks import order_rest_json, webhook_delivery
 
 _GRAPHQL_PATH = re.compile(r"^/admin/api/(?P<version>[0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
 _ORDER_ACTION = re.compile(r"^/_sandbox/orders/(?P<id>[0-9]+)/(?P<action>cancel|fulfill|refund)$")
+_DRAFT_PAY = re.compile(r"^/_sandbox/draft_orders/(?P<id>[0-9]+)/pay$")
 # Shopify's 401 body, word for word; a message, not a credential
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105
 
@@ -66,6 +88,7 @@ class ShopifySandbox(SandboxServer):
         seed: int | None = None,
         api_version: str = DEFAULT_VERSION,
         access_scopes: Sequence[str] = DEFAULT_SCOPES,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__(webhook_url=webhook_url, seed=seed)
         self.webhook_secret = webhook_secret
@@ -74,7 +97,10 @@ class ShopifySandbox(SandboxServer):
         self.access_scopes = tuple(access_scopes)
         self.shop = shop
         self.api_version = api_version  # the version webhooks are sent with
-        self.state = ShopState(DEFAULT_CATALOG if catalog is None else catalog)
+        # `clock`: an aware datetime source, e.g. a test's movable clock
+        self.state = ShopState(
+            DEFAULT_CATALOG if catalog is None else catalog, clock=clock or now_utc
+        )
         self.bucket = CostBucket(restore_rate)
         self.throttle_http_status = 200  # Shopify answers THROTTLED with 200 (sometimes 429)
         self.idempotency: dict[tuple[str, str], Idempotent] = {}
@@ -84,6 +110,14 @@ class ShopifySandbox(SandboxServer):
     def __enter__(self) -> ShopifySandbox:
         self.start()
         return self
+
+    @contextlib.contextmanager
+    def _shop(self) -> Iterator[ShopState]:
+        """The shop under the lock, brought up to date first: reservations whose
+        reserveInventoryUntil passed since the last access give their units back now."""
+        with self.lock:
+            self.state.release_lapsed_reservations()
+            yield self.state
 
     # -- GraphQL -----------------------------------------------------------------------------
     def route(self, request: Request) -> Response:
@@ -158,7 +192,7 @@ class ShopifySandbox(SandboxServer):
             }
             return Response(self.throttle_http_status, throttled)
         emitted: list[tuple[str, Order]] = []
-        with self.lock:
+        with self._shop():
             context = Context(
                 self.state,
                 lambda topic, order: emitted.append((topic, order)),
@@ -234,7 +268,7 @@ class ShopifySandbox(SandboxServer):
         """
         if tags is not None and not email:
             raise ValueError("'tags' belong to a customer: give an 'email' too")
-        with self.lock:
+        with self._shop():
             wanted = []
             for sku, qty in lines:
                 variant = self.state.variant_by_sku(sku)
@@ -253,7 +287,7 @@ class ShopifySandbox(SandboxServer):
     def cancel_order(
         self, order_id: int, *, restock: bool = True, reason: str = "CUSTOMER"
     ) -> dict[str, Any]:
-        with self.lock:
+        with self._shop():
             order = self._order(order_id)
             self.state.cancel_order(order, reason=reason.upper(), restock=restock)
             self.send_order_webhook("orders/cancelled", order)
@@ -261,7 +295,7 @@ class ShopifySandbox(SandboxServer):
             return order_rest_json(self.state, order)
 
     def fulfill_order(self, order_id: int) -> dict[str, Any]:
-        with self.lock:
+        with self._shop():
             order = self._order(order_id)
             self.state.fulfill_order(order)
             self.send_order_webhook("orders/updated", order)
@@ -272,7 +306,7 @@ class ShopifySandbox(SandboxServer):
     def refund(
         self, order_id: int, quantities: Mapping[int, int], *, restock: bool = True
     ) -> dict[str, Any]:
-        with self.lock:
+        with self._shop():
             order = self._order(order_id)
             self.state.refund_lines(order, quantities, restock=restock)
             self.send_order_webhook("orders/updated", order)
@@ -282,15 +316,42 @@ class ShopifySandbox(SandboxServer):
         """Set `available` as a merchant would in the admin; adds the SKU if it is new."""
         if policy is not None and policy not in ("DENY", "CONTINUE"):
             raise ValueError(f"policy must be DENY or CONTINUE, got {policy!r}")
-        with self.lock:
+        with self._shop():
             return self.state.set_available(sku, available, policy).available
 
     def available(self, sku: str) -> int:
-        with self.lock:
+        with self._shop():
             variant = self.state.variant_by_sku(sku)
             if variant is None:
                 raise KeyError(sku)
             return self.state.primary_level(variant).available
+
+    def pay_draft(self, draft_id: int | str) -> dict[str, Any]:
+        """The customer pays a draft's invoice (a numeric id or a DraftOrder gid): the draft
+        completes into a paid order and orders/create goes out as for a checkout.
+
+        Raises KeyError for an unknown draft, DraftError when it was completed already and
+        StockRefused when its reservation lapsed and a DENY variant is short of stock."""
+        with self._shop() as state:
+            draft = self._draft(draft_id)
+            order = state.complete_draft(draft)
+            self.send_order_webhook("orders/create", order)
+            return {"order_id": order.id, "order_gid": gid("Order", order.id), "name": order.name}
+
+    def sent_mail(self) -> list[dict[str, Any]]:
+        """The emails the shop sent (draft order invoices), oldest first."""
+        with self._shop() as state:
+            return [dict(mail) for mail in state.mail]
+
+    def _draft(self, draft_id: int | str) -> DraftOrder:
+        if isinstance(draft_id, str) and not draft_id.isdigit():
+            number = parse_gid(draft_id, "DraftOrder")
+        else:
+            number = int(draft_id)
+        draft = self.state.draft_orders.get(number if number is not None else -1)
+        if draft is None:
+            raise KeyError(f"no draft order {draft_id}")
+        return draft
 
     def _order(self, order_id: int) -> Order:
         order = self.state.orders.get(order_id)
@@ -324,7 +385,22 @@ class ShopifySandbox(SandboxServer):
         found = _ORDER_ACTION.match(request.path)
         if found is not None and request.method == "POST":
             return self._order_action(int(found.group("id")), found.group("action"), request)
+        paying = _DRAFT_PAY.match(request.path)
+        if paying is not None and request.method == "POST":
+            return self._pay_route(int(paying.group("id")))
+        if request.path == "/_sandbox/mail" and request.method == "GET":
+            return Response(200, self.sent_mail())
         return None
+
+    def _pay_route(self, draft_id: int) -> Response:
+        try:
+            return Response(200, self.pay_draft(draft_id))
+        except KeyError as exc:
+            return Response(404, {"error": str(exc.args[0])})
+        except DraftError as exc:
+            return Response(409, {"error": str(exc), "draft_order_id": draft_id})
+        except StockRefused as exc:
+            return _stock_refused(exc)
 
     def _app_route(self, request: Request) -> Response:
         """The installed app: PUT `{"token": T}` to revoke the token in use (a new one must be
@@ -372,15 +448,7 @@ class ShopifySandbox(SandboxServer):
         try:
             order = self.checkout(lines, email if isinstance(email, str) else None, tags)
         except StockRefused as exc:
-            return Response(
-                409,
-                {
-                    "error": "not enough stock",
-                    "sku": exc.sku,
-                    "wanted": exc.wanted,
-                    "available": exc.available,
-                },
-            )
+            return _stock_refused(exc)
         except KeyError as exc:
             return Response(404, {"error": f"unknown sku {exc.args[0]!r}"})
         return Response(201, order)
@@ -408,6 +476,7 @@ class ShopifySandbox(SandboxServer):
 
     def state_snapshot(self) -> Any:
         state = self.state
+        state.release_lapsed_reservations()  # the caller holds the lock
         return {
             "shop": self.shop,
             "location": {
@@ -421,6 +490,7 @@ class ShopifySandbox(SandboxServer):
                     "policy": v.policy,
                     "available": state.primary_level(v).available,
                     "committed": state.primary_level(v).committed,
+                    "reserved": state.primary_level(v).reserved,
                     "on_hand": state.primary_level(v).on_hand,
                 }
                 for v in state.variants.values()
@@ -448,6 +518,8 @@ class ShopifySandbox(SandboxServer):
                 }
                 for fo in state.fulfillment_orders.values()
             ],
+            "draft_orders": [_draft_json(d) for d in state.draft_orders.values()],
+            "mail": [dict(mail) for mail in state.mail],
             "webhooks": {
                 "sent": len(self.outbox.sent),
                 "dropped": len(self.outbox.dropped),
@@ -456,6 +528,33 @@ class ShopifySandbox(SandboxServer):
             "bucket": self._bucket_json(),
             "requests": dict(self.request_count),
         }
+
+
+def _draft_json(draft: DraftOrder) -> dict[str, Any]:
+    return {
+        "id": gid("DraftOrder", draft.id),
+        "name": draft.name,
+        "status": draft.status,
+        "email": draft.email,
+        "reserve_until": iso(draft.reserve_until),
+        "holds_stock": draft.holds_stock,
+        "invoice_url": draft.invoice_url,
+        "invoice_sent_at": iso(draft.invoice_sent_at),
+        "completed_at": iso(draft.completed_at),
+        "order_id": draft.order_id,
+        "tags": list(draft.tags),
+        "custom_attributes": [{"key": k, "value": v} for k, v in draft.custom_attributes],
+        "line_items": [
+            {
+                "id": gid("DraftOrderLineItem", li.id),
+                "variant_id": gid("ProductVariant", li.variant_id) if li.variant_id else None,
+                "sku": li.sku,
+                "title": li.title,
+                "quantity": li.quantity,
+            }
+            for li in draft.line_items
+        ],
+    }
 
 
 def _is_mutation(document: graphql.DocumentNode, operation_name: str | None) -> bool:
@@ -502,3 +601,10 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _stock_refused(exc: StockRefused) -> Response:
+    """409 for a purchase the shop's stock rule refuses (checkout, paying a draft)."""
+    body = {"error": "not enough stock", "sku": exc.sku, "wanted": exc.wanted,
+            "available": exc.available}  # fmt: skip
+    return Response(409, body)

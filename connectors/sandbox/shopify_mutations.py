@@ -1,16 +1,23 @@
 """The mutations the connector uses, with the runtime rules Shopify enforces beyond the schema:
 a required `@idempotent(key:)` on inventory mutations (a repeated key replays the first result),
-`changeFromQuantity` present on every row and compared, at most 250 rows per input array."""
+`changeFromQuantity` present on every row and compared, at most 250 rows per input array.
+
+Draft order mutations answer with Shopify's plain `UserError` (`field`, `message`; no `code`),
+in the words and field paths real Shopify uses (most of them `field: null`)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from graphql import GraphQLError, GraphQLResolveInfo, get_directive_values
 
 from connectors.sandbox.shopify_nodes import (
+    DraftOrderNode,
     FulfillmentOrderNode,
     HoldNode,
     Idempotent,
@@ -21,15 +28,20 @@ from connectors.sandbox.shopify_nodes import (
     iso,
 )
 from connectors.sandbox.shopify_state import (
+    DraftError,
+    DraftLine,
+    DraftOrder,
     HoldError,
     ShopState,
     StockRefused,
-    now_utc,
     parse_gid,
 )
 
 MAX_INPUT_ROWS = 250
 MAX_QUANTITY = 1_000_000_000
+MAX_DRAFT_LINE_ITEMS = 499  # draftOrderCreate's lineItems input array limit
+MAX_TAG_LENGTH = 40
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 INVENTORY_REASONS = {
     "correction",
     "cycle_count_available",
@@ -53,6 +65,11 @@ INVENTORY_REASONS = {
 
 def user_error(code: str, message: str, field_path: list[str] | None = None) -> dict[str, Any]:
     return {"code": code, "message": message, "field": field_path}
+
+
+def plain_error(message: str, field_path: list[str] | None = None) -> dict[str, Any]:
+    """One entry of a `[UserError!]!` list (the type has no `code`)."""
+    return {"field": field_path, "message": message}
 
 
 def idempotency_key(info: GraphQLResolveInfo) -> str:
@@ -284,6 +301,201 @@ class MutationRoot:
         state.release(fo, ids)
         return {"fulfillmentOrder": FulfillmentOrderNode(state, fo), "userErrors": []}
 
+    # -- draft orders -------------------------------------------------------------------------
+    def draftOrderCreate(
+        self,
+        info: GraphQLResolveInfo,
+        input: dict[str, Any],  # noqa: A002 GraphQL argument name
+    ) -> dict[str, Any]:
+        context = ctx(info)
+        state = context.state
+        items = list(input.get("lineItems") or [])
+        if len(items) > MAX_DRAFT_LINE_ITEMS:
+            raise GraphQLError(
+                f"The input array size of {len(items)} is greater than the maximum allowed of "
+                f"{MAX_DRAFT_LINE_ITEMS}.",
+                extensions={"code": "MAX_INPUT_SIZE_EXCEEDED", "path": ["input", "lineItems"]},
+            )
+        if not items:
+            return {"draftOrder": None, "userErrors": [plain_error("Add at least 1 product")]}
+        errors: list[dict[str, Any]] = []
+        lines: list[DraftLine] = []
+        for index, item in enumerate(items):
+            line = _draft_line(state, item, index, errors)
+            if line is not None:
+                lines.append(line)
+        tags = list(input.get("tags") or [])
+        for index, tag in enumerate(tags):
+            if len(tag.strip()) > MAX_TAG_LENGTH:
+                errors.append(
+                    plain_error(
+                        f"Title Tag exceeds the maximum length of {MAX_TAG_LENGTH} characters",
+                        ["tags", str(index)],
+                    )
+                )
+        email = (input.get("email") or "").strip() or None
+        if email is not None and not _EMAIL.match(email):
+            errors.append(plain_error("Email is invalid", ["email"]))
+        reserve_until = None
+        if input.get("reserveInventoryUntil") is not None:
+            reserve_until = _date_time(input["reserveInventoryUntil"], "reserveInventoryUntil")
+            if reserve_until < state.now():
+                errors.append(plain_error("Reserve until can't be in the past"))
+        if errors:  # nothing is made when any part of the input is refused
+            return {"draftOrder": None, "userErrors": errors}
+        draft = state.create_draft(
+            lines,
+            email=email,
+            custom_attributes=[(a["key"], a["value"]) for a in input.get("customAttributes") or []],
+            tags=tags,
+            note=input.get("note"),
+            reserve_until=reserve_until,
+            shop_domain=context.shop_domain,
+        )
+        return {"draftOrder": DraftOrderNode(state, draft), "userErrors": []}
+
+    def draftOrderInvoiceSend(
+        self,
+        info: GraphQLResolveInfo,
+        id: str,  # noqa: A002 GraphQL argument name
+        email: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        state = ctx(info).state
+        draft = _draft(state, id)
+        if draft is None:
+            return {"draftOrder": None, "userErrors": [plain_error("Draft order not found")]}
+        email = email or {}
+        to = (email.get("to") or draft.email or "").strip()
+        errors = []
+        if not to:
+            errors.append(plain_error("To can't be blank"))
+        if draft.status == "COMPLETED":
+            errors.append(
+                plain_error("Draft order Invoice can't be sent. This draft order is already paid.")
+            )
+        if not errors:
+            state.send_invoice(
+                draft,
+                to=to,
+                subject=email.get("subject"),
+                custom_message=email.get("customMessage"),
+            )
+        # Shopify answers with the draft even when it refuses to send
+        return {"draftOrder": DraftOrderNode(state, draft), "userErrors": errors}
+
+    def draftOrderDelete(
+        self,
+        info: GraphQLResolveInfo,
+        input: dict[str, Any],  # noqa: A002 GraphQL argument name
+    ) -> dict[str, Any]:
+        state = ctx(info).state
+        draft = _draft(state, input["id"])
+        if draft is None:
+            return {
+                "deletedId": None,
+                "userErrors": [plain_error("Draft order does not exist", ["id"])],
+            }
+        try:
+            state.delete_draft(draft)
+        except DraftError as exc:
+            return {"deletedId": None, "userErrors": [plain_error(str(exc), ["id"])]}
+        return {"deletedId": input["id"].split("?", 1)[0], "userErrors": []}
+
+    def draftOrderComplete(
+        self,
+        info: GraphQLResolveInfo,
+        id: str,  # noqa: A002 GraphQL argument name
+        paymentPending: bool | None = None,
+        paymentGatewayId: str | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        context = ctx(info)
+        state = context.state
+        draft = _draft(state, id)
+        if draft is None:
+            return {
+                "draftOrder": None,
+                "userErrors": [plain_error("Draft order does not exist", ["id"])],
+            }
+        error = None
+        if draft.status == "COMPLETED":
+            error = "This order has been paid"
+        elif paymentGatewayId is not None:
+            error = "Invalid payment gateway"  # the sandbox shop has no payment gateways
+        else:
+            try:
+                order = state.complete_draft(draft, payment_pending=bool(paymentPending))
+            except StockRefused as exc:
+                error = f"Not enough inventory: {exc}"
+            else:
+                context.emit("orders/create", order)
+        errors = [plain_error(error)] if error else []
+        return {"draftOrder": DraftOrderNode(state, draft), "userErrors": errors}
+
+
+def _draft(state: ShopState, draft_id: str) -> DraftOrder | None:
+    return state.draft_orders.get(parse_gid(draft_id, "DraftOrder") or -1)
+
+
+def _date_time(value: Any, name: str) -> datetime:
+    """A DateTime input (the client schema passes it through as text); no zone means UTC."""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise GraphQLError(
+            f"Variable input.{name} has an invalid value: {value!r} is not an ISO-8601 date "
+            "and time.",
+            extensions={"code": "INVALID_VARIABLE"},
+        ) from exc
+    # Shopify keeps whole seconds
+    return parsed.replace(tzinfo=parsed.tzinfo or UTC).astimezone(UTC).replace(microsecond=0)
+
+
+def _draft_line(
+    state: ShopState, item: dict[str, Any], index: int, errors: list[dict[str, Any]]
+) -> DraftLine | None:
+    """One DraftOrderLineItemInput; a variant line takes the catalog's SKU, title and price
+    (Shopify ignores custom fields sent with a variantId), a custom line its own."""
+    quantity = int(item["quantity"])
+    if quantity < 1:
+        errors.append(
+            plain_error(
+                "Quantity must be greater than or equal to 1",
+                ["lineItems", str(index), "quantity"],
+            )
+        )
+        return None
+    if item.get("variantId"):
+        raw = str(item["variantId"])
+        variant = state.variants.get(parse_gid(raw, "ProductVariant") or -1)
+        if variant is None:
+            number = raw.rsplit("/", 1)[-1]
+            errors.append(plain_error(f"Product with ID {number} is no longer available."))
+            return None
+        return DraftLine(
+            state.next_id(), variant.id, variant.sku, variant.title, quantity, variant.price
+        )
+    title = (item.get("title") or "").strip()
+    if not title:
+        errors.append(plain_error("Merchandise title is empty."))
+        return None
+    price = item.get("originalUnitPrice")
+    with_currency = item.get("originalUnitPriceWithCurrency") or item.get("priceOverride")
+    if price is None and with_currency:
+        price = with_currency.get("amount")
+    try:
+        amount = Decimal(str(price)) if price is not None else Decimal(0)
+    except InvalidOperation as exc:  # Money is a string scalar: Shopify refuses it whole
+        raise GraphQLError(
+            f"Variable input.lineItems.{index}.originalUnitPrice has an invalid value: "
+            f"{price!r} is not a decimal amount.",
+            extensions={"code": "INVALID_VARIABLE"},
+        ) from exc
+    if amount < 0:
+        errors.append(plain_error("Cannot send negative price for line_item"))
+        return None
+    return DraftLine(state.next_id(), None, item.get("sku"), title, quantity, f"{amount:.2f}")
+
 
 def _set_quantities(state: ShopState, data: dict[str, Any]) -> dict[str, Any]:
     name, reason = data["name"], data["reason"]
@@ -363,7 +575,7 @@ def _set_quantities(state: ShopState, data: dict[str, Any]) -> dict[str, Any]:
         errors.append(user_error(code, msg, [*path, at]))
     if errors:  # all or nothing: one bad row fails the whole call
         return {"inventoryAdjustmentGroup": None, "userErrors": errors}
-    stamp = now_utc()
+    stamp = state.now()
     changes = []
     for level, quantity, item_id, location_id in targets:
         delta = quantity - _quantity(level, name)
@@ -419,7 +631,7 @@ def _adjust_quantities(state: ShopState, data: dict[str, Any]) -> dict[str, Any]
         targets.append((level, int(row["delta"]), item_id, location_id))
     if errors:
         return {"inventoryAdjustmentGroup": None, "userErrors": errors}
-    stamp = now_utc()
+    stamp = state.now()
     changes = []
     for level, delta, item_id, location_id in targets:
         level.available += delta
@@ -447,7 +659,7 @@ def _change(
 def _group(state: ShopState, data: dict[str, Any], changes: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": f"gid://shopify/InventoryAdjustmentGroup/{state.next_id()}",
-        "createdAt": iso(now_utc()),
+        "createdAt": iso(state.now()),
         "reason": data["reason"],
         "referenceDocumentUri": data.get("referenceDocumentUri"),
         "changes": changes,

@@ -11,13 +11,17 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from graphql import GraphQLError, GraphQLResolveInfo
 
-from connectors.sandbox.shopify_paging import connection, matches, parse_search
+from connectors.sandbox.shopify_paging import Term, compare, connection, matches, parse_search
 from connectors.sandbox.shopify_state import (
+    SHOP_ID,
     Customer,
+    DraftLine,
+    DraftOrder,
     FulfillmentOrder,
     FulfillmentOrderLine,
     Hold,
@@ -44,6 +48,21 @@ QUANTITY_NAMES = {
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def attributes(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"key": key, "value": value} for key, value in pairs]
+
+
+def decimal_text(amount: Decimal) -> str:
+    """Money as Shopify's Decimal scalar prints it: "10.0", "7.25", never "10.00"."""
+    text = f"{amount.quantize(Decimal('0.01')):f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def money_bag(amount: Decimal, currency: str = "USD") -> dict[str, Any]:
+    money = {"amount": decimal_text(amount), "currencyCode": currency}
+    return {"shopMoney": money, "presentmentMoney": dict(money)}
 
 
 @dataclass
@@ -121,8 +140,12 @@ class LevelNode:
 
     def quantities(self, info: GraphQLResolveInfo, names: list[str]) -> list[dict[str, Any]]:
         level = self._level()
-        values = {"available": level.available, "committed": level.committed}
-        values["on_hand"] = level.on_hand
+        values = {
+            "available": level.available,
+            "committed": level.committed,
+            "reserved": level.reserved,
+            "on_hand": level.on_hand,
+        }
         out = []
         for name in names:
             if name not in QUANTITY_NAMES:
@@ -299,7 +322,11 @@ class OrderNode:
         self.test = False
         self.sourceName = order.source_name
         self.displayFulfillmentStatus = order.fulfillment_status()
-        self.tags: list[str] = []
+        self.tags = list(order.tags)
+        self.note = order.note
+        # the draft's attributes on an order made from one; Shopify's REST name: note_attributes
+        self.customAttributes = attributes(order.custom_attributes)
+        self.displayFinancialStatus = order.financial_status.upper()
         self.currentSubtotalLineItemsQuantity = sum(li.current_quantity for li in order.line_items)
         self.subtotalLineItemsQuantity = sum(li.quantity for li in order.line_items)
 
@@ -320,6 +347,115 @@ class OrderNode:
             {"id": gid("Refund", r.id), "createdAt": iso(r.created_at)}
             for r in self._order.refunds[: first or None]
         ]
+
+
+class DraftOrderLineNode:
+    def __init__(self, state: ShopState, line: DraftLine) -> None:
+        self._state = state
+        self._line = line
+        self.id = gid("DraftOrderLineItem", line.id)
+        self.uuid = f"sandbox-{line.id}"
+        self.sku = line.sku
+        self.title = line.title
+        self.name = line.title
+        self.quantity = line.quantity
+        self.custom = line.variant_id is None
+        self.requiresShipping = True
+        self.taxable = True
+        self.isGiftCard = False
+        self.variantTitle = None  # a default variant has no title of its own
+        self.customAttributes: list[dict[str, str]] = []
+        self.customAttributesV2: list[dict[str, str]] = []
+        self.components: list[Any] = []
+        self.taxLines: list[Any] = []
+        self.appliedDiscount = None
+        price = Decimal(line.price)
+        self.originalUnitPriceSet = money_bag(price)
+        self.approximateDiscountedUnitPriceSet = money_bag(price)
+        self.originalTotalSet = money_bag(price * line.quantity)
+        self.discountedTotalSet = money_bag(price * line.quantity)
+        self.totalDiscountSet = money_bag(Decimal(0))
+
+    def variant(self, info: GraphQLResolveInfo) -> VariantNode | None:
+        variant = self._state.variants.get(self._line.variant_id or -1)
+        return VariantNode(self._state, variant) if variant else None
+
+
+class DraftOrderNode:
+    def __init__(self, state: ShopState, draft: DraftOrder) -> None:
+        self._state = state
+        self._draft = draft
+        self.id = gid("DraftOrder", draft.id)
+        self.legacyResourceId = str(draft.id)
+        self.name = draft.name
+        self.email = draft.email
+        self.status = draft.status
+        self.ready = True
+        self.invoiceUrl = draft.invoice_url
+        self.invoiceSentAt = iso(draft.invoice_sent_at)
+        self.reserveInventoryUntil = iso(draft.reserve_until)
+        self.customAttributes = attributes(draft.custom_attributes)
+        self.tags = list(draft.tags)
+        self.note2 = draft.note
+        self.createdAt = iso(draft.created_at)
+        self.updatedAt = iso(draft.updated_at)
+        self.completedAt = iso(draft.completed_at)
+        self.totalQuantityOfLineItems = sum(li.quantity for li in draft.line_items)
+        self.currencyCode = "USD"
+        self.presentmentCurrencyCode = "USD"
+        self.taxExempt = False
+        self.taxesIncluded = False
+        self.discountCodes: list[str] = []
+        self.warnings: list[Any] = []
+        total = sum((Decimal(li.price) * li.quantity for li in draft.line_items), Decimal(0))
+        self.subtotalPriceSet = money_bag(total)
+        self.lineItemsSubtotalPrice = money_bag(total)
+        self.totalLineItemsPriceSet = money_bag(total)
+        self.totalPriceSet = money_bag(total)
+        self.totalDiscountsSet = money_bag(Decimal(0))
+        self.totalShippingPriceSet = money_bag(Decimal(0))
+        self.totalTaxSet = money_bag(Decimal(0))
+
+    def customer(self, info: GraphQLResolveInfo) -> CustomerNode | None:
+        return CustomerNode(self._draft.customer) if self._draft.customer else None
+
+    def order(self, info: GraphQLResolveInfo) -> OrderNode | None:
+        order = self._state.orders.get(self._draft.order_id or -1)
+        return OrderNode(self._state, order) if order else None
+
+    def lineItems(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        nodes = [DraftOrderLineNode(self._state, li) for li in self._draft.line_items]
+        return connection(nodes, key=lambda n: (0, n._line.id), **page_args(args))
+
+
+_DRAFT_SORT: dict[str, Callable[[DraftOrder], Any]] = {
+    "ID": lambda d: d.id,
+    "NUMBER": lambda d: d.number,
+    "UPDATED_AT": lambda d: d.updated_at,
+    "STATUS": lambda d: d.status,
+}
+# draftOrders(query:) filters Shopify documents; others are ignored, as Shopify ignores them
+_DRAFT_SEARCH = {"created_at", "customer_id", "id", "source", "status", "tag", "updated_at"}
+
+
+def _draft_matches(draft: DraftOrder, groups: list[list[Term]]) -> bool:
+    values: dict[str, Any] = {
+        "created_at": draft.created_at,
+        "customer_id": draft.customer.id if draft.customer else None,
+        "id": draft.id,
+        "source": None,  # drafts made through the API carry no source a search could match
+        "status": draft.status.lower(),
+        "updated_at": draft.updated_at,
+    }
+
+    def term_holds(term: Term) -> bool:
+        if term.field not in _DRAFT_SEARCH:
+            return True
+        if term.field == "tag":  # a list: one matching tag is enough
+            return any(compare(tag, term) for tag in draft.tags)
+        return compare(values[term.field], term)
+
+    return any(all(term_holds(t) for t in group) for group in groups)
 
 
 _ORDER_SORT: dict[str, Callable[[Order], Any]] = {
@@ -349,7 +485,7 @@ class QueryRoot:
     def shop(self, info: GraphQLResolveInfo) -> dict[str, Any]:
         domain = ctx(info).shop_domain
         return {
-            "id": gid("Shop", 1),
+            "id": gid("Shop", SHOP_ID),
             "name": domain.split(".", 1)[0],
             "myshopifyDomain": domain,
             "url": f"https://{domain}",
@@ -443,6 +579,21 @@ class QueryRoot:
         state = ctx(info).state
         fo = state.fulfillment_orders.get(parse_gid(id, "FulfillmentOrder") or -1)
         return FulfillmentOrderNode(state, fo) if fo else None
+
+    def draftOrder(self, info: GraphQLResolveInfo, id: str) -> DraftOrderNode | None:  # noqa: A002 GraphQL argument name
+        state = ctx(info).state
+        draft = state.draft_orders.get(parse_gid(id, "DraftOrder") or -1)
+        return DraftOrderNode(state, draft) if draft else None
+
+    def draftOrders(
+        self, info: GraphQLResolveInfo, sortKey: str = "ID", **args: Any
+    ) -> dict[str, Any]:
+        state = ctx(info).state
+        groups = parse_search(args.get("query"))
+        chosen = [d for d in state.draft_orders.values() if _draft_matches(d, groups)]
+        sort = _DRAFT_SORT.get(sortKey, _DRAFT_SORT["ID"])
+        nodes = [DraftOrderNode(state, d) for d in chosen]
+        return connection(nodes, key=lambda n: (sort(n._draft), n._draft.id), **page_args(args))
 
     def productVariant(self, info: GraphQLResolveInfo, id: str) -> VariantNode | None:  # noqa: A002 GraphQL argument name
         state = ctx(info).state

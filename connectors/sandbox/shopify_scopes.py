@@ -17,6 +17,7 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "write_inventory",
     "read_locations",
     "write_merchant_managed_fulfillment_orders",
+    "write_draft_orders",  # campaigns: customers pay through draft orders
 )
 
 # root fields the sandbox serves -> the scope each needs (absent: none, like `shop`)
@@ -35,6 +36,12 @@ ROOT_SCOPES: dict[str, str] = {
     "inventoryAdjustQuantities": "write_inventory",
     "fulfillmentOrderHold": "write_merchant_managed_fulfillment_orders",
     "fulfillmentOrderReleaseHold": "write_merchant_managed_fulfillment_orders",
+    "draftOrder": "read_draft_orders",
+    "draftOrders": "read_draft_orders",
+    "draftOrderCreate": "write_draft_orders",
+    "draftOrderInvoiceSend": "write_draft_orders",
+    "draftOrderDelete": "write_draft_orders",
+    "draftOrderComplete": "write_draft_orders",
 }
 DOCUMENTATION = "https://shopify.dev/api/usage/access-scopes"
 

@@ -1,5 +1,6 @@
 """The in-memory shop behind the Shopify sandbox: locations, variants, inventory, orders,
-fulfillment orders and holds, with the stock rules a real shop applies.
+fulfillment orders and holds, draft orders with their inventory reservations and invoices, with
+the stock rules a real shop applies.
 
 Callers hold the sandbox lock around every use; nothing here does I/O.
 """
@@ -7,11 +8,14 @@ Callers hold the sandbox lock around every use; nothing here does I/O.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+import secrets
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 HOLD_LIMIT = 10  # holds one app may place on one fulfillment order
+SHOP_ID = 1  # the shop's numeric id: `shop { id }` and invoice URLs carry it
+DRAFT_SOURCE_NAME = "shopify_draft_order"  # Order.sourceName of an order made from a draft
 
 
 def gid(kind: str, number: int) -> str:
@@ -24,6 +28,16 @@ def parse_gid(value: str, kind: str) -> int | None:
         return None
     tail = value[len(prefix) :].split("?", 1)[0]
     return int(tail) if tail.isdigit() else None
+
+
+def normalize_tags(tags: Iterable[str]) -> list[str]:
+    """Tags as Shopify stores them: trimmed, each once (compared case-insensitively), in
+    alphabetical order."""
+    kept: dict[str, str] = {}
+    for tag in tags:
+        if tag.strip():
+            kept.setdefault(tag.strip().casefold(), tag.strip())
+    return sorted(kept.values(), key=str.casefold)
 
 
 def now_utc() -> datetime:
@@ -59,17 +73,19 @@ class Variant:
 
 @dataclass
 class Level:
-    """Inventory of one item at one location; on_hand = available + committed here."""
+    """Inventory of one item at one location; on_hand = available + committed + reserved here
+    (reserved: units a draft order holds until its reserveInventoryUntil)."""
 
     item_id: int
     location_id: int
     available: int
     committed: int = 0
+    reserved: int = 0
     updated_at: datetime = field(default_factory=now_utc)
 
     @property
     def on_hand(self) -> int:
-        return self.available + self.committed
+        return self.available + self.committed + self.reserved
 
 
 @dataclass
@@ -143,6 +159,10 @@ class Order:
     cancel_reason: str | None = None
     refunds: list[Refund] = field(default_factory=list)
     source_name: str = "web"
+    custom_attributes: list[tuple[str, str]] = field(default_factory=list)  # (key, value)
+    tags: list[str] = field(default_factory=list)
+    note: str | None = None
+    financial_status: str = "paid"  # REST financial_status: paid, pending
 
     @property
     def name(self) -> str:
@@ -156,6 +176,53 @@ class Order:
         return "PARTIALLY_FULFILLED" if fulfilled else "UNFULFILLED"
 
 
+@dataclass
+class DraftLine:
+    id: int
+    variant_id: int | None  # None: a custom item, which no inventory stands behind
+    sku: str | None
+    title: str
+    quantity: int
+    price: str = "10.00"
+
+
+@dataclass
+class DraftOrder:
+    id: int
+    number: int
+    email: str | None
+    customer: Customer | None
+    line_items: list[DraftLine]
+    custom_attributes: list[tuple[str, str]]  # (key, value), in the order given
+    tags: list[str]
+    note: str | None
+    reserve_until: datetime | None
+    invoice_url: str
+    created_at: datetime
+    updated_at: datetime
+    status: str = "OPEN"  # DraftOrderStatus: OPEN, INVOICE_SENT, COMPLETED
+    invoice_sent_at: datetime | None = None
+    completed_at: datetime | None = None
+    order_id: int | None = None
+    holds_stock: bool = False  # its variant units sit in "reserved" right now
+
+    @property
+    def name(self) -> str:
+        return f"#D{self.number}"
+
+    def demand(self) -> dict[int, int]:
+        """Units per variant id (custom items hold nothing)."""
+        wanted: dict[int, int] = {}
+        for line in self.line_items:
+            if line.variant_id is not None:
+                wanted[line.variant_id] = wanted.get(line.variant_id, 0) + line.quantity
+        return wanted
+
+
+class DraftError(ValueError):
+    """A draft order action Shopify refuses (message as Shopify words it)."""
+
+
 class HoldError(ValueError):
     def __init__(self, code: str, message: str, field_path: list[str] | None = None) -> None:
         super().__init__(message)
@@ -167,7 +234,12 @@ class HoldError(ValueError):
 class ShopState:
     """Everything the shop knows; ids come from one counter so every gid is unique."""
 
-    def __init__(self, catalog: Mapping[str, int], location_name: str = "Main") -> None:
+    def __init__(
+        self,
+        catalog: Mapping[str, int],
+        location_name: str = "Main",
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
         self._ids = itertools.count(1001)
         self._numbers = itertools.count(1001)
         self.locations: dict[int, Location] = {}
@@ -176,6 +248,12 @@ class ShopState:
         self.orders: dict[int, Order] = {}
         self.fulfillment_orders: dict[int, FulfillmentOrder] = {}
         self.customers: dict[str, Customer] = {}
+        self.draft_orders: dict[int, DraftOrder] = {}
+        self._draft_numbers = itertools.count(1)
+        # invoice emails the shop sent (draftOrderInvoiceSend), oldest first
+        self.mail: list[dict[str, object]] = []
+        # the shop's clock: tests replace it to let reservations lapse without waiting
+        self.clock = clock
         location = Location(self.next_id(), location_name)
         self.locations[location.id] = location
         self.primary_location = location
@@ -184,6 +262,9 @@ class ShopState:
 
     def next_id(self) -> int:
         return next(self._ids)
+
+    def now(self) -> datetime:
+        return self.clock().astimezone(UTC).replace(microsecond=0)
 
     # -- catalog and inventory -------------------------------------------------------------
     def add_variant(self, sku: str, available: int, policy: str = "DENY") -> Variant:
@@ -196,7 +277,9 @@ class ShopState:
             policy=policy,
         )
         self.variants[variant.id] = variant
-        level = Level(variant.inventory_item_id, self.primary_location.id, available)
+        level = Level(
+            variant.inventory_item_id, self.primary_location.id, available, updated_at=self.now()
+        )
         self.levels[(level.item_id, level.location_id)] = level
         return variant
 
@@ -221,7 +304,7 @@ class ShopState:
             variant.policy = policy
         level = self.primary_level(variant)
         level.available = available
-        level.updated_at = now_utc()
+        level.updated_at = self.now()
         return level
 
     # -- orders ----------------------------------------------------------------------------
@@ -235,11 +318,7 @@ class ShopState:
     def tag_customer(self, customer: Customer, tags: Iterable[str]) -> None:
         """Replace the customer's tags, as a merchant editing them in the admin: trimmed, each
         once (Shopify compares tags case-insensitively), in alphabetical order."""
-        kept: dict[str, str] = {}
-        for tag in tags:
-            if tag.strip():
-                kept.setdefault(tag.strip().casefold(), tag.strip())
-        customer.tags = sorted(kept.values(), key=str.casefold)
+        customer.tags = normalize_tags(tags)
 
     def create_order(
         self,
@@ -254,6 +333,7 @@ class ShopState:
 
         With `obey_policy` a line that would oversell a DENY variant refuses the whole order.
         """
+        self.release_lapsed_reservations()  # units a lapsed draft held count as available
         wanted = list(lines)
         if decrement and obey_policy:
             demand: dict[int, int] = {}
@@ -265,7 +345,7 @@ class ShopState:
                 level = self.primary_level(variant)
                 if variant.policy == "DENY" and level.available < qty:
                     raise StockRefused(variant.sku, qty, level.available)
-        stamp = now_utc()
+        stamp = self.now()
         items = []
         for variant, sku, qty in wanted:
             items.append(
@@ -307,12 +387,12 @@ class ShopState:
         level = self.primary_level(self.variants[line.variant_id])
         level.committed -= quantity
         level.available += quantity
-        level.updated_at = now_utc()
+        level.updated_at = self.now()
 
     def cancel_order(self, order: Order, *, reason: str, restock: bool) -> None:
         if order.cancelled_at is not None:
             raise ValueError(f"order {order.id} is already cancelled")
-        stamp = now_utc()
+        stamp = self.now()
         for line in order.line_items:
             if restock:
                 self._restock(line, line.unfulfilled)
@@ -333,7 +413,7 @@ class ShopState:
                 raise ValueError(f"order {order.id} has no line item {line_id}")
             if qty <= 0 or qty > line.unfulfilled:
                 raise ValueError(f"line {line_id}: cannot refund {qty} of {line.unfulfilled}")
-        stamp = now_utc()
+        stamp = self.now()
         refund = Refund(self.next_id(), stamp, [])
         for line_id, qty in quantities.items():
             line = by_id[line_id]
@@ -357,7 +437,7 @@ class ShopState:
 
     def fulfill_order(self, order: Order) -> None:
         """Ship everything that is not on hold: committed units leave on_hand."""
-        stamp = now_utc()
+        stamp = self.now()
         for fo in self.order_fulfillment_orders(order.id):
             if fo.status != "OPEN":
                 continue
@@ -373,6 +453,143 @@ class ShopState:
             fo.status = "CLOSED"
             fo.updated_at = stamp
         order.updated_at = stamp
+
+    # -- draft orders -----------------------------------------------------------------------
+    def create_draft(
+        self,
+        lines: Iterable[DraftLine],
+        *,
+        email: str | None,
+        custom_attributes: Iterable[tuple[str, str]] = (),
+        tags: Iterable[str] = (),
+        note: str | None = None,
+        reserve_until: datetime | None = None,
+        shop_domain: str = "sandbox.myshopify.com",
+    ) -> DraftOrder:
+        """A draft order; with `reserve_until` in the future its variant units move from
+        available to reserved until then. The full quantity is reserved even past what is
+        available: no Shopify refusal for that is known to us."""
+        self.release_lapsed_reservations()
+        stamp = self.now()
+        draft = DraftOrder(
+            id=self.next_id(),
+            number=next(self._draft_numbers),
+            email=email,
+            customer=self.customer_for(email),
+            line_items=list(lines),
+            custom_attributes=list(custom_attributes),
+            tags=normalize_tags(tags),
+            note=note,
+            reserve_until=reserve_until,
+            # an unguessable checkout link, shaped like Shopify's
+            invoice_url=f"https://{shop_domain}/{SHOP_ID}/invoices/{secrets.token_hex(16)}",
+            created_at=stamp,
+            updated_at=stamp,
+        )
+        self.draft_orders[draft.id] = draft
+        if reserve_until is not None and reserve_until > stamp:
+            self._move_draft_units(draft, "available", "reserved", stamp)
+            draft.holds_stock = True
+        return draft
+
+    def release_lapsed_reservations(self) -> list[DraftOrder]:
+        """Give back to available the units of every draft whose reserveInventoryUntil has
+        passed. Shopify does this on time; the sandbox does it before any read or write, which
+        nobody can tell apart. Levels are stamped with the moment the reservation ended."""
+        now = self.now()
+        lapsed = [
+            d
+            for d in self.draft_orders.values()
+            if d.holds_stock and d.reserve_until is not None and d.reserve_until <= now
+        ]
+        for draft in lapsed:
+            assert draft.reserve_until is not None  # narrowed above for mypy
+            self._move_draft_units(draft, "reserved", "available", draft.reserve_until)
+            draft.holds_stock = False
+        return lapsed
+
+    def send_invoice(
+        self,
+        draft: DraftOrder,
+        *,
+        to: str,
+        subject: str | None = None,
+        custom_message: str | None = None,
+    ) -> dict[str, object]:
+        if draft.status == "COMPLETED":
+            raise DraftError("Draft order Invoice can't be sent. This draft order is already paid.")
+        stamp = self.now()
+        mail: dict[str, object] = {
+            "to": to,
+            "subject": subject or "Complete your purchase",  # Shopify's default invoice subject
+            "customMessage": custom_message,
+            "invoiceUrl": draft.invoice_url,
+            "draftOrderId": gid("DraftOrder", draft.id),
+            "sentAt": stamp.isoformat().replace("+00:00", "Z"),
+        }
+        self.mail.append(mail)
+        draft.status = "INVOICE_SENT"
+        draft.invoice_sent_at = stamp
+        draft.updated_at = stamp
+        return mail
+
+    def delete_draft(self, draft: DraftOrder) -> None:
+        """Delete an open draft; units it still reserves go back to available."""
+        if draft.status == "COMPLETED":
+            # the draft is the record of how its order came about: Shopify keeps it
+            raise DraftError("Completed draft orders can't be deleted.")
+        self.release_lapsed_reservations()
+        if draft.holds_stock:
+            self._move_draft_units(draft, "reserved", "available", self.now())
+            draft.holds_stock = False
+        del self.draft_orders[draft.id]
+
+    def complete_draft(self, draft: DraftOrder, *, payment_pending: bool = False) -> Order:
+        """The draft becomes an order (the customer paid the invoice, or the merchant completed
+        it). Units it still reserves become committed; once its reservation lapsed, the units
+        come from available like a storefront checkout's, and a DENY variant short of them
+        refuses (StockRefused) with the draft left as it was."""
+        if draft.status == "COMPLETED":
+            raise DraftError("This order has been paid")
+        self.release_lapsed_reservations()
+        lines = [
+            (self.variants.get(li.variant_id) if li.variant_id else None, li.sku, li.quantity)
+            for li in draft.line_items
+        ]
+        reserved = draft.holds_stock
+        order = self.create_order(
+            lines,
+            draft.email,
+            decrement=not reserved,
+            obey_policy=True,
+            source_name=DRAFT_SOURCE_NAME,
+        )
+        stamp = order.created_at
+        if reserved:
+            self._move_draft_units(draft, "reserved", "committed", stamp)
+            draft.holds_stock = False
+        for item, line in zip(order.line_items, draft.line_items, strict=True):
+            item.price = line.price
+            if line.variant_id is None:  # create_order titles a custom line by its SKU
+                item.title = line.title
+        order.custom_attributes = list(draft.custom_attributes)
+        order.tags = list(draft.tags)
+        order.note = draft.note
+        order.financial_status = "pending" if payment_pending else "paid"
+        draft.status = "COMPLETED"
+        draft.completed_at = stamp
+        draft.updated_at = stamp
+        draft.order_id = order.id
+        return order
+
+    def _move_draft_units(
+        self, draft: DraftOrder, source: str, target: str, stamp: datetime
+    ) -> None:
+        for variant_id, qty in draft.demand().items():
+            level = self.primary_level(self.variants[variant_id])
+            setattr(level, source, getattr(level, source) - qty)
+            setattr(level, target, getattr(level, target) + qty)
+            level.updated_at = max(level.updated_at, stamp)
 
     # -- fulfillment orders and holds ------------------------------------------------------
     def order_fulfillment_orders(self, order_id: int) -> list[FulfillmentOrder]:
@@ -408,7 +625,7 @@ class ShopState:
         remaining_fo = None
         if line_quantities:
             remaining_fo = self._split(fo, line_quantities)
-        stamp = now_utc()
+        stamp = self.now()
         held = Hold(self.next_id(), handle, reason, reason_notes)
         fo.holds.append(held)
         fo.status = "ON_HOLD"
@@ -461,4 +678,4 @@ class ShopState:
         fo.holds = [h for h in fo.holds if wanted is not None and h.id not in wanted]
         if not fo.holds and fo.status == "ON_HOLD":
             fo.status = "OPEN"
-        fo.updated_at = now_utc()
+        fo.updated_at = self.now()

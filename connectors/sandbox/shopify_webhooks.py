@@ -88,11 +88,15 @@ def order_rest_json(state: ShopState, order: Order) -> dict[str, Any]:
         "closed_at": None,
         "confirmed": True,
         "currency": "USD",
-        "financial_status": "paid",
+        "financial_status": order.financial_status,
         "fulfillment_status": {"FULFILLED": "fulfilled", "PARTIALLY_FULFILLED": "partial"}.get(
             status
         ),
         "source_name": order.source_name,
+        # the order's custom attributes (a draft's customAttributes carried onto its order)
+        "note_attributes": [{"name": k, "value": v} for k, v in order.custom_attributes],
+        "note": order.note,
+        "tags": ", ".join(order.tags),  # REST gives one comma-separated string
         "test": False,
         "customer": customer,
         "line_items": lines,

@@ -2,11 +2,18 @@
 
 Serves /wp-json/wc/v3/ orders, order notes, order refunds, products, variations, their batch
 endpoints, customers/{id} and webhooks, authenticated as WooCommerce does (OAuth 1.0a over http,
-Basic over https), with the stock rules in woocommerce_store. Sandbox extras: POST
-/_sandbox/checkout (a storefront purchase; `"role": R` registers the email as a customer with
-that role first, so the order carries its customer_id; `"meta_data": [...]` is stored on the
-order as a plugin would), GET /_sandbox/state, and the shared /_sandbox/faults and
-/_sandbox/webhooks/flush.
+Basic over https), with the stock rules in woocommerce_store. Sandbox extras, never faulted:
+- POST /_sandbox/checkout: a storefront purchase (`"role": R` registers the email as a customer
+  with that role first, so the order carries its customer_id; `"meta_data": [...]` is stored on
+  the order as a plugin would);
+- POST /_sandbox/orders/{id}/pay: the customer pays at the order's payment_url. An optional
+  JSON body `{"key": order_key}` (or `?key=` as in the URL) must match the order's key;
+  `"transaction_id"` names the charge (one is made up otherwise). 200 with the order, now
+  processing; 409 when it cannot be paid (not pending/failed, or a failed order short of
+  stock), 403 wrong key, 404 unknown order;
+- GET /_sandbox/mail: the emails the shop sent customers (a customer note goes to the billing
+  email), oldest first: `[{"to", "order_id", "note", "sent_at" (GMT)}]`;
+- GET /_sandbox/state, and the shared /_sandbox/faults and /_sandbox/webhooks/flush.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -48,6 +55,7 @@ from connectors.sandbox.woocommerce_query import (
 from connectors.sandbox.woocommerce_shapes import (
     Order,
     Product,
+    billing_address,
     customer_json,
     decimal_money,
     error_json,
@@ -59,12 +67,14 @@ from connectors.sandbox.woocommerce_shapes import (
     product_json,
     refund_json,
     refunded_units,
+    shipping_address,
     variation_json,
 )
 from connectors.sandbox.woocommerce_store import (
     CANNOT_REFUND,
     BareDataError,
     OutOfStock,
+    PaymentRefused,
     RefundLineRequest,
     Store,
     StoreError,
@@ -333,7 +343,7 @@ class WooCommerceSandbox(SandboxServer):
         query = request.query_dict()
         gmt = bool_param(query, "dates_are_gmt")
         orders = list(self.store.orders.values())
-        statuses = text_list(query, "status")
+        statuses = _order_statuses(query)
         if statuses and "any" not in statuses:
             orders = [o for o in orders if o.status in statuses]
         elif not statuses or "any" in statuses:
@@ -352,6 +362,12 @@ class WooCommerceSandbox(SandboxServer):
                     if (getattr(o, attr) > bound if after else getattr(o, attr) < bound)
                 ]
         include = id_list(query, "include")
+        term = " ".join(query.get("search", "").split())  # sanitize_text_field
+        if term:
+            found = _search_orders(self.store.orders.values(), term)
+            # the ids found replace include's post__in; with none, WordPress searches the
+            # order posts' titles and excerpts instead, which the sandbox does not keep
+            include = found or [0]
         if include is not None:
             orders = [o for o in orders if o.id in include]
         orderby = query.get("orderby", "date")
@@ -422,7 +438,8 @@ class WooCommerceSandbox(SandboxServer):
         text = body.get("note")
         if not isinstance(text, str) or not text:
             raise StoreError("rest_missing_callback_param", "Missing parameter(s): note", 400)
-        customer = bool(body.get("customer_note", False))
+        # a REST boolean, so "false" is false; absent, the note is private
+        customer = _rest_bool(body, "customer_note") if "customer_note" in body else False
         note = self.store.add_note(order, text, customer, _now())
         return Response(201, note_json(note, self._base()))
 
@@ -655,10 +672,50 @@ class WooCommerceSandbox(SandboxServer):
     def sandbox_route(self, request: Request) -> Response | None:
         if request.path == "/_sandbox/checkout" and request.method == "POST":
             return self._checkout(request)
+        pay = _PAY.fullmatch(request.path)
+        if pay and request.method == "POST":
+            return self._pay(int(pay[1]), request)
+        if request.path == "/_sandbox/mail" and request.method == "GET":
+            return Response(200, self.sent_mail())
         recorded = _RECORDED_REFUNDS.fullmatch(request.path)
         if recorded and request.method == "PUT":
             return self._record_refunds(int(recorded[1]), request)
         return None
+
+    def _pay(self, order_id: int, request: Request) -> Response:
+        body = request.json()
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ValueError("pay body must be a JSON object")
+        key = body.get("key", request.query_dict().get("key"))
+        if key is not None and not isinstance(key, str):
+            raise ValueError(f"key must be the order_key string, got {key!r}")
+        transaction_id = body.get("transaction_id", "")
+        if not isinstance(transaction_id, str):
+            raise ValueError(f"transaction_id must be a string, got {transaction_id!r}")
+        try:
+            order = self.pay_order(order_id, key=key, transaction_id=transaction_id)
+        except PaymentRefused as exc:
+            return Response(exc.status, error_json(exc.code, exc.message, exc.status))
+        return Response(200, order)
+
+    # -- customer actions (also used in-process by tests) ---------------------------------
+    def pay_order(
+        self, order_id: int, *, key: str | None = None, transaction_id: str = ""
+    ) -> dict[str, Any]:
+        """The customer pays at the order's payment_url; returns the order JSON, raises
+        PaymentRefused (code, message, HTTP status) when the shop would not take payment.
+        Fires order.updated as any status change does."""
+        with self.lock:
+            order = self.store.pay_for_order(order_id, key, _now(), transaction_id)
+            self._fire("order.updated", order)
+            return order_json(order, self._base())
+
+    def sent_mail(self) -> list[dict[str, Any]]:
+        """The emails sent to customers so far (customer notes), oldest first."""
+        with self.lock:
+            return [mail.to_json() for mail in self.store.mail]
 
     def _record_refunds(self, order_id: int, request: Request) -> Response:
         """Refunds a real shop answered for an order this sandbox never held (a replayed real
@@ -786,8 +843,55 @@ class WooCommerceSandbox(SandboxServer):
 
 
 _RECORDED_REFUNDS = re.compile(r"/_sandbox/orders/(\d+)/refunds")
+_PAY = re.compile(r"/_sandbox/orders/(\d+)/pay")
+# the status argument's enum in wc/v3 (WC_REST_Orders_Controller::get_collection_params)
+_STATUS_ENUM = (
+    "any",
+    "trash",
+    "pending",
+    "processing",
+    "on-hold",
+    "completed",
+    "cancelled",
+    "refunded",
+    "failed",
+)
 _NO_ROUTE = "No route was found matching the URL and request method"
 _EDITABLE = re.compile(r"(orders|products|webhooks)/\d+(/variations/\d+)?")
+
+
+def _order_statuses(query: Mapping[str, str]) -> list[str] | None:
+    """The status argument: an array given as a list (wp_parse_list splits on commas and
+    whitespace), each item checked against the enum as WordPress validates arrays."""
+    raw = query.get("status")
+    if raw is None or raw == "":
+        return None
+    statuses = [part for part in re.split(r"[\s,]+", raw) if part]
+    for index, status in enumerate(statuses):
+        if status not in _STATUS_ENUM:
+            listed = ", ".join(_STATUS_ENUM[:-1]) + f", and {_STATUS_ENUM[-1]}"
+            raise InvalidParam("status", f"status[{index}] is not one of {listed}.")
+    return statuses
+
+
+def _search_orders(orders: Iterable[Order], term: str) -> list[int]:
+    """wc_order_search: the id a numeric term names, and orders whose billing or shipping
+    address index (every field, email included, joined by spaces) or a line item's name
+    contains the term, compared as MySQL's LIKE does under its default collation."""
+    found: list[int] = []
+    number = _php_number(term)
+    if number is not None:
+        found.append(abs(int(number)))  # absint, whether or not such an order exists
+    needle = term.lower()
+    for order in orders:
+        texts = [
+            " ".join(billing_address(order).values()),  # _billing_address_index
+            " ".join(shipping_address(order).values()),  # _shipping_address_index
+            *(line.name for line in order.line_items),
+        ]
+        if any(needle in text.lower() for text in texts) and order.id not in found:
+            found.append(order.id)
+    return found
 
 
 def _customer_id(value: Any) -> int:

@@ -18,6 +18,19 @@ RESTORING_STATUSES = frozenset({"cancelled", "pending"})
 ORDER_STATUSES = frozenset(
     {"pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed", "trash"}
 )
+# wc_get_order_statuses(): what the shop calls each status to a customer (pay page notices)
+STATUS_NAMES = {
+    "pending": "Pending payment",
+    "processing": "Processing",
+    "on-hold": "On hold",
+    "completed": "Completed",
+    "cancelled": "Cancelled",
+    "refunded": "Refunded",
+    "failed": "Failed",
+}
+# woocommerce_valid_order_statuses_for_payment: the statuses WC_Order::needs_payment accepts
+PAYABLE_STATUSES = frozenset({"pending", "failed"})
+EDITABLE_STATUSES = frozenset({"pending", "on-hold", "auto-draft"})  # wc_order_is_editable
 
 
 def local_text(moment: datetime | None) -> str | None:
@@ -139,6 +152,7 @@ class Order:
     completed: datetime | None = None
     stock_reduced: bool = False  # WooCommerce's _order_stock_reduced
     refunds: list[Refund] = field(default_factory=list)  # in creation order
+    transaction_id: str = ""  # the gateway's reference, set by payment_complete
 
 
 @dataclass
@@ -156,6 +170,50 @@ class Customer:
 
 def order_total(order: Order) -> Decimal:
     return Decimal(money(sum(line.price * line.quantity for line in order.line_items)))
+
+
+def needs_payment(order: Order) -> bool:
+    """WC_Abstract_Order::needs_payment: a payable status and something to pay."""
+    return order.status in PAYABLE_STATUSES and order_total(order) > 0
+
+
+def needs_processing(order: Order) -> bool:
+    """WC_Order::needs_processing: any line whose product is not virtual and downloadable;
+    sandbox products are all physical, so any line at all."""
+    return bool(order.line_items)
+
+
+def status_name(status: str) -> str:
+    """wc_get_order_status_name: the label, or the slug itself for one it does not know."""
+    return STATUS_NAMES.get(status, status)
+
+
+def payment_url(order: Order, base: str) -> str:
+    """WC_Order::get_checkout_payment_url: the checkout page's order-pay endpoint."""
+    return f"{base}/checkout/order-pay/{order.id}/?pay_for_order=true&key={order.order_key}"
+
+
+def _address() -> dict[str, str]:
+    # every sandbox order ships to the same place; only the billing email differs
+    return {
+        "first_name": "Sandbox",
+        "last_name": "Customer",
+        "company": "",
+        "address_1": "1 Loopback Way",
+        "address_2": "",
+        "city": "Localhost",
+        "state": "CA",
+        "postcode": "94103",
+        "country": "US",
+    }
+
+
+def billing_address(order: Order) -> dict[str, str]:
+    return {**_address(), "email": order.email, "phone": ""}
+
+
+def shipping_address(order: Order) -> dict[str, str]:
+    return _address()
 
 
 def newest_first(refunds: Iterable[Refund]) -> list[Refund]:
@@ -180,6 +238,24 @@ class Note:
     customer_note: bool
     created: datetime
     author: str = "WooCommerce"
+
+
+@dataclass(frozen=True)
+class Mail:
+    """An email the shop sent a customer (WC_Email_Customer_Note), kept instead of sent."""
+
+    to: str  # the order's billing email
+    order_id: int
+    note: str
+    sent_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "to": self.to,
+            "order_id": self.order_id,
+            "note": self.note,
+            "sent_at": gmt_text(self.sent_at),
+        }
 
 
 def _links(base: str, path: str, collection: str, up: str | None = None) -> dict[str, Any]:
@@ -348,17 +424,6 @@ def order_json(order: Order, base: str, *, links: bool = True) -> dict[str, Any]
         {"id": r.id, "reason": r.reason, "total": "-" + decimal_money(r.amount)}
         for r in newest_first(order.refunds)
     ]
-    address = {
-        "first_name": "Sandbox",
-        "last_name": "Customer",
-        "company": "",
-        "address_1": "1 Loopback Way",
-        "address_2": "",
-        "city": "Localhost",
-        "state": "CA",
-        "postcode": "94103",
-        "country": "US",
-    }
     body: dict[str, Any] = {
         "id": order.id,
         "parent_id": 0,
@@ -382,11 +447,11 @@ def order_json(order: Order, base: str, *, links: bool = True) -> dict[str, Any]
         "customer_ip_address": "127.0.0.1",
         "customer_user_agent": "",
         "customer_note": order.customer_note,
-        "billing": {**address, "email": order.email, "phone": ""},
-        "shipping": dict(address),
+        "billing": billing_address(order),
+        "shipping": shipping_address(order),
         "payment_method": "bacs",
         "payment_method_title": "Direct Bank Transfer",
-        "transaction_id": "",
+        "transaction_id": order.transaction_id,
         **_dates("date_paid", order.paid),
         **_dates("date_completed", order.completed),
         "cart_hash": "",
@@ -397,6 +462,11 @@ def order_json(order: Order, base: str, *, links: bool = True) -> dict[str, Any]
         "fee_lines": [],
         "coupon_lines": [],
         "refunds": refunds,
+        # wc/v3 adds these four after the stored fields (WC_REST_Orders_V2_Controller)
+        "payment_url": payment_url(order, base),
+        "is_editable": order.status in EDITABLE_STATUSES,
+        "needs_payment": needs_payment(order),
+        "needs_processing": needs_processing(order),
     }
     if links:
         body["_links"] = _links(base, f"orders/{order.id}", "orders")
@@ -453,17 +523,7 @@ def refund_json(refund: Refund, base: str) -> dict[str, Any]:
 def customer_json(customer: Customer, base: str) -> dict[str, Any]:
     """A customer as GET customers/{id} returns it (wc/v3)."""
     name = customer.email.split("@", 1)[0]
-    address = {
-        "first_name": "Sandbox",
-        "last_name": "Customer",
-        "company": "",
-        "address_1": "1 Loopback Way",
-        "address_2": "",
-        "city": "Localhost",
-        "state": "CA",
-        "postcode": "94103",
-        "country": "US",
-    }
+    address = _address()
     return {
         "id": customer.id,
         **_dates("date_created", customer.created),

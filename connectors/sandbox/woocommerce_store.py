@@ -9,7 +9,11 @@ Rules kept as WooCommerce core has them:
 - REST order creation does not check stock (a merchant may oversell); the storefront does;
 - a refund (wc_create_refund) is checked against the amount left to refund only, never against
   units; it restocks the units it names on lines that reduced stock, and an order refunded in
-  full (by amount) becomes "refunded". Status "refunded" set by hand refunds what is left.
+  full (by amount) becomes "refunded". Status "refunded" set by hand refunds what is left;
+- a customer pays at the order's payment_url only while it needs payment (pending or failed,
+  with a total); the pay page checks stock for failed orders alone (a pending one's is held),
+  then payment_complete moves the order to processing, which reduces stock as above;
+- a customer note is emailed to the billing address (kept in `mail`, never sent).
 
 Callers hold the sandbox lock around every method.
 """
@@ -17,6 +21,7 @@ Callers hold the sandbox lock around every method.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,13 +34,17 @@ from connectors.sandbox.woocommerce_shapes import (
     RESTORING_STATUSES,
     Customer,
     LineItem,
+    Mail,
     MetaEntry,
     Note,
     Order,
     Product,
     Refund,
     RefundLine,
+    needs_payment,
+    needs_processing,
     order_total,
+    status_name,
 )
 
 
@@ -60,6 +69,17 @@ class BareDataError(StoreError):
 
 
 CANNOT_REFUND = "woocommerce_rest_cannot_create_order_refund"
+
+
+class PaymentRefused(StoreError):
+    """The order-pay page refuses. WooCommerce shows these as notices on the page; the sandbox
+    answers them as errors: 404 unknown order, 403 wrong key, 409 cannot be paid now."""
+
+
+INVALID_FOR_PAYMENT = "Sorry, this order is invalid and cannot be paid for."
+PENDING_STATUSES = frozenset({"pending"})  # wc_get_is_pending_statuses: their stock is held
+# woocommerce_valid_order_statuses_for_payment_complete
+PAYMENT_COMPLETE_STATUSES = frozenset({"on-hold", "pending", "failed", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,7 @@ class Store:
         self.customers: dict[int, Customer] = {}
         self.orders: dict[int, Order] = {}
         self.notes: dict[int, list[Note]] = {}
+        self.mail: list[Mail] = []  # customer emails, oldest first
         in_variable = {sku for members in variable.values() for sku in members}
         for sku, quantity in catalog.items():
             if sku not in in_variable:
@@ -559,7 +580,79 @@ class Store:
         self._next_note += 1
         note = Note(self._next_note, order.id, text, customer_note, now)
         self.notes[order.id].append(note)
+        # WC_Email_Customer_Note goes to the billing email; without one WooCommerce sends none
+        if customer_note and order.email:
+            self.mail.append(Mail(order.email, order.id, text, now))
         return note
+
+    # -- paying -----------------------------------------------------------------------------
+    def pay_for_order(
+        self, order_id: int, key: str | None, now: datetime, transaction_id: str = ""
+    ) -> Order:
+        """The customer pays at the order's payment_url: the pay page's checks
+        (WC_Shortcode_Checkout::order_pay), then the gateway's payment_complete. A key, when
+        given, must be the order's; raises PaymentRefused before changing anything."""
+        order = self.orders.get(order_id)
+        if order is None:
+            raise PaymentRefused("woocommerce_order_invalid", INVALID_FOR_PAYMENT, 404)
+        if key is not None and not hmac.compare_digest(key.encode(), order.order_key.encode()):
+            raise PaymentRefused("woocommerce_order_invalid", INVALID_FOR_PAYMENT, 403)
+        if not needs_payment(order):
+            message = (
+                f"This order\u2019s status is \u201c{status_name(order.status)}\u201d\u2014it"
+                " cannot be paid for. Please contact us if you need assistance."
+            )
+            raise PaymentRefused("woocommerce_order_cannot_be_paid", message, 409)
+        # a stock-reducing status already took the units (e.g. processing, then failed)
+        if order.status not in PENDING_STATUSES and not order.stock_reduced:
+            self._check_pay_stock(order)
+        self.payment_complete(order, transaction_id, now)
+        return order
+
+    def _check_pay_stock(self, order: Order) -> None:
+        """The pay page's check for a failed order: each line's product in stock, and every
+        stock owner covering all the order's lines on it (no other order holds stock here)."""
+        required: dict[int, int] = {}
+        for line in order.line_items:
+            owner = self.stock_owner(line.product_id, line.variation_id)
+            if owner is not None:
+                required[owner.id] = required.get(owner.id, 0) + line.quantity
+        for line in order.line_items:
+            product = self.products.get(line.variation_id or line.product_id)
+            if product is None:
+                continue  # deleted since: the pay page skips it
+            owner = self.stock_owner(line.product_id, line.variation_id)
+            if (owner or product).stock_status == "outofstock":
+                raise PaymentRefused(
+                    "woocommerce_out_of_stock",
+                    f'Sorry, "{product.name}" is no longer in stock so this order cannot be'
+                    " paid for. We apologize for any inconvenience caused.",
+                    409,
+                )
+            if owner is None or owner.backorders_allowed or owner.stock_quantity is None:
+                continue
+            if owner.stock_quantity < required[owner.id]:
+                raise PaymentRefused(
+                    "woocommerce_out_of_stock",
+                    f'Sorry, we do not have enough "{product.name}" in stock to fulfill your'
+                    f" order ({owner.stock_quantity} available). We apologize for any"
+                    " inconvenience caused.",
+                    409,
+                )
+
+    def payment_complete(self, order: Order, transaction_id: str, now: datetime) -> None:
+        """WC_Order::payment_complete: records the payment and moves the order on (processing,
+        or completed when nothing needs shipping); other statuses are left as they are."""
+        if order.status not in PAYMENT_COMPLETE_STATUSES:
+            return
+        if not transaction_id:
+            # a gateway's charge reference; the sandbox makes one up
+            digest = hashlib.sha256(f"{order.order_key}:{now.isoformat()}".encode()).hexdigest()
+            transaction_id = f"sbx_{digest[:24]}"
+        order.transaction_id = transaction_id
+        if order.paid is None:
+            order.paid = now
+        self.set_status(order, "processing" if needs_processing(order) else "completed", now)
 
     def stock(self) -> dict[str, int | None]:
         return {

@@ -1,5 +1,7 @@
-"""Campaigns' due work, run by the daemon every minute: expiries, cancellations when stock went
-down, a wave every `wave_every_hours` while units are free, the close (sync/campaign_service)."""
+"""Campaigns' due work, run by the daemon every `daemon.campaign_tick_interval_s` (a minute):
+expiries, cancellations when stock went down, reminders, a wave every `wave_every_hours` (or at
+once when stock went up) while units are free, the close (sync/campaign_service); and shop calls
+left undone, handed out again (sync/jobs/campaign_payments)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,6 @@ from sync.runtime import Runtime
 
 log = get_logger("stocksync.jobs.campaigns")
 
-CAMPAIGN_TICK_EVERY_S = 60.0
-
 
 def tick_campaigns(runtime: Runtime) -> Followups:
     followups = Followups()
@@ -26,16 +26,19 @@ def tick_campaigns(runtime: Runtime) -> Followups:
             log.warning("campaign_tick_refused", campaign=name, error=str(exc))
             continue
         followups.merge(Followups.of(tx.effects, list(runtime.channels)))
+        followups.payments.update(done["payments"])  # calls left undone: handed out again
         if _did_something(done):
             log.info(
                 "campaign_tick", campaign=name, expired=len(done["expired"]),
                 cancelled=len(done["cancelled"]),
                 wave=done["wave"]["number"] if done["wave"] else None,
                 allocated=len(done["wave"]["allocated"]) if done["wave"] else 0,
-                closed=done["closed"],
+                reminded=len(done["reminded"]), closed=done["closed"],
             )  # fmt: skip
     return followups
 
 
 def _did_something(done: dict[str, Any]) -> bool:
-    return bool(done["expired"] or done["cancelled"] or done["wave"] or done["closed"])
+    return bool(
+        done["expired"] or done["cancelled"] or done["reminded"] or done["wave"] or done["closed"]
+    )

@@ -17,6 +17,7 @@ class Followups:
     writebacks: set[int] = field(default_factory=set)  # writeback row ids
     polls: set[str] = field(default_factory=set)  # channel names
     releases: set[str] = field(default_factory=set)  # SKU codes
+    payments: set[int] = field(default_factory=set)  # campaign entries with a shop call due
 
     @classmethod
     def of(cls, effects: Effects, channels: list[str]) -> Followups:
@@ -24,6 +25,7 @@ class Followups:
         return cls(
             pushes=set(channels) if effects.dirty_sku_ids else set(),
             writebacks=set(effects.writebacks),
+            payments=set(effects.payments),
         )
 
     def merge(self, other: Followups) -> None:
@@ -33,6 +35,7 @@ class Followups:
         self.writebacks |= other.writebacks
         self.polls |= other.polls
         self.releases |= other.releases
+        self.payments |= other.payments
 
 
 def utc_now() -> datetime:

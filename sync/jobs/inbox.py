@@ -11,6 +11,7 @@ from connectors.base import PayloadError, WebhookRejected
 from stock import inbox
 from stock import models as m
 from stock.tx import LedgerTx
+from sync import campaign_service
 from sync.failures import is_transient
 from sync.jobs.followups import Followups, utc_now
 from sync.logs import get_logger
@@ -166,6 +167,13 @@ def _apply(
         if order is None:
             applied.append((event.channel, "failed", None))
             continue
+        if order.payment_proof and order.status == "open":
+            # it pays for a campaign allocation: the entry is confirmed first, so the order's
+            # reservation takes the unit set aside for it
+            paid = campaign_service.paid_on_shop(tx, runtime.config, order)
+            if paid != "repeated":
+                log.info("campaign_paid", channel=event.channel, order=order.external_id,
+                         result=paid)  # fmt: skip
         outcome = orders.record_order(tx, order)
         inbox.mark_applied(event, tx.now)
         result = "applied" if outcome.applied else "repeated" if outcome.repeated else "stale"

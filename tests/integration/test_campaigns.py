@@ -293,15 +293,38 @@ def test_the_cli_signs_up_allocates_with_a_dry_run_first_and_lists(tmp_path: Pat
     )  # fmt: skip
     assert refused.returncode == 2 and f"{bad}:3:" in refused.stderr
     assert len(run("waitlist", "list", "spring-drop")["entries"]) == 3  # all or nothing
+    # overrides, each with its reason in the audit log: one entry out of turn, one skipped
+    friend = run("waitlist", "add", "spring-drop", "--email", "d@example.com", "--sku",
+                 "HOODIE-S", "--channel", "popup")  # fmt: skip
+    assert friend["channel"] == "popup"
+    no_reason = subprocess.run(
+        ["stocksync", "--config", str(path), "campaign", "allocate", "spring-drop", "--entry",
+         str(friend["id"])], capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    chosen = run("campaign", "allocate", "spring-drop", "--entry", str(friend["id"]),
+                 "--reason", "the merchant's friend")  # fmt: skip
+    assert chosen["status"] == "allocated" and chosen["expires_at"]
+    waiting = run("waitlist", "list", "spring-drop", "--status", "waiting")["entries"]
+    assert [e["email"] for e in waiting] == ["a@example.com", "b@example.com", "c@example.com"]
+    skipped = run("campaign", "skip", str(waiting[2]["id"]), "--reason", "asked to leave")
+    assert skipped["status"] == "declined"
+
     dry = run("campaign", "allocate", "spring-drop", "--dry-run")
-    assert [row["email"] for row in dry["allocations"]] == ["a@example.com", "b@example.com"]
-    assert {e["status"] for e in run("waitlist", "list", "spring-drop")["entries"]} == {"waiting"}
+    assert [row["email"] for row in dry["allocations"]] == ["a@example.com"]  # 1 unit free
+    assert len(run("waitlist", "list", "spring-drop", "--status", "waiting")["entries"]) == 2
     wave = run("campaign", "allocate", "spring-drop")
-    assert wave["wave"] == 1 and len(wave["allocations"]) == 2
+    assert wave["wave"] == 1 and len(wave["allocations"]) == 1
     shown = run("campaign", "show", "spring-drop")
-    assert shown["counts"] == {"HOODIE-S": {"allocated": 2, "waiting": 1}}
+    assert shown["counts"] == {"HOODIE-S": {"allocated": 2, "declined": 1, "waiting": 1}}
     explained = run("explain", "HOODIE-S", "--channel", "shop")
     assert explained["channels"][0]["terms"]["campaign_hold"] == 2
+    full = subprocess.run(
+        ["stocksync", "--config", str(path), "campaign", "allocate", "spring-drop", "--entry",
+         str(waiting[1]["id"]), "--reason", "vip"], capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert full.returncode == 2 and "0 free in the campaign" in full.stderr  # both units held
 
 
 def test_the_storefront_signs_up_over_http_and_reads_its_status_page(tmp_path: Path) -> None:

@@ -1,0 +1,112 @@
+"""Campaign payments on WooCommerce: a `pending` order per allocation, its `payment_url` sent.
+
+A pending order holds no stock on WooCommerce (the ledger sets the units aside instead) and
+its pay page skips the stock check; paying moves it to processing, which reduces stock once,
+and the order then comes in through webhooks and polling like any other. The customer gets the
+link in a customer note, which WooCommerce emails. Withdrawing cancels the order while it is
+still unpaid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from connectors.base import ChannelError, PaymentLink, PaymentRequest
+
+if TYPE_CHECKING:
+    from connectors.woocommerce import WooCommerceChannel
+
+KEY_META: Final = "stocksync_request"  # our request key: the order is found again by it
+UNPAID: Final = frozenset({"pending", "failed"})  # WC_Order::needs_payment statuses
+GONE: Final = frozenset({"cancelled", "trash"})
+
+
+def request(channel: WooCommerceChannel, wanted: PaymentRequest) -> PaymentLink:
+    order = _find(channel, wanted) or _create(channel, wanted)
+    url = str(order.get("payment_url") or "")
+    if not url:
+        raise ChannelError(
+            channel.name, "create_order", f"order {order.get('id')} has no payment_url"
+        )
+    note = f"{wanted.message} Pay here: {url}"
+    notes = channel.call("request_payment", "GET", f"orders/{order['id']}/notes").body or []
+    if not any(isinstance(n, dict) and n.get("note") == note for n in notes):
+        channel.call(
+            "request_payment", "POST", f"orders/{order['id']}/notes",
+            data={"note": note, "customer_note": True},
+        )  # fmt: skip
+    return PaymentLink(ref=str(order["id"]), url=url)
+
+
+def remind(channel: WooCommerceChannel, ref: str, wanted: PaymentRequest) -> None:
+    order = channel.order("remind_payment", ref)
+    note = f"{wanted.message} Pay here: {order.get('payment_url') or ''}"
+    channel.call(
+        "remind_payment", "POST", f"orders/{ref}/notes",
+        data={"note": note, "customer_note": True},
+    )  # fmt: skip
+
+
+def withdraw(channel: WooCommerceChannel, ref: str) -> bool:
+    try:
+        order = channel.order("withdraw_payment", ref)
+    except ChannelError as exc:
+        if exc.status == 404:
+            return True  # deleted on the shop: nothing left to pay
+        raise
+    status = str(order.get("status"))
+    if status in GONE:
+        return True
+    if status not in UNPAID:
+        return False  # paid (processing, on-hold, completed...): its order comes as any order
+    channel.call(
+        "withdraw_payment", "PUT", f"orders/{ref}", data={"status": "cancelled"},
+        write=True,
+    )  # fmt: skip
+    return True
+
+
+def _find(channel: WooCommerceChannel, wanted: PaymentRequest) -> dict[str, Any] | None:
+    """Our earlier order for this request (a crash between creating and recording it)."""
+    reply = channel.call(
+        "find_payment", "GET", "orders",
+        params={"search": wanted.email, "per_page": 100, "orderby": "date", "order": "desc"},
+    )  # fmt: skip
+    for order in reply.body if isinstance(reply.body, list) else []:
+        if isinstance(order, dict) and _meta(order, KEY_META) == wanted.key:
+            return order
+    return None
+
+
+def _create(channel: WooCommerceChannel, wanted: PaymentRequest) -> dict[str, Any]:
+    listing = channel.fetch_listings([wanted.sku]).get(wanted.sku)
+    if listing is None:
+        raise ChannelError(
+            channel.name, "create_order", f"no product with SKU {wanted.sku}", code="unknown_sku"
+        )
+    line: dict[str, Any] = {"product_id": int(listing.external_ids["product_id"]),
+                            "quantity": wanted.quantity}  # fmt: skip
+    if "variation_id" in listing.external_ids:
+        line["variation_id"] = int(listing.external_ids["variation_id"])
+    meta = [{"key": KEY_META, "value": wanted.key}]
+    meta += [{"key": k, "value": v} for k, v in wanted.attributes.items()]
+    body = {
+        "status": "pending",
+        "set_paid": False,
+        "billing": {"email": wanted.email},
+        "line_items": [line],
+        "meta_data": meta,
+    }
+    # not repeated when it may have landed: the job's retry finds it by its key instead
+    reply = channel.call("create_order", "POST", "orders", data=body, write=True)
+    if not isinstance(reply.body, dict) or not reply.body.get("id"):
+        raise ChannelError(channel.name, "create_order", f"not an order: {reply.body!r:.200}")
+    return reply.body
+
+
+def _meta(order: Mapping[str, Any], key: str) -> Any:
+    for item in order.get("meta_data") or []:
+        if isinstance(item, dict) and item.get("key") == key:
+            return item.get("value")
+    return None
