@@ -271,3 +271,21 @@ def test_topics_we_do_not_subscribe_to_are_verified_then_ignored(topic: str) -> 
     ordered["X-Shopify-Hmac-Sha256"] = sign("new-secret", order)
     stored = channel().verify_webhook(ordered, order)
     assert stored is not None and not stored.ignored
+
+
+def test_order_attributes_carry_the_campaign_payment_proof_in_both_shapes() -> None:
+    """A draft order's custom attributes ride on the order it becomes: REST `note_attributes`
+    {name, value}, GraphQL `customAttributes` {key, value}; other shapes are left out."""
+    from connectors.base import PAYMENT_ATTRIBUTE
+    from sync.mapping import to_order_input
+
+    c = channel()
+    proof = [{"name": PAYMENT_ATTRIBUTE, "value": "7:abcdefabcdef"}, {"name": "gift", "value": 1}]
+    from_webhook = c.parse_order("orders/create", encode(rest_order(note_attributes=proof)))
+    attributes = [{"key": PAYMENT_ATTRIBUTE, "value": "7:abcdefabcdef"}]
+    from_poll = c.parse_order(POLL_TOPIC, encode(poll_node(customAttributes=attributes)))
+    assert from_webhook.meta == from_poll.meta == ((PAYMENT_ATTRIBUTE, "7:abcdefabcdef"),)
+    assert to_order_input(from_poll, "shop").payment_proof == "7:abcdefabcdef"
+    assert (
+        to_order_input(c.parse_order(POLL_TOPIC, encode(poll_node())), "shop").payment_proof is None
+    )
