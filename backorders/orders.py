@@ -56,6 +56,20 @@ class OrderInput:
     # the shop order pays for a campaign allocation: the attribute our payment request put on
     # it ("<entry id>:<proof>", connectors.base.PAYMENT_ATTRIBUTE); None for other orders
     payment_proof: str | None = None
+    # the order pays a campaign deposit (a WooCommerce deposit product): the sign-up it makes
+    campaign_deposit: CampaignDeposit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignDeposit:
+    """A sign-up paid as a deposit on a shop: which campaign and variant, how many units, who,
+    and whether the customer ticked acceptance of the payment terms at checkout."""
+
+    campaign: str
+    sku: str
+    qty: int
+    email: str
+    accepted_terms: bool
 
 
 @dataclass

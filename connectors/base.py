@@ -10,6 +10,7 @@ import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 
@@ -56,6 +57,7 @@ class ChannelOrder:
     customer_tags: tuple[str, ...] = ()
     customer_role: str | None = None
     meta: tuple[tuple[str, str], ...] = ()
+    email: str | None = None  # the customer's (billing) email, when the order has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class PaymentRequest:
     reserve_until: datetime  # how long the shop itself may keep the units reserved
     attributes: Mapping[str, str]
     message: str  # to the customer, with the deadline
+    amount: Decimal | None = None  # what is left to pay (a balance); None: the shop's price
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,4 +305,27 @@ class TakesPayments(Protocol):
     def withdraw_payment(self, ref: str) -> bool:
         """Take the request back so it can no longer be paid, freeing what the shop reserved
         for it. False when it was paid already (its order comes as any order does)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    """Give a customer money back on the order they paid (a campaign deposit or balance)."""
+
+    order_ref: str  # the shop's order the money was paid on
+    amount: Decimal
+    currency: str
+    key: str  # ours, unique per refund: the shop's refunds are searched for it before any call
+    reason: str
+
+
+@runtime_checkable
+class TakesRefunds(Protocol):
+    """A shop stocksync can refund on (WooCommerce). Elsewhere refunds are made by hand."""
+
+    name: str
+
+    def refund(self, request: RefundRequest) -> str:
+        """Refund `request.amount` on the order, once: a refund already carrying `request.key`
+        is found and returned instead of made again. Returns the shop's refund id."""
         ...

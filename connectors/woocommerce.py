@@ -35,6 +35,7 @@ from connectors.base import (
     PolledOrder,
     ProbeResult,
     PushResult,
+    RefundRequest,
     WebhookEvent,
     WebhookRejected,
 )
@@ -634,6 +635,9 @@ class WooCommerceChannel:
 
     def withdraw_payment(self, ref: str) -> bool:
         return woocommerce_payments.withdraw(self, ref)
+
+    def refund(self, request: RefundRequest) -> str:
+        return woocommerce_payments.refund(self, request)
 
     def call(
         self,

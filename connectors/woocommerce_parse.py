@@ -194,6 +194,7 @@ def parse_order_json(
         other_lines=others,
         customer_role=_customer_role(data, channel),
         meta=_meta(data, channel),
+        email=email if isinstance(email, str) else None,
     )
 
 

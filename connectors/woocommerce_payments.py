@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from connectors.base import ChannelError, PaymentLink, PaymentRequest
+from connectors.base import ChannelError, PaymentLink, PaymentRequest, RefundRequest
 
 if TYPE_CHECKING:
     from connectors.woocommerce import WooCommerceChannel
 
+GATEWAY_CANNOT_REFUND: Final = "gateway_cannot_refund"  # a refund to make by hand
 KEY_META: Final = "stocksync_request"  # our request key: the order is found again by it
 UNPAID: Final = frozenset({"pending", "failed"})  # WC_Order::needs_payment statuses
 GONE: Final = frozenset({"cancelled", "trash"})
@@ -67,6 +68,41 @@ def withdraw(channel: WooCommerceChannel, ref: str) -> bool:
     return True
 
 
+def refund(channel: WooCommerceChannel, wanted: RefundRequest) -> str:
+    """A refund through the order's payment gateway (`api_refund`), nothing restocked (a
+    deposit is not a unit); the shop's refunds of the order are searched for our key first,
+    so a retry after a call that landed (a killed worker) never refunds twice."""
+    marker = f"[{wanted.key}]"
+    order_id = wanted.order_ref
+    if not order_id.isdigit():
+        raise ValueError(f"refund: WooCommerce order ids are numbers, got {order_id!r}")
+    existing = channel.call("find_refund", "GET", f"orders/{order_id}/refunds",
+                            params={"per_page": 100})  # fmt: skip
+    for found in existing.body if isinstance(existing.body, list) else []:
+        if isinstance(found, dict) and marker in str(found.get("reason") or ""):
+            return str(found.get("id"))
+    body = {
+        "amount": str(wanted.amount),
+        "reason": f"{wanted.reason} {marker}",
+        "api_refund": True,
+        "api_restock": False,
+    }
+    try:
+        reply = channel.call("create_refund", "POST", f"orders/{order_id}/refunds", data=body,
+                             write=True)  # fmt: skip
+    except ChannelError as exc:
+        if "does not support automatic refunds" in exc.message:
+            # the order's gateway (bank transfer, cheque, cash) cannot send money back
+            raise ChannelError(
+                channel.name, "create_refund", f"order {order_id}: {exc.message}",
+                code=GATEWAY_CANNOT_REFUND, status=exc.status,
+            ) from exc  # fmt: skip
+        raise
+    if not isinstance(reply.body, dict) or not reply.body.get("id"):
+        raise ChannelError(channel.name, "create_refund", f"not a refund: {reply.body!r:.200}")
+    return str(reply.body["id"])
+
+
 def _find(channel: WooCommerceChannel, wanted: PaymentRequest) -> dict[str, Any] | None:
     """Our earlier order for this request (a crash between creating and recording it)."""
     reply = channel.call(
@@ -89,6 +125,8 @@ def _create(channel: WooCommerceChannel, wanted: PaymentRequest) -> dict[str, An
                             "quantity": wanted.quantity}  # fmt: skip
     if "variation_id" in listing.external_ids:
         line["variation_id"] = int(listing.external_ids["variation_id"])
+    if wanted.amount is not None:  # the balance after a deposit, not the catalog price
+        line["subtotal"] = line["total"] = str(wanted.amount)
     meta = [{"key": KEY_META, "value": wanted.key}]
     meta += [{"key": k, "value": v} for k, v in wanted.attributes.items()]
     body = {

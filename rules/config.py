@@ -183,6 +183,14 @@ class Config:
             raise KeyError(f"unknown campaign {name!r} (configured: {known})")
         return found
 
+    def deposit_skus(self) -> dict[str, tuple[str, ...]]:
+        """Deposit products' SKUs -> the campaigns they sign up for (issue #16)."""
+        found: dict[str, list[str]] = {}
+        for name, campaign in self.campaigns.items():
+            if campaign.payment is not None and campaign.payment.deposit_sku:
+                found.setdefault(campaign.payment.deposit_sku, []).append(name)
+        return {sku: tuple(names) for sku, names in found.items()}
+
     def payment_channels(self) -> frozenset[str]:
         """Channels where some campaign's customers pay."""
         return frozenset(c for campaign in self.campaigns.values() for c in campaign.channels)

@@ -13,10 +13,12 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from stock import campaign_money
 from stock import models as m
 from stock.tx import LedgerInputError, LedgerTx
 
@@ -55,6 +57,7 @@ class EntryRow:
     pay_url: str | None = None
     pay_error: str | None = None
     reminded_at: datetime | None = None
+    terms: dict[str, Any] | None = None  # the payment terms accepted (issue #16)
 
     def as_dict(self, *, token: bool = False) -> dict[str, object]:
         data: dict[str, object] = {
@@ -82,6 +85,7 @@ def _row(entry: m.CampaignEntry, code: str) -> EntryRow:
         entry.token, entry.signed_up_at, entry.review_reason, entry.wave, entry.allocated_at,
         entry.expires_at, entry.channel, entry.order_ref, entry.pay_state, entry.pay_channel,
         entry.pay_ref, entry.pay_url, entry.pay_error, entry.reminded_at,
+        dict(entry.terms) if entry.terms else None,
     )  # fmt: skip
 
 
@@ -138,6 +142,7 @@ class NewEntry:
     keys: dict[str, str]
     review_reason: str | None  # set: the entry goes to review, not the queue
     channel: str | None = None  # where they will pay, when they said
+    terms: dict[str, Any] | None = None  # the payment terms they accepted
 
 
 def add(tx: LedgerTx, campaign: str, code: str, new: NewEntry) -> EntryRow:
@@ -146,7 +151,7 @@ def add(tx: LedgerTx, campaign: str, code: str, new: NewEntry) -> EntryRow:
         campaign=campaign, sku_id=new.sku_id, qty=new.qty, email=new.email, phone=new.phone,
         country=new.country, address=new.address, tier=new.tier, keys=new.keys, status=status,
         token=secrets.token_urlsafe(24), signed_up_at=tx.now, review_reason=new.review_reason,
-        updated_at=tx.now, channel=new.channel,
+        updated_at=tx.now, channel=new.channel, terms=new.terms,
     )  # fmt: skip
     tx.session.add(row)
     tx.session.flush()
@@ -192,6 +197,9 @@ def change(
     detail: dict[str, object] = {"entry": item.id, "sku": item.sku, "qty": item.qty, "why": why}
     detail.update({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()})
     tx.audit(f"campaign.{status}", item.campaign, detail)
+    if item.terms:
+        # the entry ended: what its customer paid comes back as the terms they accepted say
+        campaign_money.plan_refund(tx, item, status, why)
 
 
 def allocate(

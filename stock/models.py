@@ -305,7 +305,7 @@ class CampaignEntry(Base):
     __table_args__ = (
         CheckConstraint(
             "status IN ('waiting', 'review', 'allocated', 'confirmed', 'expired', 'declined', "
-            "'not_allocated')",
+            "'not_allocated', 'cancelled')",
             name="status_known",
         ),
         CheckConstraint("qty > 0", name="qty_positive"),
@@ -344,6 +344,44 @@ class CampaignEntry(Base):
     pay_claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # a call under way
     pay_error: Mapped[str | None] = mapped_column(Text)
     reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # the payment terms the customer accepted (stock.payment_terms.accepted), None without terms
+    terms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class CampaignMoney(Base):
+    """A deposit or balance paid, or a refund owed, for a campaign entry (issue #16), in whole
+    minor units. `key` is unique: the same charge or refund is never recorded (nor made) twice.
+    A refund is `planned`, then `refunded` on the shop (`shop_ref`), `by_hand` on a manual
+    channel, `failed` (the shop refused; `error`), or `waived` (the terms keep it)."""
+
+    __tablename__ = "campaign_money"
+    __table_args__ = (
+        CheckConstraint("kind IN ('deposit', 'balance', 'refund')", name="kind_known"),
+        CheckConstraint(
+            "state IN ('planned', 'paid', 'refunded', 'by_hand', 'failed', 'waived')",
+            name="state_known",
+        ),
+        CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
+        Index("ix_campaign_money_state", "state"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("campaign_entry.id"), index=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    channel: Mapped[str | None] = mapped_column(String(64))  # where it was paid / is refunded
+    order_ref: Mapped[str | None] = mapped_column(String(255))  # the shop order paid on
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    shop_ref: Mapped[str | None] = mapped_column(String(255))  # the shop's refund id
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # not before (a condition)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class CampaignIdentity(Base):

@@ -67,6 +67,7 @@ class Effects:
     demote_due: set[int] = field(default_factory=set)
     # campaign entries whose payment on a shop has a call due (request, reminder, withdrawal)
     payments: set[int] = field(default_factory=set)
+    refunds: set[int] = field(default_factory=set)  # campaign_money refunds to make on a shop
 
     def add_oversold(self, code: str, units: int) -> None:
         if units:

@@ -31,6 +31,9 @@ by the actor's `on_permanent_failure` where it has one, never retried (dramatiq 
 | campaign_     | claim released, retried        | a shop's refusal is recorded on the entry       |
 | payment       |                                | (`failed`); anything else logged, and the next  |
 |               |                                | tick hands the call out again                   |
+| campaign_     | claim released, retried (the   | a shop's refusal is recorded on the refund      |
+| refund        | shop's refunds are searched    | (`failed`); anything else logged, and the next  |
+|               | for its key first)             | tick hands it out again                         |
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from dramatiq import Broker
 
 from sync.actor_names import (
     CAMPAIGN_PAYMENT,
+    CAMPAIGN_REFUND,
     CAMPAIGN_TICK,
     POLL,
     PROCESS_EVENT,
@@ -62,6 +66,7 @@ from sync.actor_names import (
 from sync.failures import never
 from sync.jobs import inbox, receipts, writeback
 from sync.jobs.campaign_payments import settle_payment
+from sync.jobs.campaign_refunds import settle_refund
 from sync.jobs.campaign_tick import tick_campaigns
 from sync.jobs.followups import Followups
 from sync.jobs.poll import poll_channel
@@ -146,6 +151,7 @@ class Actors:
     rebalance: dramatiq.Actor[Any, Any]
     campaign_tick: dramatiq.Actor[Any, Any]
     campaign_payment: dramatiq.Actor[Any, Any]
+    campaign_refund: dramatiq.Actor[Any, Any]
     _push_windows: dict[str, float] = field(default_factory=dict)
     _poll_windows: dict[str, float] = field(default_factory=dict)
     _push_gates: dict[str, PushGate] = field(default_factory=dict)
@@ -204,6 +210,8 @@ class Actors:
             self.release.send(releases)
         for entry_id in sorted(followups.payments):
             self.campaign_payment.send(entry_id)
+        for money_id in sorted(followups.refunds):
+            self.campaign_refund.send(money_id)
 
 
 def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
@@ -270,6 +278,9 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
     def campaign_payment(entry_id: int) -> None:
         actors().dispatch(settle_payment(runtime, entry_id))
 
+    def campaign_refund(money_id: int) -> None:
+        actors().dispatch(settle_refund(runtime, money_id))
+
     def reconcile(channel: str) -> None:
         drifts, followups = reconcile_channel(runtime, channel)
         if drifts:
@@ -302,6 +313,7 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
             rebalance=actor(rebalance, REBALANCE, retry_when=never),
             campaign_tick=actor(campaign_tick, CAMPAIGN_TICK, retry_when=never),
             campaign_payment=actor(campaign_payment, CAMPAIGN_PAYMENT),
+            campaign_refund=actor(campaign_refund, CAMPAIGN_REFUND),
         )
     )
     return holder[0]

@@ -48,10 +48,12 @@ COUNTS = (
     "waiting",
     "review",
     "not_allocated",
+    "cancelled",
     "units_allocated",
     "units_confirmed",
 )
-STATES = ("waiting", "review", "expired", "declined", "not_allocated")  # counted as they are
+# counted as they are
+STATES = ("waiting", "review", "expired", "declined", "not_allocated", "cancelled")
 CSV_COLUMNS = ("wave", "sku", *COUNTS, "conversion")
 TOTAL = "total"
 
@@ -174,6 +176,7 @@ HUMAN = (
     ("waiting", "waiting"),
     ("review", "review"),
     ("not allocated", "not_allocated"),
+    ("cancelled", "cancelled"),
     ("conversion", "conversion"),
 )
 

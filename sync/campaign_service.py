@@ -13,12 +13,22 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from backorders.orders import OrderInput
 from rules import Config
+from rules import money as rules_money
 from rules.campaign_model import Campaign
-from stock import campaign_policy, campaigns, counts, listings, offers
+from stock import (
+    campaign_money,
+    campaign_policy,
+    campaigns,
+    counts,
+    listings,
+    offers,
+    payment_terms,
+)
 from stock.campaigns import EntryRow, NewEntry
 from stock.tx import LedgerInputError, LedgerTx
 
@@ -40,13 +50,21 @@ class SignUp:
     address: str | None = None
     tier: str | None = None
     channel: str | None = None  # where they will pay; the campaign's first channel when None
+    accept_terms: bool = False  # the customer accepted the campaign's payment terms
+    # a deposit paid at sign-up: (channel, order reference) where it was paid
+    deposit_paid: tuple[str, str] | None = None
+    placed_at: datetime | None = None  # when they signed up, if not now (a paid deposit order)
 
 
 def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
     """A new waitlist entry: `waiting`, or `review` when it is over the per-customer limit or
     shares an identity with another entry (never dropped, never allocated silently)."""
     campaign = campaign_of(config, name)
-    if not campaign.opens <= tx.now < campaign.closes:
+    if form.deposit_paid is not None:
+        earlier = campaign_money.by_key(tx.session, _deposit_key(form.deposit_paid))
+        if earlier is not None:  # this deposit made its entry already (a webhook and a poll)
+            return campaigns.entry(tx.session, earlier.entry_id)
+    if not campaign.opens <= (form.placed_at or tx.now) < campaign.closes:
         raise LedgerInputError(
             name,
             f"sign-up is open from {campaign.opens.isoformat()} to {campaign.closes.isoformat()}",
@@ -76,18 +94,82 @@ def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
         # drawn before any wave and kept (`campaign show`): a dry run and the wave draw alike,
         # and nobody can pick a seed after seeing the entries
         state.seed = random.SystemRandom().randrange(2**62)
+    agreed = _accepted_terms(tx, campaign, form)
     others = [_policy_entry(e) for e in campaigns.sharing_entries(tx.session, name, keys)]
     candidate = campaign_policy.Entry(0, form.sku, form.qty, tx.now, form.tier, keys)
     reason = campaign_policy.needs_review(candidate, others, campaign.per_customer)
-    return campaigns.add(
+    entry = campaigns.add(
         tx,
         name,
         form.sku,
         NewEntry(
             sku_id, form.qty, form.email.strip(), form.phone, form.country, form.address,
-            form.tier, keys, reason, form.channel,
+            form.tier, keys, reason, form.channel or (form.deposit_paid or (None,))[0], agreed,
         ),
     )  # fmt: skip
+    if agreed is not None and form.deposit_paid is not None and Decimal(agreed["deposit"]) > 0:
+        channel, order_ref = form.deposit_paid
+        campaign_money.record_paid(
+            tx, entry.id, name, "deposit", Decimal(agreed["deposit"]), str(agreed["currency"]),
+            channel=channel, order_ref=order_ref, key=_deposit_key(form.deposit_paid),
+        )  # fmt: skip
+    return entry
+
+
+def deposit_sign_up(tx: LedgerTx, config: Config, order: OrderInput) -> EntryRow:
+    """A deposit order paid on a shop is a sign-up: its campaign and variant from the order's
+    meta, its customer's email, the terms accepted at checkout; the same order again (a
+    webhook and a poll) finds the entry it made. Refused with the reason otherwise."""
+    deposit = order.campaign_deposit
+    where = f"{order.channel}/{order.external_id}"
+    if deposit is None:
+        raise LedgerInputError(where, "is not a deposit order")
+    if not deposit.campaign:
+        raise LedgerInputError(
+            where, "a deposit order must name its campaign (meta stocksync_campaign)"
+        )
+    if not deposit.sku:
+        raise LedgerInputError(
+            where, "a deposit order must name the variant wanted (meta stocksync_variant)"
+        )
+    form = SignUp(
+        deposit.email, deposit.sku, deposit.qty, channel=order.channel,
+        accept_terms=deposit.accepted_terms, deposit_paid=(order.channel, order.external_id),
+        placed_at=order.placed_at,
+    )  # fmt: skip
+    return sign_up(tx, config, deposit.campaign, form)
+
+
+def _deposit_key(paid: tuple[str, str]) -> str:
+    return f"deposit-{paid[0]}-{paid[1]}"
+
+
+def _accepted_terms(tx: LedgerTx, campaign: Campaign, form: SignUp) -> dict[str, Any] | None:
+    """The campaign's payment terms as this customer accepts them (None: the campaign has no
+    terms). Refused when they were not accepted, or a deposit is due and was not paid."""
+    terms = campaign.payment
+    if terms is None:
+        return None
+    agreed = payment_terms.accepted(terms, form.sku, form.qty, campaign.window_hours, tx.now)
+    if not form.accept_terms:
+        raise LedgerInputError(
+            campaign.name,
+            "the customer must accept the payment terms (accept_terms): "
+            + " ".join(payment_terms.in_words(agreed)),
+        )
+    if terms.mode != "none" and form.deposit_paid is None:
+        due = rules_money.text(Decimal(agreed["deposit"]), terms.currency)
+        raise LedgerInputError(
+            campaign.name,
+            f"takes {due} at sign-up: customers sign up by paying it on the shop"
+            + (f" (the deposit product {terms.deposit_sku})" if terms.deposit_sku else "")
+            + "; a payment taken by hand: --deposit-paid CHANNEL:REFERENCE",
+        )
+    if form.deposit_paid is not None and form.deposit_paid[0] not in campaign.channels:
+        raise LedgerInputError(
+            form.deposit_paid[0], f"is not a channel of campaign {campaign.name}"
+        )
+    return agreed
 
 
 def _policy_entry(entry: EntryRow) -> campaign_policy.Entry:
@@ -164,10 +246,13 @@ def allocate(tx: LedgerTx, config: Config, name: str, *, dry_run: bool = False) 
                      "why": item.why})  # fmt: skip
         if not dry_run and number is not None:
             channel = pay_channel(campaign, entry)
+            settled = _nothing_left_to_pay(entry)
             campaigns.allocate(
                 tx, entry, number, campaign.window_hours, item.why, item.tier_reserve,
-                channel=channel, on_shop=on_shop(config, channel),
+                channel=channel, on_shop=on_shop(config, channel) and not settled,
             )  # fmt: skip
+            if settled:
+                _confirm_paid_in_full(tx, entry.id, channel)
     return Wave(number, campaign.method, seed, rows)
 
 
@@ -191,6 +276,55 @@ def allocate_entry(tx: LedgerTx, config: Config, entry_id: int, reason: str) -> 
         tx, item, state.waves, campaign.window_hours, f"override: {reason}",
         channel=channel, on_shop=on_shop(config, channel),
     )  # fmt: skip
+    return campaigns.entry(tx.session, entry_id)
+
+
+def _nothing_left_to_pay(entry: EntryRow) -> bool:
+    """Paid in full at sign-up (`mode: full`): an allocation is a confirmation."""
+    return bool(entry.terms) and Decimal(str((entry.terms or {}).get("balance", "0"))) <= 0
+
+
+def _confirm_paid_in_full(tx: LedgerTx, entry_id: int, channel: str) -> None:
+    """The unit of an entry paid in full becomes its order at once, on the channel it paid on,
+    as `campaign:<name>:<entry>` (the shop's order was of the deposit product, not the SKU)."""
+    from backorders import orders
+
+    item = campaigns.entry(tx.session, entry_id)
+    ref = f"campaign:{item.campaign}:{item.id}"
+    campaigns.change(tx, item, "confirmed", "paid in full at sign-up", expected=("allocated",),
+                     channel=channel, order_ref=ref)  # fmt: skip
+    orders.record_order(
+        tx,
+        orders.OrderInput(channel, ref, tx.now, tx.now, "open",
+                          (orders.LineInput("1", item.sku, item.qty),),
+                          customer_key=item.email, tier=item.tier),
+    )  # fmt: skip
+
+
+def cancel(tx: LedgerTx, config: Config, entry_id: int, reason: str) -> EntryRow:
+    """The customer changes their mind: the entry is `cancelled` and what they paid comes back
+    as their terms say (in full before a unit is allocated; all but the fee after; after the
+    production lock only if the unit is re-allocated within a day). A unit allocated to them
+    goes to the next in line; a confirmed order on a manual channel is cancelled with it."""
+    from backorders import orders
+
+    if not reason.strip():
+        raise LedgerInputError(f"entry {entry_id}", "a cancellation needs a reason")
+    item = campaigns.entry(tx.session, entry_id)
+    campaign_of(config, item.campaign)
+    campaigns.lock_state(tx, item.campaign)
+    if item.status == "confirmed":
+        channel = config.channels.get(item.channel or "")
+        if channel is None or channel.kind != "manual":
+            raise LedgerInputError(
+                f"entry {entry_id}",
+                f"was paid on {item.channel} (order {item.order_ref}): cancel that order on the "
+                "shop; stocksync sees the cancellation as an order update",
+            )
+    campaigns.change(tx, item, "cancelled", f"cancelled: {reason}",
+                     expected=("waiting", "review", "allocated", "confirmed"))  # fmt: skip
+    if item.status == "confirmed" and item.channel and item.order_ref:
+        orders.cancel_order(tx, item.channel, item.order_ref)
     return campaigns.entry(tx.session, entry_id)
 
 
@@ -253,6 +387,7 @@ def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = N
         tx, item, "confirmed", f"paid on {chosen}", expected=("allocated",),
         channel=chosen, order_ref=ref, **extra,
     )  # fmt: skip
+    _record_balance(tx, item, chosen, ref)
     orders.record_order(
         tx,
         orders.OrderInput(
@@ -278,9 +413,22 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
     done: dict[str, Any] = {"campaign": name, "now": tx.now.isoformat(), "expired": [],
                             "cancelled": [], "reminded": [], "wave": None, "closed": False,
                             "payments": campaigns.payment_calls_due(
-                                tx.session, name, tx.now - PAYMENT_CALL_LEASE)}  # fmt: skip
+                                tx.session, name, tx.now - PAYMENT_CALL_LEASE),
+                            "refunds": campaign_money.refunds_due(
+                                tx.session, tx.now - PAYMENT_CALL_LEASE),
+                            "not_allocated": []}  # fmt: skip
+    done["refunds"] += campaign_money.settle_after_lock(tx, name)
     if state.closed_at is not None:
         return done
+    terms = campaign.payment
+    if terms and terms.refund_unallocated_after and tx.now >= terms.refund_unallocated_after:
+        for entry in campaigns.entries(tx.session, name, ("waiting", "review")):
+            campaigns.change(
+                tx, entry, "not_allocated",
+                f"no unit allocated by {terms.refund_unallocated_after.isoformat()}: refunded",
+                expected=("waiting", "review"),
+            )  # fmt: skip
+            done["not_allocated"].append(entry.id)
     for entry in campaigns.entries(tx.session, name, ("allocated",)):
         if entry.expires_at is not None and campaign_policy.expired(entry.expires_at, tx.now):
             campaigns.change(tx, entry, "expired", "not paid by the deadline",
@@ -349,6 +497,19 @@ def _fit_allocations_to_stock(
     return cancelled
 
 
+def _record_balance(tx: LedgerTx, item: EntryRow, channel: str, order_ref: str) -> None:
+    """The balance of an entry with payment terms, paid with its confirmation."""
+    agreed = item.terms
+    if not agreed or Decimal(agreed["balance"]) <= 0:
+        return
+    key = f"balance-{item.id}"
+    if campaign_money.by_key(tx.session, key) is None:
+        campaign_money.record_paid(
+            tx, item.id, item.campaign, "balance", Decimal(agreed["balance"]),
+            str(agreed["currency"]), channel=channel, order_ref=order_ref, key=key,
+        )  # fmt: skip
+
+
 def payment_proof(entry: EntryRow) -> str:
     """What our payment request puts on the shop's order: the entry and a piece of its private
     token, so an order cannot claim somebody else's allocation by naming its id."""
@@ -383,6 +544,7 @@ def paid_on_shop(tx: LedgerTx, config: Config, order: OrderInput) -> str:
     paid = {"channel": order.channel, "order_ref": order.external_id, "pay_state": "paid"}
     if item.status == "allocated":
         campaigns.change(tx, item, "confirmed", why, expected=("allocated",), **paid)
+        _record_balance(tx, item, order.channel, order.external_id)
         return "confirmed"
     if (
         campaign is not None
@@ -392,6 +554,8 @@ def paid_on_shop(tx: LedgerTx, config: Config, order: OrderInput) -> str:
     ):
         campaigns.change(tx, item, "confirmed", why + " after its allocation ended; a unit "
                          "was still free", expected=(item.status,), **paid)  # fmt: skip
+        campaign_money.withdraw_planned(tx, item.id, item.status, "paid after all")
+        _record_balance(tx, item, order.channel, order.external_id)
         return "confirmed_late"
     tx.audit("campaign.late_payment", item.campaign, {"entry": item.id, "order": where,
              "status": item.status, "why": "paid after its allocation ended and no unit of "
@@ -416,8 +580,14 @@ def show(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
     }
 
 
-def status_page(entry: EntryRow, campaign: Campaign, now: datetime) -> dict[str, Any]:
-    """What the customer's status page shows: state, deadline, what to do next, the rules."""
+def status_page(
+    entry: EntryRow,
+    campaign: Campaign,
+    now: datetime,
+    money: list[campaign_money.MoneyRow] | None = None,
+) -> dict[str, Any]:
+    """What the customer's status page shows: state, deadline, what to do next, the rules;
+    with payment terms, the sums they accepted and what they paid and got back."""
     deadline = entry.expires_at.isoformat() if entry.expires_at else "the deadline"
     where = (
         f" at {entry.pay_url}"
@@ -434,6 +604,7 @@ def status_page(entry: EntryRow, campaign: Campaign, now: datetime) -> dict[str,
         "expired": "The deadline passed; the unit went to the next person in line.",
         "declined": "Your sign-up was declined.",
         "not_allocated": "The campaign closed before a unit could be allocated to you.",
+        "cancelled": "You cancelled; what you paid comes back as the terms you accepted say.",
     }[entry.status]
     return {
         "campaign": campaign.name,
@@ -445,6 +616,34 @@ def status_page(entry: EntryRow, campaign: Campaign, now: datetime) -> dict[str,
         "next": next_step,
         "rules": campaign.rules_in_words(),
         "as_of": now.isoformat(),
+        **({"payment": payment_summary(entry, money or [])} if entry.terms else {}),
+    }
+
+
+def payment_summary(entry: EntryRow, money: list[campaign_money.MoneyRow]) -> dict[str, Any]:
+    """The sums as the customer accepted them (price, deposit today, balance later and when,
+    what happens if they change their mind), and the money so far."""
+    agreed = entry.terms or {}
+    by_kind: dict[str, Decimal] = defaultdict(Decimal)
+    for row in money:
+        if row.state in ("paid", "refunded", "by_hand", "planned"):
+            by_kind[f"{row.kind}_{'done' if row.state != 'planned' else 'planned'}"] += row.amount
+    due = None
+    if entry.status == "allocated" and entry.expires_at is not None:
+        due = entry.expires_at.isoformat()
+    return {
+        "currency": agreed.get("currency"),
+        "price": agreed.get("price"),
+        "deposit": agreed.get("deposit"),
+        "balance": agreed.get("balance"),
+        "balance_due": due,
+        "balance_due_hours_after_allocation": agreed.get("balance_due_hours"),
+        "cancellation_fee": agreed.get("cancellation_fee"),
+        "accepted_at": agreed.get("accepted_at"),
+        "paid": str(by_kind["deposit_done"] + by_kind["balance_done"]),
+        "refunded": str(by_kind["refund_done"]),
+        "refund_on_its_way": str(by_kind["refund_planned"]),
+        "terms": payment_terms.in_words(agreed),
     }
 
 
@@ -464,5 +663,8 @@ def sign_up_rows(rows: Mapping[str, str]) -> SignUp:
         value = (rows.get(key) or "").strip()
         return value or None
 
+    accept = (rows.get("accept_terms") or "").strip().lower()
+    if accept not in ("", "true", "false", "yes", "no", "1", "0"):
+        raise ValueError(f"accept_terms must be true or false, got {accept!r}")
     return SignUp(email, sku, int(qty_text), opt("phone"), opt("country"), opt("address"),
-                  opt("tier"), opt("channel"))  # fmt: skip
+                  opt("tier"), opt("channel"), accept in ("true", "yes", "1"))  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stock import campaigns
+from stock import campaign_money, campaigns
 from stock.tx import LedgerInputError
 from sync import campaign_service as service
 from sync.cli import (
@@ -56,11 +56,26 @@ def waitlist_add(
     channel: Annotated[
         str | None, typer.Option(help="Where they will pay (default: the campaign's first).")
     ] = None,
+    accept_terms: Annotated[
+        bool, typer.Option("--accept-terms", help="The customer accepted the payment terms.")
+    ] = False,
+    deposit_paid: Annotated[
+        str | None,
+        typer.Option(help="CHANNEL:REFERENCE of a deposit the customer paid (taken by hand)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Sign a customer up: waiting, or in review when over the limits."""
     with handled(as_json):
-        form = service.SignUp(email, sku, qty, phone, country, address, tier, channel)
+        paid = None
+        if deposit_paid is not None:
+            where, sep, ref = deposit_paid.partition(":")
+            if not sep or not where or not ref:
+                fail(f"--deposit-paid wants CHANNEL:REFERENCE, got {deposit_paid!r}",
+                     EXIT_BAD_INPUT)  # fmt: skip
+            paid = (where, ref)
+        form = service.SignUp(email, sku, qty, phone, country, address, tier, channel,
+                              accept_terms, paid)  # fmt: skip
         with opened() as ctx, ctx.ledger() as tx:
             entry = service.sign_up(tx, ctx.config, campaign, form)
         data = {"ok": True, **entry.as_dict(token=True)}
@@ -204,18 +219,51 @@ def campaign_skip(
 def campaign_tick(
     name: Annotated[str | None, typer.Argument(help="One campaign; all when left out.")] = None,
     now: Annotated[str | None, typer.Option(help="Run as of this ISO time (a rehearsal).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what is due, refunds too; change nothing.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run what is due: expiries, stock-down cancellations, a wave, the close."""
+    """Run what is due: expiries, stock-down cancellations, reminders, a wave, refunds, the
+    close."""
     with handled(as_json):
         at = parse_time(now) if now else None
         with opened() as ctx:
             names = [name] if name else list(ctx.config.campaigns)
             results = []
             for each in names:
-                with ctx.ledger(now=at) as tx:
-                    results.append(service.tick(tx, ctx.config, each))
-        emit({"ok": True, "campaigns": results}, as_json, lambda: _print_ticks(results))
+                try:
+                    with ctx.ledger(now=at) as tx:
+                        done = service.tick(tx, ctx.config, each)
+                        done["money"] = _money_planned(tx)
+                        results.append(done)
+                        if dry_run:
+                            raise _DryRun
+                except _DryRun:
+                    pass
+        emit({"ok": True, "dry_run": dry_run, "campaigns": results}, as_json,
+             lambda: _print_ticks(results))  # fmt: skip
+
+
+def _money_planned(tx: Any) -> list[dict[str, Any]]:
+    """The refunds this transaction planned (shown by --dry-run and --json)."""
+    from sqlalchemy import select
+
+    from rules.money import from_minor
+    from stock import models as m
+
+    tx.session.flush()
+    rows = tx.session.scalars(
+        select(m.CampaignMoney).where(
+            m.CampaignMoney.created_at == tx.now, m.CampaignMoney.kind == "refund"
+        )
+    )
+    return [
+        {"money": row.id, "entry": row.entry_id, "kind": row.kind, "state": row.state,
+         "amount": str(from_minor(row.amount_minor, row.currency)), "currency": row.currency,
+         "reason": row.reason}
+        for row in rows
+    ]  # fmt: skip
 
 
 def _print_ticks(results: list[dict[str, Any]]) -> None:
@@ -223,7 +271,8 @@ def _print_ticks(results: list[dict[str, Any]]) -> None:
         wave = r["wave"]["number"] if r["wave"] else "-"
         out.print(
             f"{r['campaign']}: expired {len(r['expired'])}, cancelled {len(r['cancelled'])}, "
-            f"reminded {len(r['reminded'])}, wave {wave}{', closed' if r['closed'] else ''}",
+            f"reminded {len(r['reminded'])}, wave {wave}{', closed' if r['closed'] else ''}"
+            + (f", refunds planned {len(r['money'])}" if r.get("money") else ""),
             markup=False,
         )
 
@@ -251,13 +300,63 @@ def campaign_report(
     as_json: JsonFlag = False,
 ) -> None:
     """Sign-ups, allocated, paid, expired, declined; conversion (paid ÷ allocated) by wave, SKU."""
-    from sync import campaign_report as report
+    from sync import campaign_report
 
+    _print_report(campaign_report, name, as_csv, as_json)
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(
+    entry: int,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the refund it would plan; change nothing.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The customer changes their mind: cancelled, and refunded as their terms say."""
+    with handled(as_json):
+        with opened() as ctx:
+            try:
+                with ctx.ledger() as tx:
+                    row = service.cancel(tx, ctx.config, entry, reason)
+                    money = [m.as_dict() for m in campaign_money.of_entries(
+                        tx.session, [entry]).get(entry, []) if m.kind == "refund"]  # fmt: skip
+                    if dry_run:
+                        raise _DryRun
+            except _DryRun:
+                pass
+        data = {"ok": True, "dry_run": dry_run, **row.as_dict(), "refunds": money}
+        emit(data, as_json, lambda: out.print(
+            f"entry {row.id}: {'would be ' if dry_run else ''}cancelled; refunds: "
+            + (", ".join(f"{m['amount']} {m['currency']} ({m['state']})" for m in money)
+               or "none"), markup=False))  # fmt: skip
+
+
+@campaign_app.command("payments")
+def campaign_payments(
+    name: str,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV: a row per entry, then totals.")] = (
+        False
+    ),
+    as_json: JsonFlag = False,
+) -> None:
+    """Per entry: deposit, balance, refunds, what was kept, state, deadlines; totals; metrics."""
+    from sync import campaign_money_report
+
+    _print_report(campaign_money_report, name, as_csv, as_json)
+
+
+def _print_report(report: Any, name: str, as_csv: bool, as_json: bool) -> None:
+    """A campaign report module's `report` as CSV, JSON or a table."""
     with handled(as_json):
         if as_csv and as_json:
             fail("--csv and --json: choose one", EXIT_BAD_INPUT)
         with opened() as ctx, ctx.read() as session:
-            data = report.report(session, ctx.config, name)
+            try:
+                data = report.report(session, ctx.config, name)
+            except KeyError as exc:
+                raise LedgerInputError(name, str(exc.args[0])) from None
         if as_csv:
             print(report.to_csv(data), end="")
             return

@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stock import campaigns
+from stock import campaign_money, campaigns
 from stock.tx import LedgerInputError
 from sync import campaign_service as service
 from sync.http_body import BodyTooLarge, read_body
@@ -69,11 +69,18 @@ def campaign_routes(runtime: Runtime, limit: RateLimit | None = None) -> list[Ro
         found = await run_in_threadpool(_by_token, name, token)
         if found is None:
             return _error(404, "no such entry")
-        return JSONResponse({"ok": True, **service.status_page(found, campaign, datetime.now(UTC))})
+        entry, money = found
+        page = service.status_page(entry, campaign, datetime.now(UTC), money)
+        return JSONResponse({"ok": True, **page})
 
-    def _by_token(name: str, token: str) -> campaigns.EntryRow | None:
+    def _by_token(
+        name: str, token: str
+    ) -> tuple[campaigns.EntryRow, list[campaign_money.MoneyRow]] | None:
         with runtime.ctx.read() as session:
-            return campaigns.by_token(session, name, token)
+            entry = campaigns.by_token(session, name, token)
+            if entry is None:
+                return None
+            return entry, campaign_money.of_entries(session, [entry.id]).get(entry.id, [])
 
     return [
         Route("/api/campaigns/{name}/waitlist", sign_up, methods=["POST"]),
@@ -91,6 +98,9 @@ def _form(body: bytes) -> dict[str, str]:
     form: dict[str, str] = {}
     for key, value in data.items():
         if value is None:
+            continue
+        if key == "accept_terms" and isinstance(value, bool):
+            form[key] = "true" if value else "false"
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ValueError(f"{key} must be text or a number")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backorders.orders import LineInput, OrderInput, OrderState, OtherLineInput
+from backorders.orders import CampaignDeposit, LineInput, OrderInput, OrderState, OtherLineInput
 from connectors.base import PAYMENT_ATTRIBUTE, ChannelOrder, OrderStatus
 from rules import Config, TierFrom
 
@@ -44,7 +44,12 @@ def to_order_input(order: ChannelOrder, channel: str, config: Config | None = No
     nothing matches, the order has no tier (an update without one keeps the tier recorded).
     """
     merged: dict[str, LineInput] = {}
+    deposit_skus = config.deposit_skus() if config else {}
+    deposits: list[OtherLineInput] = []
     for line in order.lines:
+        if line.sku in deposit_skus:  # a campaign deposit product: money, not stock
+            deposits.append(OtherLineInput(line.external_line_id, line.sku, line.quantity))
+            continue
         merged[line.external_line_id] = LineInput(line.external_line_id, line.sku, line.quantity)
     tier = order_tier(order, config.tier_from(channel), config.tiers) if config else None
     return OrderInput(
@@ -58,7 +63,34 @@ def to_order_input(order: ChannelOrder, channel: str, config: Config | None = No
         source_status=order.source_status,
         other_lines=tuple(
             OtherLineInput(o.external_line_id, o.title, o.quantity) for o in order.other_lines
-        ),
+        )
+        + tuple(deposits),
         tier=tier,
         payment_proof=next((v for k, v in order.meta if k == PAYMENT_ATTRIBUTE), None),
+        campaign_deposit=_deposit(order, deposits, deposit_skus),
+    )
+
+
+DEPOSIT_CAMPAIGN_META = "stocksync_campaign"  # which campaign a deposit order signs up for
+DEPOSIT_VARIANT_META = "stocksync_variant"  # the variant wanted
+DEPOSIT_TERMS_META = "stocksync_accept_terms"  # "yes": the terms were accepted at checkout
+
+
+def _deposit(
+    order: ChannelOrder, deposits: list[OtherLineInput], deposit_skus: dict[str, tuple[str, ...]]
+) -> CampaignDeposit | None:
+    """The sign-up a deposit order makes: its campaign and variant from the order's meta (the
+    deposit product's campaign when the meta names none), a unit per deposit bought."""
+    if not deposits:
+        return None
+    meta = dict(reversed(order.meta))  # the first value of a key, as get_meta(key, true) reads
+    campaigns = deposit_skus[deposits[0].title]
+    campaign = meta.get(DEPOSIT_CAMPAIGN_META) or (campaigns[0] if len(campaigns) == 1 else "")
+    accepted = (meta.get(DEPOSIT_TERMS_META) or "").strip().lower() in ("yes", "true", "1")
+    return CampaignDeposit(
+        campaign=campaign,
+        sku=meta.get(DEPOSIT_VARIANT_META, ""),
+        qty=sum(line.quantity for line in deposits),
+        email=order.email or "",
+        accepted_terms=accepted,
     )

@@ -5,7 +5,8 @@ endpoints, customers/{id} and webhooks, authenticated as WooCommerce does (OAuth
 Basic over https), with the stock rules in woocommerce_store. Sandbox extras, never faulted:
 - POST /_sandbox/checkout: a storefront purchase (`"role": R` registers the email as a customer
   with that role first, so the order carries its customer_id; `"meta_data": [...]` is stored on
-  the order as a plugin would);
+  the order as a plugin would; `"payment_method"`: the gateway, default bacs, which cannot
+  refund by API; stripe and woocommerce_payments can);
 - POST /_sandbox/orders/{id}/pay: the customer pays at the order's payment_url. An optional
   JSON body `{"key": order_key}` (or `?key=` as in the URL) must match the order's key;
   `"transaction_id"` names the charge (one is made up otherwise). 200 with the order, now
@@ -53,6 +54,7 @@ from connectors.sandbox.woocommerce_query import (
     text_list,
 )
 from connectors.sandbox.woocommerce_shapes import (
+    GATEWAY_TITLES,
     Order,
     Product,
     billing_address,
@@ -694,21 +696,33 @@ class WooCommerceSandbox(SandboxServer):
         transaction_id = body.get("transaction_id", "")
         if not isinstance(transaction_id, str):
             raise ValueError(f"transaction_id must be a string, got {transaction_id!r}")
+        method = body.get("payment_method")
+        if method is not None and method not in GATEWAY_TITLES:
+            raise ValueError(f"payment_method must be one of {', '.join(GATEWAY_TITLES)}")
         try:
-            order = self.pay_order(order_id, key=key, transaction_id=transaction_id)
+            order = self.pay_order(
+                order_id, key=key, transaction_id=transaction_id, payment_method=method
+            )
         except PaymentRefused as exc:
             return Response(exc.status, error_json(exc.code, exc.message, exc.status))
         return Response(200, order)
 
     # -- customer actions (also used in-process by tests) ---------------------------------
     def pay_order(
-        self, order_id: int, *, key: str | None = None, transaction_id: str = ""
+        self,
+        order_id: int,
+        *,
+        key: str | None = None,
+        transaction_id: str = "",
+        payment_method: str | None = None,
     ) -> dict[str, Any]:
         """The customer pays at the order's payment_url; returns the order JSON, raises
         PaymentRefused (code, message, HTTP status) when the shop would not take payment.
         Fires order.updated as any status change does."""
         with self.lock:
             order = self.store.pay_for_order(order_id, key, _now(), transaction_id)
+            if payment_method is not None:  # the gateway the customer chose on the pay page
+                order.payment_method = payment_method
             self._fire("order.updated", order)
             return order_json(order, self._base())
 
@@ -759,7 +773,10 @@ class WooCommerceSandbox(SandboxServer):
             if role is not None:
                 self.store.register(email, role.strip(), _now())
             try:
-                order = self.store.checkout(lines, email, _now(), meta=meta)
+                order = self.store.checkout(
+                    lines, email, _now(), meta=meta,
+                    payment_method=str(body.get("payment_method") or "bacs"),
+                )  # fmt: skip
             except OutOfStock as exc:
                 shortages = [
                     {"sku": s.sku, "requested": s.requested, "available": s.available}

@@ -33,6 +33,18 @@ PAYABLE_STATUSES = frozenset({"pending", "failed"})
 EDITABLE_STATUSES = frozenset({"pending", "on-hold", "auto-draft"})  # wc_order_is_editable
 
 
+# gateways a sandbox checkout may pay with; those whose plugins implement process_refund (so
+# api_refund moves the money back) are REFUNDING_GATEWAYS
+GATEWAY_TITLES = {
+    "bacs": "Direct Bank Transfer",
+    "cheque": "Check payments",
+    "cod": "Cash on delivery",
+    "stripe": "Credit Card (Stripe)",
+    "woocommerce_payments": "WooPayments",
+}
+REFUNDING_GATEWAYS = frozenset({"stripe", "woocommerce_payments"})
+
+
 def local_text(moment: datetime | None) -> str | None:
     if moment is None:
         return None
@@ -153,6 +165,7 @@ class Order:
     stock_reduced: bool = False  # WooCommerce's _order_stock_reduced
     refunds: list[Refund] = field(default_factory=list)  # in creation order
     transaction_id: str = ""  # the gateway's reference, set by payment_complete
+    payment_method: str = "bacs"  # the gateway: bacs cannot refund by API, card gateways can
 
 
 @dataclass
@@ -449,8 +462,8 @@ def order_json(order: Order, base: str, *, links: bool = True) -> dict[str, Any]
         "customer_note": order.customer_note,
         "billing": billing_address(order),
         "shipping": shipping_address(order),
-        "payment_method": "bacs",
-        "payment_method_title": "Direct Bank Transfer",
+        "payment_method": order.payment_method,
+        "payment_method_title": GATEWAY_TITLES.get(order.payment_method, order.payment_method),
         "transaction_id": order.transaction_id,
         **_dates("date_paid", order.paid),
         **_dates("date_completed", order.completed),

@@ -29,8 +29,10 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.sandbox.woocommerce_shapes import (
+    GATEWAY_TITLES,
     ORDER_STATUSES,
     REDUCING_STATUSES,
+    REFUNDING_GATEWAYS,
     RESTORING_STATUSES,
     Customer,
     LineItem,
@@ -227,6 +229,14 @@ class Store:
 
     def update_product(self, product: Product, changes: Mapping[str, Any], now: datetime) -> None:
         """Apply a PUT body; raises StoreError before changing anything when a field is bad."""
+        price = product.price
+        if changes.get("regular_price") is not None:  # as wc/v3: a decimal string
+            try:
+                price = f"{float(str(changes['regular_price'])):.2f}"
+            except ValueError:
+                raise StoreError(
+                    "rest_invalid_param", "Invalid parameter(s): regular_price", 400
+                ) from None
         manage = product.manage_stock
         said_manage = "manage_stock" in changes
         if said_manage:
@@ -260,6 +270,7 @@ class Store:
         product.manage_stock = manage
         product.stock_quantity = quantity if manage else None
         product.backorders = backorders
+        product.price = price
         product.modified = now
 
     def stock_owner(self, product_id: int, variation_id: int) -> Product | None:
@@ -292,6 +303,16 @@ class Store:
         if product is None or product.type == "variable":
             raise StoreError("woocommerce_rest_invalid_product_id", "Invalid product ID.", 400)
         is_variation = product.type == "variation"
+        price = float(product.price)
+        # like wc/v3, a line's `total` (or `subtotal`) replaces the catalog price of the line
+        given = spec.get("total", spec.get("subtotal"))
+        if given is not None:
+            try:
+                price = float(str(given)) / quantity
+            except ValueError:
+                raise StoreError(
+                    "rest_invalid_param", "Invalid parameter(s): line_items[total]", 400
+                ) from None
         return LineItem(
             id=self._item_id(),
             product_id=product.parent_id if is_variation else product.id,
@@ -299,7 +320,7 @@ class Store:
             sku=product.sku,
             name=product.name,
             quantity=quantity,
-            price=float(product.price),
+            price=price,
         )
 
     def create_order(
@@ -367,10 +388,13 @@ class Store:
         now: datetime,
         *,
         meta: Sequence[Mapping[str, Any]] = (),
+        payment_method: str = "bacs",
     ) -> Order:
         """A storefront purchase: refuses beyond stock unless backorders are allowed. A
         registered customer's email checks out as that customer (customer_id), any other as a
-        guest (customer_id 0)."""
+        guest (customer_id 0). `payment_method`: the gateway paid with (GATEWAY_TITLES)."""
+        if payment_method not in GATEWAY_TITLES:
+            raise ValueError(f"payment_method must be one of {', '.join(GATEWAY_TITLES)}")
         wanted: dict[int, int] = {}
         owners: dict[int, Product] = {}
         specs: list[dict[str, Any]] = []
@@ -396,7 +420,7 @@ class Store:
         if shortages:
             raise OutOfStock(shortages)
         registered = self.customer_by_email(email)
-        return self.create_order(
+        order = self.create_order(
             lines=specs,
             status="processing",
             email=email,
@@ -405,6 +429,8 @@ class Store:
             customer_id=registered.id if registered is not None else 0,
             meta=meta,
         )
+        order.payment_method = payment_method
+        return order
 
     def set_status(self, order: Order, status: str, now: datetime) -> None:
         if status not in ORDER_STATUSES:
@@ -507,8 +533,8 @@ class Store:
                 )
             )
             units += spec.quantity or 0
-        if refund_payment:
-            # sandbox orders are paid by bacs, a gateway without refunds: the refund is deleted
+        if refund_payment and order.payment_method not in REFUNDING_GATEWAYS:
+            # a gateway without process_refund (bacs, cheque, cod): the refund is deleted
             raise BareDataError(
                 CANNOT_REFUND,
                 "The payment gateway for this order does not support automatic refunds.",

@@ -11,6 +11,7 @@ again. A paid request comes back as the shop's order (sync.jobs.inbox -> paid_on
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from connectors.base import PAYMENT_ATTRIBUTE, ChannelError, PaymentRequest, TakesPayments
 from stock import campaigns, counts, listings
@@ -33,6 +34,8 @@ def payment_request(entry: EntryRow, *, reminder: bool = False) -> PaymentReques
     if deadline is None:
         raise ValueError(f"entry {entry.id} has no deadline: it is not allocated")
     units = f"{entry.qty} x {entry.sku}"
+    if entry.terms:
+        units += f" (left to pay: {entry.terms['balance']} {entry.terms['currency']})"
     message = (
         f"Reminder: {units} from {entry.campaign} is still yours until {deadline.isoformat()}."
         if reminder
@@ -48,6 +51,7 @@ def payment_request(entry: EntryRow, *, reminder: bool = False) -> PaymentReques
         reserve_until=deadline + RESERVE_GRACE,
         attributes={PAYMENT_ATTRIBUTE: campaign_service.payment_proof(entry)},
         message=message,
+        amount=Decimal(str(entry.terms["balance"])) if entry.terms else None,
     )
 
 

@@ -27,6 +27,7 @@ def tick_campaigns(runtime: Runtime) -> Followups:
             continue
         followups.merge(Followups.of(tx.effects, list(runtime.channels)))
         followups.payments.update(done["payments"])  # calls left undone: handed out again
+        followups.refunds.update(done["refunds"])
         if _did_something(done):
             log.info(
                 "campaign_tick", campaign=name, expired=len(done["expired"]),

@@ -18,6 +18,7 @@ class Followups:
     polls: set[str] = field(default_factory=set)  # channel names
     releases: set[str] = field(default_factory=set)  # SKU codes
     payments: set[int] = field(default_factory=set)  # campaign entries with a shop call due
+    refunds: set[int] = field(default_factory=set)  # campaign_money refunds to make
 
     @classmethod
     def of(cls, effects: Effects, channels: list[str]) -> Followups:
@@ -26,6 +27,7 @@ class Followups:
             pushes=set(channels) if effects.dirty_sku_ids else set(),
             writebacks=set(effects.writebacks),
             payments=set(effects.payments),
+            refunds=set(effects.refunds),
         )
 
     def merge(self, other: Followups) -> None:
@@ -36,6 +38,7 @@ class Followups:
         self.polls |= other.polls
         self.releases |= other.releases
         self.payments |= other.payments
+        self.refunds |= other.refunds
 
 
 def utc_now() -> datetime:

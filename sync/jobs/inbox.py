@@ -167,6 +167,12 @@ def _apply(
         if order is None:
             applied.append((event.channel, "failed", None))
             continue
+        if order.campaign_deposit is not None and order.status == "open":
+            # a deposit paid on the shop is a sign-up (refused: the event joins the exception
+            # queue with the reason, the deposit visible there, never lost)
+            entry = campaign_service.deposit_sign_up(tx, runtime.config, order)
+            log.info("campaign_deposit", channel=event.channel, order=order.external_id,
+                     entry=entry.id, status=entry.status)  # fmt: skip
         if order.payment_proof and order.status == "open":
             # it pays for a campaign allocation: the entry is confirmed first, so the order's
             # reservation takes the unit set aside for it

@@ -32,6 +32,7 @@ OWNERS = {
     "PoolMove": "stock/pools.py",
     "CampaignEntry": "stock/campaigns.py",
     "CampaignState": "stock/campaigns.py",
+    "CampaignMoney": "stock/campaign_money.py",
     "CampaignIdentity": "stock/campaigns.py",
     "Writeback": "stock/outbox.py",
     "InboxEvent": "stock/inbox.py",
