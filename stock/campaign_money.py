@@ -247,6 +247,21 @@ def withdraw_planned(tx: LedgerTx, entry_id: int, status: str, why: str) -> None
     tx.audit("campaign.refund_waived", row.campaign, {"money": row.id, "why": why})
 
 
+def withdraw_planned_all(tx: LedgerTx, entry_id: int, why: str) -> None:
+    """Every refund of the entry not made yet is waived (the shop gave the money back)."""
+    for row in tx.session.scalars(
+        select(m.CampaignMoney).where(
+            m.CampaignMoney.entry_id == entry_id,
+            m.CampaignMoney.kind == "refund",
+            m.CampaignMoney.state == "planned",
+            m.CampaignMoney.claimed_at.is_(None),
+        )
+    ):
+        row.state = "waived"
+        row.updated_at = tx.now
+        tx.audit("campaign.refund_waived", row.campaign, {"money": row.id, "why": why})
+
+
 def refunds_due(session: Session, stale_before: datetime) -> list[int]:
     """Planned shop refunds whose time has come and that no job is making (the sweep)."""
     return [

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -58,6 +58,7 @@ class EntryRow:
     pay_error: str | None = None
     reminded_at: datetime | None = None
     terms: dict[str, Any] | None = None  # the payment terms accepted (issue #16)
+    terms_offer: dict[str, Any] | None = None  # changed terms waiting for the customer's choice
 
     def as_dict(self, *, token: bool = False) -> dict[str, object]:
         data: dict[str, object] = {
@@ -72,6 +73,7 @@ class EntryRow:
             "payment": self.pay_state, "pay_channel": self.pay_channel, "pay_url": self.pay_url,
             "pay_error": self.pay_error,
             "reminded_at": self.reminded_at.isoformat() if self.reminded_at else None,
+            "terms": self.terms, "terms_offer": self.terms_offer,
         }  # fmt: skip
         if token:
             data["token"] = self.token
@@ -86,6 +88,7 @@ def _row(entry: m.CampaignEntry, code: str) -> EntryRow:
         entry.expires_at, entry.channel, entry.order_ref, entry.pay_state, entry.pay_channel,
         entry.pay_ref, entry.pay_url, entry.pay_error, entry.reminded_at,
         dict(entry.terms) if entry.terms else None,
+        dict(entry.terms_offer) if entry.terms_offer else None,
     )  # fmt: skip
 
 
@@ -174,10 +177,13 @@ def change(
     why: str,
     *,
     expected: Collection[str],
+    refund: Literal["terms", "full", "none"] = "terms",
     **values: object,
 ) -> None:
     """Move one entry to `status` (only from one of `expected`: else another change came
-    first and this one is refused), with its audit entry."""
+    first and this one is refused), with its audit entry. An entry that ends gets back what
+    its customer paid: as its accepted terms say, in `full` (the terms changed under them), or
+    `none` (the shop refunded it already)."""
     if item.status not in expected:
         raise LedgerInputError(
             f"entry {item.id}", f"is {item.status}, not {' or '.join(sorted(expected))}"
@@ -197,9 +203,11 @@ def change(
     detail: dict[str, object] = {"entry": item.id, "sku": item.sku, "qty": item.qty, "why": why}
     detail.update({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()})
     tx.audit(f"campaign.{status}", item.campaign, detail)
-    if item.terms:
+    if item.terms and refund != "none":
         # the entry ended: what its customer paid comes back as the terms they accepted say
-        campaign_money.plan_refund(tx, item, status, why)
+        campaign_money.plan_refund(tx, item, "declined" if refund == "full" else status, why)
+    elif item.terms:
+        campaign_money.withdraw_planned_all(tx, item.id, why)
 
 
 def allocate(
@@ -230,6 +238,35 @@ def allocate(
 def start_withdrawal(tx: LedgerTx, entry_id: int) -> None:
     """A payment request to take back from its shop (the job is asked for after commit)."""
     tx.effects.payments.add(entry_id)
+
+
+def offer_terms(tx: LedgerTx, item: EntryRow, offer: dict[str, Any] | None, why: str) -> None:
+    """Offer the entry changed terms (None: the campaign's are its own again)."""
+    tx.session.execute(
+        update(m.CampaignEntry)
+        .where(m.CampaignEntry.id == item.id)
+        .values(terms_offer=offer, updated_at=tx.now)
+        .execution_options(synchronize_session=False)
+    )
+    action = "campaign.terms_offered" if offer else "campaign.terms_offer_withdrawn"
+    detail: dict[str, object] = {"entry": item.id, "why": why}
+    if offer:
+        detail["offer"] = offer
+    tx.audit(action, item.campaign, detail)
+
+
+def accept_offer(tx: LedgerTx, item: EntryRow) -> None:
+    """The customer accepted the changed terms: they are the entry's terms from now."""
+    if not item.terms_offer:
+        raise LedgerInputError(f"entry {item.id}", "has no changed terms to accept")
+    accepted = {**item.terms_offer, "accepted_at": tx.now.isoformat()}
+    tx.session.execute(
+        update(m.CampaignEntry)
+        .where(m.CampaignEntry.id == item.id)
+        .values(terms=accepted, terms_offer=None, updated_at=tx.now)
+        .execution_options(synchronize_session=False)
+    )
+    tx.audit("campaign.terms_accepted", item.campaign, {"entry": item.id, "terms": accepted})
 
 
 def claim_payment(tx: LedgerTx, entry_id: int, lease: timedelta) -> EntryRow | None:

@@ -346,6 +346,8 @@ class CampaignEntry(Base):
     reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # the payment terms the customer accepted (stock.payment_terms.accepted), None without terms
     terms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # new terms the campaign changed to, offered until the customer accepts them or cancels
+    terms_offer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class CampaignMoney(Base):

@@ -65,6 +65,34 @@ def accepted(
     }
 
 
+# what makes two sets of accepted terms different terms (not when they were accepted)
+TERM_KEYS = ("mode", "currency", "price", "deposit", "balance", "balance_due_hours",
+             "refund_unallocated_after", "cancellation_fee", "production_lock")  # fmt: skip
+
+
+def changed_terms(
+    agreed: Mapping[str, Any],
+    terms: PaymentTerms,
+    sku: str,
+    qty: int,
+    window_hours: float,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The campaign's current terms for an entry that accepted `agreed`, when they differ in
+    anything that matters (None: the same terms). The deposit already paid stays what it was:
+    the new balance is the new price less it."""
+    current = accepted(terms, sku, qty, window_hours, now)
+    if agreed.get("mode") != "none":
+        paid = Decimal(str(agreed["deposit"]))
+        current["deposit"] = str(paid)
+        current["balance"] = str(max(Decimal(current["price"]) - paid, Decimal(0)))
+    if all(str(current.get(k)) == str(agreed.get(k)) for k in TERM_KEYS):
+        return None
+    current.pop("accepted_at", None)
+    current["offered_at"] = now.isoformat()
+    return current
+
+
 def fee(terms: PaymentTerms, money: Sums) -> Decimal:
     """What is kept when a confirmed customer cancels before the production lock."""
     if terms.cancellation_fee == "none":

@@ -151,7 +151,14 @@ def report(session: Session, config: Config, name: str) -> dict[str, Any]:
          int(lt or 0))
         for wave, code, status, n, u, lt in rows
     ]  # fmt: skip
-    return summarise(name, (code for code, _units in campaign.skus), found)
+    data = summarise(name, (code for code, _units in campaign.skus), found)
+    if campaign.payment is not None:  # the drop's money metrics (campaign payments: the detail)
+        from sync import campaign_money_report
+
+        money = campaign_money_report.report(session, config, name)
+        data["money"] = {"currency": money["currency"], **money["metrics"],
+                         "totals": money["totals"]}  # fmt: skip
+    return data
 
 
 def to_csv(data: Mapping[str, Any]) -> str:
@@ -221,3 +228,6 @@ def render(console: Console, data: Mapping[str, Any]) -> None:
         skus.add_row(escape(row["sku"]), *_cells(row))
     skus.add_row(TOTAL, *_cells(totals), style="bold")
     _print_table(console, skus)
+    for key, value in (data.get("money") or {}).items():
+        if key != "totals":
+            console.print(f"{key}: {'-' if value is None else value}", markup=False)

@@ -140,6 +140,25 @@ def deposit_sign_up(tx: LedgerTx, config: Config, order: OrderInput) -> EntryRow
     return sign_up(tx, config, deposit.campaign, form)
 
 
+def deposit_cancelled(tx: LedgerTx, order: OrderInput) -> EntryRow | None:
+    """The deposit order of an entry was cancelled or refunded on the shop: the entry is
+    cancelled and no refund of its own is made (the shop gave the money back)."""
+    found = campaign_money.by_key(tx.session, _deposit_key((order.channel, order.external_id)))
+    if found is None:
+        return None  # never a sign-up (unpaid when it was cancelled)
+    item = campaigns.entry(tx.session, found.entry_id)
+    live = ("waiting", "review", "allocated", "confirmed")
+    if item.status not in live:
+        return item
+    campaigns.lock_state(tx, item.campaign)
+    campaigns.change(
+        tx, item, "cancelled",
+        f"its deposit order {order.external_id} was {order.source_status or 'cancelled'} on "
+        f"{order.channel}", expected=live, refund="none",
+    )  # fmt: skip
+    return campaigns.entry(tx.session, item.id)
+
+
 def _deposit_key(paid: tuple[str, str]) -> str:
     return f"deposit-{paid[0]}-{paid[1]}"
 
@@ -379,7 +398,7 @@ def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = N
             "in line (the next tick expires it)",
         )
     ref = f"{item.campaign}-{item.id}"
-    extra: dict[str, object] = {}
+    extra: dict[str, Any] = {}
     if item.pay_state in campaigns.PAYABLE:  # paid by hand: the shop's link must not be paid too
         extra["pay_state"] = "withdrawing"
         campaigns.start_withdrawal(tx, item.id)
@@ -420,6 +439,7 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
     done["refunds"] += campaign_money.settle_after_lock(tx, name)
     if state.closed_at is not None:
         return done
+    done["terms_offered"] = _offer_changed_terms(tx, campaign)
     terms = campaign.payment
     if terms and terms.refund_unallocated_after and tx.now >= terms.refund_unallocated_after:
         for entry in campaigns.entries(tx.session, name, ("waiting", "review")):
@@ -470,6 +490,54 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
         listings.mark_dirty(tx, counts.ensure_skus(tx, dict(campaign.skus)).values())
         done["closed"] = True
     return done
+
+
+LIVE_WITH_TERMS = ("waiting", "review", "allocated", "confirmed")
+
+
+def _offer_changed_terms(tx: LedgerTx, campaign: Campaign) -> list[int]:
+    """When the campaign's price or terms changed after customers accepted theirs, each
+    affected entry is offered the new terms: the customer accepts them or cancels for a full
+    refund (`decide_terms`); until then their accepted terms stand."""
+    terms = campaign.payment
+    if terms is None:
+        return []
+    offered = []
+    for entry in campaigns.entries(tx.session, campaign.name, LIVE_WITH_TERMS):
+        if not entry.terms:
+            continue
+        offer = payment_terms.changed_terms(
+            entry.terms, terms, entry.sku, entry.qty, campaign.window_hours, tx.now
+        )
+        same = (
+            offer is not None
+            and entry.terms_offer is not None
+            and all(
+                str(offer.get(k)) == str(entry.terms_offer.get(k)) for k in payment_terms.TERM_KEYS
+            )
+        )
+        if same or (offer is None and entry.terms_offer is None):
+            continue
+        why = "the campaign's price or terms changed" if offer else "the terms are as accepted"
+        campaigns.offer_terms(tx, entry, offer, why)
+        offered.append(entry.id)
+    return offered
+
+
+def decide_terms(tx: LedgerTx, config: Config, entry_id: int, accept: bool) -> EntryRow:
+    """The customer's choice on changed terms: accept them, or cancel with everything they
+    paid refunded in full (whatever the fee)."""
+    item = campaigns.entry(tx.session, entry_id)
+    campaign_of(config, item.campaign)
+    campaigns.lock_state(tx, item.campaign)
+    if not item.terms_offer:
+        raise LedgerInputError(f"entry {entry_id}", "has no changed terms to decide on")
+    if accept:
+        campaigns.accept_offer(tx, item)
+    else:
+        campaigns.change(tx, item, "cancelled", "declined the changed terms",
+                         expected=LIVE_WITH_TERMS, refund="full", terms_offer=None)  # fmt: skip
+    return campaigns.entry(tx.session, entry_id)
 
 
 def _fit_allocations_to_stock(
@@ -541,7 +609,11 @@ def paid_on_shop(tx: LedgerTx, config: Config, order: OrderInput) -> str:
     campaign = config.campaigns.get(item.campaign)
     state = campaigns.state(tx.session, item.campaign)
     why = f"paid on {order.channel} (order {order.external_id})"
-    paid = {"channel": order.channel, "order_ref": order.external_id, "pay_state": "paid"}
+    paid: dict[str, Any] = {
+        "channel": order.channel,
+        "order_ref": order.external_id,
+        "pay_state": "paid",
+    }
     if item.status == "allocated":
         campaigns.change(tx, item, "confirmed", why, expected=("allocated",), **paid)
         _record_balance(tx, item, order.channel, order.external_id)
@@ -617,6 +689,16 @@ def status_page(
         "rules": campaign.rules_in_words(),
         "as_of": now.isoformat(),
         **({"payment": payment_summary(entry, money or [])} if entry.terms else {}),
+        **(
+            {
+                "terms_changed": {
+                    "terms": payment_terms.in_words(entry.terms_offer),
+                    "choose": "accept the new terms, or cancel and get back everything you paid",
+                }
+            }
+            if entry.terms_offer and entry.status in LIVE_WITH_TERMS
+            else {}
+        ),
     }
 
 

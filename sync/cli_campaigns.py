@@ -6,6 +6,7 @@ Registered on the main app by sync/cli.py; the workflows are sync/campaign_servi
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +33,11 @@ review_app = typer.Typer(help="Campaign sign-ups held for review.", no_args_is_h
 
 class _DryRun(Exception):
     """Raised inside a ledger transaction to roll a dry run back."""
+
+
+DRY_RUN = Annotated[
+    bool, typer.Option("--dry-run", help="Show the refund it would plan; change nothing.")
+]
 
 
 def _print_rows(title: str, rows: list[dict[str, Any]], keys: list[str]) -> None:
@@ -205,14 +211,12 @@ def _allocate_one(name: str, entry: int, reason: str | None, dry_run: bool, as_j
 def campaign_skip(
     entry: int,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
+    dry_run: DRY_RUN = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Override: take a waiting entry (or one in review) out of the line: declined."""
-    with handled(as_json):
-        with opened() as ctx, ctx.ledger() as tx:
-            row = service.skip(tx, entry, reason)
-        emit({"ok": True, **row.as_dict()}, as_json,
-             lambda: out.print(f"entry {row.id}: {row.status}", markup=False))  # fmt: skip
+    """Override: take a waiting entry (or one in review) out of the line: declined (and
+    refunded in full, with payment terms)."""
+    _end_entry(entry, dry_run, as_json, lambda tx, _config: service.skip(tx, entry, reason))
 
 
 @campaign_app.command("tick")
@@ -309,17 +313,23 @@ def campaign_report(
 def campaign_cancel(
     entry: int,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the refund it would plan; change nothing.")
-    ] = False,
+    dry_run: DRY_RUN = False,
     as_json: JsonFlag = False,
 ) -> None:
     """The customer changes their mind: cancelled, and refunded as their terms say."""
+    _end_entry(entry, dry_run, as_json,
+               lambda tx, config: service.cancel(tx, config, entry, reason))  # fmt: skip
+
+
+def _end_entry(
+    entry: int, dry_run: bool, as_json: bool, end: Callable[[Any, Any], campaigns.EntryRow]
+) -> None:
+    """Run a change that may end an entry (and plan its refund); --dry-run rolls it back."""
     with handled(as_json):
         with opened() as ctx:
             try:
                 with ctx.ledger() as tx:
-                    row = service.cancel(tx, ctx.config, entry, reason)
+                    row = end(tx, ctx.config)
                     money = [m.as_dict() for m in campaign_money.of_entries(
                         tx.session, [entry]).get(entry, []) if m.kind == "refund"]  # fmt: skip
                     if dry_run:
@@ -328,9 +338,29 @@ def campaign_cancel(
                 pass
         data = {"ok": True, "dry_run": dry_run, **row.as_dict(), "refunds": money}
         emit(data, as_json, lambda: out.print(
-            f"entry {row.id}: {'would be ' if dry_run else ''}cancelled; refunds: "
+            f"entry {row.id}: {'would be ' if dry_run else ''}{row.status}; refunds: "
             + (", ".join(f"{m['amount']} {m['currency']} ({m['state']})" for m in money)
                or "none"), markup=False))  # fmt: skip
+
+
+@campaign_app.command("terms")
+def campaign_terms(
+    entry: int,
+    accept: Annotated[
+        bool | None,
+        typer.Option("--accept/--decline", help="Accept the changed terms, or cancel (refund)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The customer's choice on changed terms (they asked by phone, by mail): accept them, or
+    decline and be cancelled with everything they paid refunded."""
+    with handled(as_json):
+        if accept is None:
+            fail("say --accept or --decline", EXIT_BAD_INPUT)
+        with opened() as ctx, ctx.ledger() as tx:
+            row = service.decide_terms(tx, ctx.config, entry, bool(accept))
+        emit({"ok": True, **row.as_dict()}, as_json,
+             lambda: out.print(f"entry {row.id}: {row.status}", markup=False))  # fmt: skip
 
 
 @campaign_app.command("payments")
@@ -413,7 +443,9 @@ def review_approve(
 def review_reject(
     entry: int,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
+    dry_run: DRY_RUN = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Decline an entry."""
-    _decide(entry, reason, False, as_json)
+    """Decline an entry (refunded in full, with payment terms)."""
+    _end_entry(entry, dry_run, as_json,
+               lambda tx, _config: service.review(tx, entry, False, reason))  # fmt: skip

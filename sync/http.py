@@ -118,7 +118,7 @@ def create_app(runtime: Runtime, actors: Actors, broker_ready: Callable[[], bool
 
     def _refresh_gauges() -> None:
         with runtime.ctx.sessions.begin() as session:
-            refresh_gauges(runtime.metrics, session, list(runtime.channels))
+            refresh_gauges(runtime.metrics, session, list(runtime.channels), runtime.config)
 
     def _refused(request: Request) -> Response | None:
         """The purchase-order API's token check: a refusal, or None to go on."""

@@ -82,9 +82,38 @@ def campaign_routes(runtime: Runtime, limit: RateLimit | None = None) -> list[Ro
                 return None
             return entry, campaign_money.of_entries(session, [entry.id]).get(entry.id, [])
 
+    async def decide_terms(request: Request) -> Response:
+        """The customer's choice on changed terms, by their private token."""
+        name, token = request.path_params["name"], request.path_params["token"]
+        if name not in runtime.config.campaigns:
+            return _error(404, f"no campaign {name!r}")
+        try:
+            body = json.loads(await read_body(request, SIGNUP_BODY) or b"null")
+        except BodyTooLarge:
+            return _error(413, "body too large")
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, 'expected JSON: {"accept": true} or {"accept": false}')
+        accept = body.get("accept") if isinstance(body, dict) else None
+        if not isinstance(accept, bool):
+            return _error(400, 'expected JSON: {"accept": true} or {"accept": false}')
+        found = await run_in_threadpool(_by_token, name, token)
+        if found is None:
+            return _error(404, "no such entry")
+        try:
+            entry = await run_in_threadpool(_decide, found[0].id, accept)
+        except LedgerInputError as exc:
+            return _error(409, str(exc))
+        return JSONResponse({"ok": True, "status": entry.status,
+                             "accepted": accept, "entry": entry.id})  # fmt: skip
+
+    def _decide(entry_id: int, accept: bool) -> campaigns.EntryRow:
+        with runtime.ctx.ledger(actor="api") as tx:
+            return service.decide_terms(tx, runtime.config, entry_id, accept)
+
     return [
         Route("/api/campaigns/{name}/waitlist", sign_up, methods=["POST"]),
         Route("/api/campaigns/{name}/entries/{token}", entry_status, methods=["GET"]),
+        Route("/api/campaigns/{name}/entries/{token}/terms", decide_terms, methods=["POST"]),
     ]
 
 

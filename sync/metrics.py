@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy.orm import Session
 
+from rules import Config
 from stock import channel_state, commitments, inbox, listings
 
 # The `channel` label of a request naming a channel the config does not have: label values come
@@ -132,12 +133,29 @@ class Metrics:
             registry=r,
         )
 
+        self.campaign_money_rate = Gauge(
+            "stocksync_campaign_money_rate",
+            "A campaign's money metrics (issue #16): deposit_to_allocation, "
+            "balance_paid_in_window, refund_rate, cancellation_rate (0..1)",
+            ["campaign", "metric"], registry=r,
+        )  # fmt: skip
+        self.campaign_money = Gauge(
+            "stocksync_campaign_money",
+            "A campaign's money so far, in its currency: deposit_paid, balance_paid, refunded, "
+            "refund_planned, refund_by_hand, kept, refund_failed",
+            ["campaign", "currency", "kind"], registry=r,
+        )  # fmt: skip
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-def refresh_gauges(metrics: Metrics, session: Session, channels: list[str]) -> None:
+def refresh_gauges(
+    metrics: Metrics, session: Session, channels: list[str], config: Config | None = None
+) -> None:
     """Set the ledger gauges from the database (the sweeper and /metrics call it)."""
+    if config is not None:
+        _refresh_campaign_money(metrics, session, config)
     events = inbox.counts(session)
     waiting = commitments.counts(session)
     dirty = listings.dirty_counts(session)
@@ -157,3 +175,18 @@ def refresh_gauges(metrics: Metrics, session: Session, channels: list[str]) -> N
         last = polled.get(channel)
         if last is not None:  # orders changed before `last` are in the inbox: we lag by the rest
             metrics.poll_lag.labels(channel).set(max((now - last).total_seconds(), 0.0))
+
+
+def _refresh_campaign_money(metrics: Metrics, session: Session, config: Config) -> None:
+    """The drop's money metrics of every campaign with payment terms (two reads each)."""
+    from sync import campaign_money_report
+
+    for name, campaign in config.campaigns.items():
+        if campaign.payment is None:
+            continue
+        data = campaign_money_report.report(session, config, name)
+        for metric, value in data["metrics"].items():
+            if metric.endswith(("_rate", "_allocation", "_window")) and value is not None:
+                metrics.campaign_money_rate.labels(name, metric).set(value)
+        for kind, amount in data["totals"].items():
+            metrics.campaign_money.labels(name, data["currency"], kind).set(float(amount))

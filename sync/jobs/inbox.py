@@ -167,6 +167,10 @@ def _apply(
         if order is None:
             applied.append((event.channel, "failed", None))
             continue
+        if order.campaign_deposit is not None and order.status == "cancelled":
+            # the deposit was cancelled or refunded on the shop: the entry ends, and nothing
+            # is refunded again by stocksync
+            campaign_service.deposit_cancelled(tx, order)
         if order.campaign_deposit is not None and order.status == "open":
             # a deposit paid on the shop is a sign-up (refused: the event joins the exception
             # queue with the reason, the deposit visible there, never lost)

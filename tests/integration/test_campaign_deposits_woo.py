@@ -87,6 +87,11 @@ def entry_of(s: Stack, email: str) -> campaigns.EntryRow | None:
     return found[0] if found else None
 
 
+def status_of(s: Stack, email: str) -> str | None:
+    found = entry_of(s, email)
+    return None if found is None else found.status
+
+
 def money_of(s: Stack, entry_id: int) -> list[tuple[str, str, str]]:
     with s.ctx.read() as session:
         rows = campaign_money.of_entries(session, [entry_id]).get(entry_id, [])
@@ -120,14 +125,14 @@ def test_a_deposit_checkout_signs_up_and_the_balance_confirms(running: Stack) ->
     assert money_of(s, ann.id) == [("deposit", "10.00", "paid")]
 
     # the wave: ann's balance is a pending order for 50.00 less her 10.00 deposit
-    s.wait_until(lambda: (entry_of(s, "ann@example.com") or ann).pay_state == "open",
+    s.wait_until(lambda: getattr(entry_of(s, "ann@example.com"), "pay_state", None) == "open",
                  timeout=30, what="ann's balance requested")  # fmt: skip
     ann = entry_of(s, "ann@example.com")
     assert ann is not None and ann.pay_ref is not None
     pending = woo_order(s, ann.pay_ref)
     assert (pending["status"], pending["total"]) == ("pending", "40.00")
     requests.post(f"{s.woo.url}/_sandbox/orders/{ann.pay_ref}/pay", timeout=5)
-    s.wait_until(lambda: (entry_of(s, "ann@example.com") or ann).status == "confirmed",
+    s.wait_until(lambda: status_of(s, "ann@example.com") == "confirmed",
                  timeout=20, what="ann confirmed")  # fmt: skip
     assert money_of(s, ann.id) == [("deposit", "10.00", "paid"), ("balance", "40.00", "paid")]
     assert ann_order != int(ann.pay_ref)
@@ -195,3 +200,43 @@ def test_a_refund_is_made_once_even_when_its_worker_dies_after_the_call(tmp_path
 def _rows(s: Stack, entry_id: int) -> list[campaign_money.MoneyRow]:
     with s.ctx.read() as session:
         return campaign_money.of_entries(session, [entry_id]).get(entry_id, [])
+
+
+def test_the_customer_chooses_on_changed_terms_over_http(running: Stack) -> None:
+    s = running
+    buy_deposit(s, "eve@example.com")
+    s.wait_until(lambda: entry_of(s, "eve@example.com") is not None, what="eve's entry")
+    eve = entry_of(s, "eve@example.com")
+    assert eve is not None and eve.terms is not None
+    base = f"{s.daemon_url}/api/campaigns/drop/entries/{eve.token}"
+    assert requests.post(f"{base}/terms", json={"accept": False}, timeout=5).status_code == 409
+    with s.ctx.ledger(actor="test") as tx:  # as the tick offers it after a price change
+        campaigns.offer_terms(tx, eve, {**eve.terms, "price": "60.00", "balance": "50.00"},
+                              "the campaign's price changed")  # fmt: skip
+    page = requests.get(base, timeout=5).json()
+    assert "Price: 60.00 USD." in page["terms_changed"]["terms"]
+    assert requests.post(f"{base}/terms", json={"accept": "no"}, timeout=5).status_code == 400
+    bad = requests.post(f"{s.daemon_url}/api/campaigns/drop/entries/nope/terms",
+                        json={"accept": False}, timeout=5)  # fmt: skip
+    assert bad.status_code == 404
+    chosen = requests.post(f"{base}/terms", json={"accept": False}, timeout=5)
+    assert chosen.status_code == 200 and chosen.json()["status"] == "cancelled"
+    assert money_of(s, eve.id)[-1][:2] == ("refund", "10.00")  # all of it, no fee
+
+
+def test_a_deposit_cancelled_on_the_shop_ends_its_entry_without_a_second_refund(
+    running: Stack,
+) -> None:
+    s = running
+    order = buy_deposit(s, "fay@example.com")
+    s.wait_until(lambda: entry_of(s, "fay@example.com") is not None, what="fay's entry")
+    runtime = Runtime.build(load_config(s.config_path))
+    try:  # the merchant cancels it in the shop's admin
+        runtime.channels["woo"].call("test", "PUT", f"orders/{order}", data={"status": "cancelled"})  # type: ignore[attr-defined]
+    finally:
+        runtime.close()
+    s.wait_until(lambda: status_of(s, "fay@example.com") == "cancelled",
+                 what="fay's entry cancelled")  # fmt: skip
+    fay = entry_of(s, "fay@example.com")
+    assert fay is not None
+    assert money_of(s, fay.id) == [("deposit", "10.00", "paid")]  # nothing more from us

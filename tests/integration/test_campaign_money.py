@@ -20,7 +20,7 @@ from rules import ConfigError, parse_config
 from stock import campaign_money, campaigns, counts
 from stock.db import upgrade
 from stock.tx import LedgerInputError
-from sync import campaign_money_report
+from sync import campaign_money_report, campaign_report
 from sync import campaign_service as service
 from sync.context import AppContext
 
@@ -134,6 +134,21 @@ def test_a_confirmed_entry_pays_its_balance_and_the_report_adds_up(ctx: AppConte
     assert report["metrics"]["balance_paid_in_window"] == 0.5
     csv_text = campaign_money_report.to_csv(report)
     assert csv_text.splitlines()[-1].startswith("total,")
+    with ctx.read() as session:
+        drop = campaign_report.report(session, ctx.config, "drop")["money"]
+    assert (drop["deposit_to_allocation"], drop["refund_rate"]) == (1.0, 0.0)  # not made yet
+    from sync.metrics import Metrics, refresh_gauges
+
+    metrics = Metrics()
+    with ctx.read() as session:
+        refresh_gauges(metrics, session, [], ctx.config)
+    scraped = metrics.render().decode()
+    assert 'stocksync_campaign_money_rate{campaign="drop",metric="balance_paid_in_window"} 0.5' in (
+        scraped
+    )
+    assert 'stocksync_campaign_money{campaign="drop",currency="EUR",kind="deposit_paid"} 24.0' in (
+        scraped
+    )
 
 
 def test_no_unit_by_the_date_refunds_everything(ctx: AppContext) -> None:
@@ -180,6 +195,34 @@ def test_cancellations_refund_as_the_terms_say(ctx: AppContext) -> None:
         ctx.ledger(actor="test", now=lock) as tx,
     ):
         service.cancel(tx, ctx.config, cat.id, " ")
+
+
+def test_changed_terms_are_offered_and_declining_refunds_in_full(ctx: AppContext) -> None:
+    ann = paid_sign_up(ctx, 1, "ann@example.com")
+    bob = paid_sign_up(ctx, 2, "bob@example.com")
+    assert tick(ctx, T0 + timedelta(minutes=3))["terms_offered"] == []  # unchanged
+    url = ctx.config.database
+    text = CONFIG.format(url=url).replace('"60.00"', '"70.00"')  # the price goes up
+    changed = AppContext.open(parse_config(text, "stocksync.yaml", env={}))
+    try:
+        with changed.ledger(actor="test", now=T0 + timedelta(minutes=4)) as tx:
+            assert service.tick(tx, changed.config, "drop")["terms_offered"] == [ann.id, bob.id]
+        with changed.ledger(actor="test", now=T0 + timedelta(minutes=5)) as tx:
+            assert service.tick(tx, changed.config, "drop")["terms_offered"] == []  # once
+        with changed.read() as session:
+            offered = campaigns.entry(session, ann.id)
+        page = service.status_page(offered, changed.config.campaign("drop"), T0, [])
+        assert "Price: 70.00 EUR." in page["terms_changed"]["terms"]
+        assert (offered.terms_offer or {})["balance"] == "58.00"  # 70 less the 12 paid
+        with changed.ledger(actor="test", now=T0 + timedelta(minutes=6)) as tx:
+            service.decide_terms(tx, changed.config, ann.id, False)
+            kept = service.decide_terms(tx, changed.config, bob.id, True)
+        assert (kept.terms or {})["price"] == "70.00" and kept.terms_offer is None
+    finally:
+        changed.close()
+    # declining the new terms: everything back, whatever the fee
+    assert money(ctx, ann.id)[-1] == ("refund", "12.00", "planned")
+    assert money(ctx, bob.id) == [("deposit", "12.00", "paid")]
 
 
 def test_payment_terms_are_checked_with_file_and_line(tmp_path: Path) -> None:

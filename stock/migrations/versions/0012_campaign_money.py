@@ -4,7 +4,8 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-30 05:00:00
 
-Issue #16: each entry keeps the payment terms its customer accepted; `campaign_money` records
+Issue #16: each entry keeps the payment terms its customer accepted (and the new terms offered
+when the campaign's change, until the customer chooses); `campaign_money` records
 every deposit, balance and refund with its idempotency key (nothing paid or refunded twice);
 an entry may end `cancelled` (the customer changed their mind after paying).
 """
@@ -36,6 +37,7 @@ NEW_STATUSES = (
 def upgrade() -> None:
     with op.batch_alter_table('campaign_entry') as batch:
         batch.add_column(sa.Column('terms', sa.JSON(), nullable=True))
+        batch.add_column(sa.Column('terms_offer', sa.JSON(), nullable=True))
         batch.drop_constraint(op.f('ck_campaign_entry_status_known'), type_='check')
         batch.create_check_constraint('status_known', NEW_STATUSES)
     op.create_table(
@@ -83,4 +85,5 @@ def downgrade() -> None:
     with op.batch_alter_table('campaign_entry') as batch:
         batch.drop_constraint(op.f('ck_campaign_entry_status_known'), type_='check')
         batch.create_check_constraint('status_known', OLD_STATUSES)
+        batch.drop_column('terms_offer')
         batch.drop_column('terms')
