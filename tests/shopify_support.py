@@ -110,3 +110,22 @@ def checkout(sandbox: ShopifySandbox, lines: dict[str, int], email: str = "a@exa
     response = requests.post(f"{sandbox.url}/_sandbox/checkout", json=body, timeout=5)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def graphql_data(sandbox: ShopifySandbox, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """A GraphQL answer's `data`, asserting it carries no errors."""
+    body = graphql(sandbox, query, variables).json()
+    assert "errors" not in body, body
+    result: dict[str, Any] = body["data"]
+    return result
+
+
+def variant_id(sandbox: ShopifySandbox, sku: str) -> str:
+    return str(sandbox.state_snapshot()["inventory"][sku]["variant_id"])
+
+
+def wire_receiver(sandbox: ShopifySandbox) -> Iterator[Receiver]:
+    """A webhook receiver the sandbox sends to (a fixture's body)."""
+    for found in receiver_fixture():
+        sandbox.webhook_url = found.url
+        yield found

@@ -16,6 +16,15 @@ variant is short of stock. `GET /_sandbox/mail` lists the invoice emails the sho
 (`{to, subject, customMessage, invoiceUrl, draftOrderId, sentAt}`), oldest first.
 A draft's `reserveInventoryUntil` is honoured by the shop's clock (`clock=` to replace it): the
 reserved units go back to available when it passes, checked before every request.
+
+Pre-orders: a checkout line may name a selling plan (`"selling_plan": "<SellingPlan gid>"`, in
+`lines` or the single-sku form); the variant must be sold with it (else 409 `{"error", "sku",
+"selling_plan"}`, 404 for an unknown plan). The order charges each plan line's checkout charge
+(plain lines in full) as one SALE, vaults the card as a payment mandate for the balance and is
+PARTIALLY_PAID (PENDING when nothing was charged). `GET|PUT /_sandbox/payments` are the card
+gateway's test switches: `{"decline_next": N}` declines the next N mandate charges,
+`{"decline_orders": [numeric order ids]}` every charge on those orders (until replaced), and
+`{"error_code": "INSUFFICIENT_FUNDS"}` picks the decline's error code (CARD_DECLINED by default).
 """
 
 from __future__ import annotations
@@ -42,6 +51,17 @@ from connectors.sandbox.common import (
 from connectors.sandbox.shopify_bucket import CostBucket, actual_cost
 from connectors.sandbox.shopify_mutations import MutationRoot
 from connectors.sandbox.shopify_nodes import Context, Idempotent, QueryRoot, iso
+from connectors.sandbox.shopify_payments_mutations import PaymentMutations
+from connectors.sandbox.shopify_payments_nodes import PaymentQueries, SellingPlanNode
+from connectors.sandbox.shopify_payments_state import (
+    PlanRefused,
+    SellingPlan,
+    SellingPlanGroup,
+    declines_json,
+    find_plan,
+    set_declines,
+)
+from connectors.sandbox.shopify_payments_state import checkout as plan_checkout
 from connectors.sandbox.shopify_schema import (
     DEFAULT_VERSION,
     SCHEMA_VERSIONS,
@@ -60,6 +80,7 @@ from connectors.sandbox.shopify_state import (
     Order,
     ShopState,
     StockRefused,
+    Variant,
     gid,
     now_utc,
     parse_gid,
@@ -71,6 +92,14 @@ _ORDER_ACTION = re.compile(r"^/_sandbox/orders/(?P<id>[0-9]+)/(?P<action>cancel|
 _DRAFT_PAY = re.compile(r"^/_sandbox/draft_orders/(?P<id>[0-9]+)/pay$")
 # Shopify's 401 body, word for word; a message, not a credential
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105
+
+
+class _QueryRoot(QueryRoot, PaymentQueries):
+    """Every root query field the sandbox serves."""
+
+
+class _MutationRoot(MutationRoot, PaymentMutations):
+    """Every root mutation field the sandbox serves."""
 
 
 class ShopifySandbox(SandboxServer):
@@ -191,11 +220,11 @@ class ShopifySandbox(SandboxServer):
                 },
             }
             return Response(self.throttle_http_status, throttled)
-        emitted: list[tuple[str, Order]] = []
+        emitted: list[tuple[str, Order, dict[str, Any] | None]] = []
         with self._shop():
             context = Context(
                 self.state,
-                lambda topic, order: emitted.append((topic, order)),
+                lambda topic, order, body=None: emitted.append((topic, order, body)),
                 self.idempotency,
                 shop_domain=self.shop,
                 scopes=self.access_scopes,
@@ -203,15 +232,15 @@ class ShopifySandbox(SandboxServer):
             result = graphql.execute_sync(
                 schema,
                 document,
-                root_value=MutationRoot()
+                root_value=_MutationRoot()
                 if _is_mutation(document, operation_name)
-                else QueryRoot(),
+                else _QueryRoot(),
                 context_value=context,
                 variable_values=variables,
                 operation_name=operation_name,
             )
-            for topic, order in emitted:
-                self.send_order_webhook(topic, order)
+            for topic, order, webhook_body in emitted:
+                self.send_order_webhook(topic, order, webhook_body)
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [graphql_error_json(e, "INTERNAL_SERVER_ERROR") for e in result.errors]
@@ -237,9 +266,13 @@ class ShopifySandbox(SandboxServer):
         return Response(status, {"errors": "Internal Server Error" if status >= 500 else "Error"})
 
     # -- webhooks ----------------------------------------------------------------------------
-    def send_order_webhook(self, topic: str, order: Order) -> None:
-        """Queue one signed delivery; call with the lock held so the body is consistent."""
-        body = order_rest_json(self.state, order)
+    def send_order_webhook(
+        self, topic: str, order: Order, body: dict[str, Any] | None = None
+    ) -> None:
+        """Queue one signed delivery; call with the lock held so the body is consistent.
+        `body` replaces the order's REST shape (a refund for refunds/create)."""
+        if body is None:
+            body = order_rest_json(self.state, order)
         headers, raw = webhook_delivery(
             topic=topic,
             body=body,
@@ -258,6 +291,7 @@ class ShopifySandbox(SandboxServer):
         lines: Sequence[tuple[str, int]],
         email: str | None = None,
         tags: Sequence[str] | None = None,
+        selling_plans: Sequence[str | None] | None = None,
     ) -> dict[str, Any]:
         """A storefront sale: obeys each variant's policy, raises StockRefused when it refuses.
 
@@ -265,24 +299,59 @@ class ShopifySandbox(SandboxServer):
         customer's tags before the order is placed; the order's payloads carry them as a real
         shop's do (`customer.tags` in webhooks, `customer { tags }` in GraphQL). Tags belong to
         a customer, so they need an `email`.
+
+        `selling_plans` (a SellingPlan gid or None per line) buys lines through a plan: the
+        customer pays its checkout charge now and the rest is left outstanding against a
+        vaulted card. Raises PlanRefused when a variant is not sold with its plan, LookupError
+        for an unknown plan.
         """
         if tags is not None and not email:
             raise ValueError("'tags' belong to a customer: give an 'email' too")
+        plans = list(selling_plans or [None] * len(lines))
+        if len(plans) != len(lines):
+            raise ValueError("give one selling plan (or None) per line")
         with self._shop():
-            wanted = []
-            for sku, qty in lines:
+            wanted: list[tuple[Variant, int, SellingPlan | None]] = []
+            for (sku, qty), plan_gid in zip(lines, plans, strict=True):
                 variant = self.state.variant_by_sku(sku)
                 if variant is None:
                     raise KeyError(sku)
                 if qty <= 0:
                     raise ValueError(f"{sku}: quantity must be positive, got {qty}")
-                wanted.append((variant, sku, qty))
+                wanted.append((variant, qty, self._plan(plan_gid) if plan_gid else None))
             customer = self.state.customer_for(email)
             if tags is not None and customer is not None:
                 self.state.tag_customer(customer, tags)
-            order = self.state.create_order(wanted, email, decrement=True, obey_policy=True)
+            order = plan_checkout(self.state, wanted, email)
             self.send_order_webhook("orders/create", order)
             return order_rest_json(self.state, order)
+
+    def _plan(self, plan_gid: str) -> SellingPlan:
+        found = find_plan(self.state, parse_gid(plan_gid, "SellingPlan") or -1)
+        if found is None:
+            raise LookupError(f"unknown selling plan {plan_gid!r}")
+        return found[1]
+
+    def set_payments(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The card gateway's test switches (see the module docstring)."""
+        unknown = set(settings) - {"decline_next", "decline_orders", "error_code"}
+        if unknown:
+            raise ValueError(f"unknown payment setting(s) {sorted(unknown)}")
+        decline_next = settings.get("decline_next")
+        if decline_next is not None and not _is_int(decline_next):
+            raise ValueError("'decline_next' must be a whole number")
+        orders = settings.get("decline_orders")
+        if orders is not None and (
+            not isinstance(orders, list) or not all(_is_int(o) for o in orders)
+        ):
+            raise ValueError("'decline_orders' must be a list of numeric order ids")
+        code = settings.get("error_code")
+        if code is not None and not isinstance(code, str):
+            raise ValueError("'error_code' must be a string")
+        with self._shop() as state:
+            return set_declines(
+                state, decline_next=decline_next, decline_orders=orders, error_code=code
+            )
 
     def cancel_order(
         self, order_id: int, *, restock: bool = True, reason: str = "CUSTOMER"
@@ -390,6 +459,11 @@ class ShopifySandbox(SandboxServer):
             return self._pay_route(int(paying.group("id")))
         if request.path == "/_sandbox/mail" and request.method == "GET":
             return Response(200, self.sent_mail())
+        if request.path == "/_sandbox/payments":
+            if request.method in ("PUT", "POST"):
+                return Response(200, self.set_payments(_object(request.json())))
+            with self._shop() as state:
+                return Response(200, declines_json(state))
         return None
 
     def _pay_route(self, draft_id: int) -> Response:
@@ -431,14 +505,25 @@ class ShopifySandbox(SandboxServer):
             if not isinstance(raw_lines, list) or not raw_lines:
                 raise ValueError("'lines' must be a non-empty list")
         else:
-            raw_lines = [{"sku": body.get("sku"), "quantity": body.get("quantity", 1)}]
+            raw_lines = [
+                {
+                    "sku": body.get("sku"),
+                    "quantity": body.get("quantity", 1),
+                    "selling_plan": body.get("selling_plan"),
+                }
+            ]
         lines = []
+        plans: list[str | None] = []
         for line in raw_lines:
             if not isinstance(line, dict) or not isinstance(line.get("sku"), str):
                 raise ValueError("each line needs a 'sku'")
             if not _is_int(line.get("quantity")) or line["quantity"] <= 0:
                 raise ValueError(f"{line['sku']}: quantity must be a positive whole number")
+            plan = line.get("selling_plan")
+            if plan is not None and not isinstance(plan, str):
+                raise ValueError(f"{line['sku']}: 'selling_plan' must be a SellingPlan gid")
             lines.append((line["sku"], int(line["quantity"])))
+            plans.append(plan)
         email = body.get("email")
         tags = body.get("tags")
         if tags is not None and (
@@ -446,11 +531,16 @@ class ShopifySandbox(SandboxServer):
         ):
             raise ValueError("'tags' must be a list of strings, e.g. [\"vip\"]")
         try:
-            order = self.checkout(lines, email if isinstance(email, str) else None, tags)
+            order = self.checkout(lines, email if isinstance(email, str) else None, tags, plans)
         except StockRefused as exc:
             return _stock_refused(exc)
+        except PlanRefused as exc:
+            body = {"error": str(exc), "sku": exc.sku, "selling_plan": exc.plan_gid}
+            return Response(409, body)
         except KeyError as exc:
             return Response(404, {"error": f"unknown sku {exc.args[0]!r}"})
+        except LookupError as exc:
+            return Response(404, {"error": str(exc)})
         return Response(201, order)
 
     def _order_action(self, order_id: int, action: str, request: Request) -> Response:
@@ -519,6 +609,8 @@ class ShopifySandbox(SandboxServer):
                 for fo in state.fulfillment_orders.values()
             ],
             "draft_orders": [_draft_json(d) for d in state.draft_orders.values()],
+            "selling_plan_groups": [_group_json(g) for g in state.selling_plan_groups.values()],
+            "payments": declines_json(state),
             "mail": [dict(mail) for mail in state.mail],
             "webhooks": {
                 "sent": len(self.outbox.sent),
@@ -553,6 +645,26 @@ def _draft_json(draft: DraftOrder) -> dict[str, Any]:
                 "quantity": li.quantity,
             }
             for li in draft.line_items
+        ],
+    }
+
+
+def _group_json(group: SellingPlanGroup) -> dict[str, Any]:
+    return {
+        "id": gid("SellingPlanGroup", group.id),
+        "name": group.name,
+        "merchant_code": group.merchant_code,
+        "variant_ids": [gid("ProductVariant", v) for v in group.variant_ids],
+        "product_ids": [gid("Product", p) for p in group.product_ids],
+        "selling_plans": [
+            {
+                "id": node.id,
+                "name": node.name,
+                "category": node.category,
+                "billing_policy": node.billingPolicy,
+                "inventory_policy": node.inventoryPolicy,
+            }
+            for node in (SellingPlanNode(plan) for plan in group.plans)
         ],
     }
 

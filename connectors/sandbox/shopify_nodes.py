@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from graphql import GraphQLError, GraphQLResolveInfo
 
 from connectors.sandbox.shopify_paging import Term, compare, connection, matches, parse_search
+from connectors.sandbox.shopify_payments_state import groups_of_variant
 from connectors.sandbox.shopify_state import (
     SHOP_ID,
     Customer,
@@ -27,8 +28,11 @@ from connectors.sandbox.shopify_state import (
     Hold,
     LineItem,
     Location,
+    Mandate,
     Order,
+    Refund,
     ShopState,
+    Transaction,
     Variant,
     gid,
     parse_gid,
@@ -60,9 +64,13 @@ def decimal_text(amount: Decimal) -> str:
     return text + "0" if text.endswith(".") else text
 
 
+def money(amount: Decimal, currency: str = "USD") -> dict[str, Any]:
+    """A MoneyV2."""
+    return {"amount": decimal_text(amount), "currencyCode": currency}
+
+
 def money_bag(amount: Decimal, currency: str = "USD") -> dict[str, Any]:
-    money = {"amount": decimal_text(amount), "currencyCode": currency}
-    return {"shopMoney": money, "presentmentMoney": dict(money)}
+    return {"shopMoney": money(amount, currency), "presentmentMoney": money(amount, currency)}
 
 
 @dataclass
@@ -72,12 +80,19 @@ class Idempotent:
     failed: bool
 
 
+class Emit(Protocol):
+    """Queue a webhook about an order; `body` replaces the order's REST shape (refunds/create
+    carries the refund)."""
+
+    def __call__(self, topic: str, order: Order, body: dict[str, Any] | None = None) -> None: ...
+
+
 @dataclass
 class Context:
     """Per-request view of the shop handed to every resolver."""
 
     state: ShopState
-    emit: Callable[[str, Order], None]  # queue an order webhook (topic, order)
+    emit: Emit
     idempotency: dict[tuple[str, str], Idempotent] = field(default_factory=dict)
     shop_domain: str = "sandbox.myshopify.com"
     scopes: tuple[str, ...] = ()  # the app installation's access scopes
@@ -202,6 +217,7 @@ class VariantNode:
         self.displayName = f"{variant.title} - Default Title"
         self.inventoryPolicy = variant.policy
         self.price = variant.price
+        self.requiresSellingPlan = False
 
     def inventoryItem(self, info: GraphQLResolveInfo) -> InventoryItemNode:
         return InventoryItemNode(self._state, self._variant)
@@ -215,6 +231,16 @@ class VariantNode:
 
     def availableForSale(self, info: GraphQLResolveInfo) -> bool:
         return self._variant.policy == "CONTINUE" or self.inventoryQuantity(info) > 0
+
+    def sellingPlanGroups(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        # imported here: selling plan nodes list variants, so that module builds on this one
+        from connectors.sandbox.shopify_payments_nodes import variant_selling_plan_groups
+
+        return variant_selling_plan_groups(self._state, self._variant, page_args(args))
+
+    def sellingPlanGroupsCount(self, info: GraphQLResolveInfo) -> dict[str, Any]:
+        count = len(groups_of_variant(self._state, self._variant))
+        return {"count": count, "precision": "EXACT"}
 
 
 class CustomerNode:
@@ -243,6 +269,22 @@ class LineItemNode:
         self.nonFulfillableQuantity = line.quantity - self.unfulfilledQuantity
         self.requiresShipping = True
         self.variantTitle = None
+        price = Decimal(line.price)
+        self.originalUnitPriceSet = money_bag(price)
+        self.discountedUnitPriceSet = money_bag(price)
+        self.originalTotalSet = money_bag(price * line.quantity)
+        self.discountedTotalSet = money_bag(price * line.quantity)
+        self.totalDiscountSet = money_bag(Decimal(0))
+        self.sellingPlan = (
+            {
+                "sellingPlanId": gid("SellingPlan", line.selling_plan_id)
+                if line.selling_plan_id
+                else None,
+                "name": line.selling_plan_name or "",
+            }
+            if line.selling_plan_name is not None
+            else None
+        )
 
     def variant(self, info: GraphQLResolveInfo) -> VariantNode | None:
         variant = self._state.variants.get(self._line.variant_id or -1)
@@ -326,7 +368,25 @@ class OrderNode:
         self.note = order.note
         # the draft's attributes on an order made from one; Shopify's REST name: note_attributes
         self.customAttributes = attributes(order.custom_attributes)
-        self.displayFinancialStatus = order.financial_status.upper()
+        self.displayFinancialStatus = order.display_financial_status()
+        self.currencyCode = "USD"
+        self.presentmentCurrencyCode = "USD"
+        total, received, refunded = order.total_price(), order.received(), order.refunded()
+        self.totalPriceSet = money_bag(total)
+        self.subtotalPriceSet = money_bag(total)
+        self.originalTotalPriceSet = money_bag(total)
+        self.currentTotalPriceSet = money_bag(order.current_total())
+        self.currentSubtotalPriceSet = money_bag(order.current_total())
+        self.totalReceivedSet = money_bag(received)
+        self.totalRefundedSet = money_bag(refunded)
+        self.netPaymentSet = money_bag(received - refunded)
+        self.totalOutstandingSet = money_bag(order.outstanding())
+        self.totalCapturableSet = money_bag(order.capturable())
+        self.capturable = order.capturable() > 0
+        self.fullyPaid = order.outstanding() <= 0 and bool(order.transactions or total == 0)
+        self.unpaid = received == 0
+        self.refundable = received - refunded > 0
+        self.paymentGatewayNames = sorted({t.gateway for t in order.transactions})
         self.currentSubtotalLineItemsQuantity = sum(li.current_quantity for li in order.line_items)
         self.subtotalLineItemsQuantity = sum(li.quantity for li in order.line_items)
 
@@ -342,11 +402,162 @@ class OrderNode:
         nodes = [FulfillmentOrderNode(self._state, fo) for fo in fos]
         return connection(nodes, key=lambda n: (0, n._fo.id), **page_args(args))
 
-    def refunds(self, info: GraphQLResolveInfo, first: int | None = None) -> list[dict[str, Any]]:
+    def refunds(self, info: GraphQLResolveInfo, first: int | None = None) -> list[RefundNode]:
         return [
-            {"id": gid("Refund", r.id), "createdAt": iso(r.created_at)}
-            for r in self._order.refunds[: first or None]
+            RefundNode(self._state, self._order, r) for r in self._order.refunds[: first or None]
         ]
+
+    def transactions(
+        self,
+        info: GraphQLResolveInfo,
+        first: int | None = None,
+        capturable: bool | None = None,
+        **_: Any,
+    ) -> list[TransactionNode]:
+        chosen = self._order.transactions
+        if capturable is not None:
+            chosen = [t for t in chosen if _is_capturable(self._order, t) == capturable]
+        return [TransactionNode(self._state, self._order, t) for t in chosen[: first or None]]
+
+    def transactionsCount(self, info: GraphQLResolveInfo) -> dict[str, Any]:
+        return {"count": len(self._order.transactions), "precision": "EXACT"}
+
+    def paymentCollectionDetails(self, info: GraphQLResolveInfo) -> dict[str, Any]:
+        return {
+            "additionalPaymentCollectionUrl": None,
+            "vaultedPaymentMethods": [mandate_json(self._state, m) for m in self._order.mandates],
+        }
+
+
+def mandate_json(state: ShopState, mandate: Mandate) -> dict[str, Any]:
+    """A PaymentMandate with its VaultCreditCard."""
+    expiry = mandate.created_at + timedelta(days=3 * 365)
+    return {
+        "id": gid("PaymentMandate", mandate.id),
+        "paymentInstrument": {
+            "__typename": "VaultCreditCard",
+            "brand": mandate.brand,
+            "lastDigits": mandate.last_digits,
+            "name": mandate.holder,
+            "expiryMonth": expiry.month,
+            "expiryYear": expiry.year,
+            "expired": expiry < state.now(),
+            "billingAddress": None,
+        },
+    }
+
+
+def _is_capturable(order: Order, transaction: Transaction) -> bool:
+    if transaction.kind != "AUTHORIZATION" or not transaction.succeeded:
+        return False
+    children = [t for t in order.transactions if t.parent_id == transaction.id and t.succeeded]
+    captured = sum((t.amount for t in children if t.kind == "CAPTURE"), Decimal(0))
+    return not any(t.kind == "VOID" for t in children) and captured < transaction.amount
+
+
+class TransactionNode:
+    def __init__(self, state: ShopState, order: Order, transaction: Transaction) -> None:
+        self._state = state
+        self._order = order
+        self._transaction = transaction
+        self.id = gid("OrderTransaction", transaction.id)
+        self.kind = transaction.kind
+        self.status = transaction.status
+        self.gateway = transaction.gateway
+        self.formattedGateway = "Shopify Payments"
+        self.amountSet = money_bag(transaction.amount)
+        self.amountV2 = money(transaction.amount)
+        self.createdAt = iso(transaction.created_at)
+        self.processedAt = iso(transaction.created_at)
+        self.errorCode = transaction.error_code
+        self.paymentId = transaction.payment_reference
+        self.test = True  # the sandbox gateway is a test gateway
+        self.manualPaymentGateway = False
+        self.multiCapturable = False
+        self.manuallyCapturable = _is_capturable(order, transaction)
+        self.authorizationExpiresAt = (
+            iso(transaction.created_at + timedelta(days=7))
+            if transaction.kind == "AUTHORIZATION"
+            else None
+        )
+        self.fees: list[Any] = []
+        self.paymentDetails = None
+        self.receiptJson = None
+
+    def parentTransaction(self, info: GraphQLResolveInfo) -> TransactionNode | None:
+        parent = next(
+            (t for t in self._order.transactions if t.id == self._transaction.parent_id), None
+        )
+        return TransactionNode(self._state, self._order, parent) if parent else None
+
+    def order(self, info: GraphQLResolveInfo) -> OrderNode:
+        return OrderNode(self._state, self._order)
+
+    def maximumRefundableV2(self, info: GraphQLResolveInfo) -> dict[str, Any] | None:
+        tx = self._transaction
+        if tx.kind not in ("SALE", "CAPTURE") or not tx.succeeded:
+            return None
+        refunded = sum(
+            (
+                t.amount
+                for t in self._order.transactions
+                if t.parent_id == tx.id and t.kind == "REFUND" and t.succeeded
+            ),
+            Decimal(0),
+        )
+        return money(tx.amount - refunded)
+
+
+class RefundNode:
+    def __init__(self, state: ShopState, order: Order, refund: Refund) -> None:
+        self._state = state
+        self._order = order
+        self._refund = refund
+        self.id = gid("Refund", refund.id)
+        self.legacyResourceId = str(refund.id)
+        self.note = refund.note
+        self.createdAt = iso(refund.created_at)
+        self.processedAt = iso(refund.created_at)
+        self.updatedAt = iso(refund.created_at)
+        self.totalRefundedSet = money_bag(refund.amount())
+        self.duties: list[Any] = []
+        self.staffMember = None
+
+    def order(self, info: GraphQLResolveInfo) -> OrderNode:
+        return OrderNode(self._state, self._order)
+
+    def transactions(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        nodes = [TransactionNode(self._state, self._order, t) for t in self._refund.transactions]
+        return connection(nodes, key=lambda n: (0, n._transaction.id), **page_args(args))
+
+    def refundLineItems(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        by_id = {li.id: li for li in self._order.line_items}
+        nodes = []
+        for index, (line_id, qty, restocked) in enumerate(self._refund.lines):
+            line = by_id[line_id]
+            price = Decimal(line.price)
+            kinds = self._refund.restock_types
+            nodes.append(
+                {
+                    "id": gid("RefundLineItem", self._refund.id * 100 + index),
+                    "lineItem": LineItemNode(self._state, self._order, line),
+                    "quantity": qty,
+                    "restocked": restocked,
+                    "restockType": kinds[index] if index < len(kinds) else "CANCEL",
+                    "priceSet": money_bag(price),
+                    "subtotalSet": money_bag(price * qty),
+                    "totalTaxSet": money_bag(Decimal(0)),
+                    "location": None,
+                    "_key": index,
+                }
+            )
+        return connection(nodes, key=lambda n: (0, n["_key"]), **page_args(args))
+
+    def orderAdjustments(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        return connection([], key=lambda n: (0, 0), **page_args(args))
+
+    def refundShippingLines(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        return connection([], key=lambda n: (0, 0), **page_args(args))
 
 
 class DraftOrderLineNode:
@@ -476,6 +687,7 @@ def _order_field(order: Order, name: str) -> Any:
         "name": order.name,
         "email": order.email,
         "status": "cancelled" if order.cancelled_at else "open",
+        "financial_status": order.display_financial_status().lower(),
     }.get(name)
 
 
@@ -502,7 +714,16 @@ class QueryRoot:
     ) -> dict[str, Any]:
         state = ctx(info).state
         groups = parse_search(args.get("query"))
-        known = {"updated_at", "created_at", "processed_at", "id", "name", "email", "status"}
+        known = {
+            "updated_at",
+            "created_at",
+            "processed_at",
+            "id",
+            "name",
+            "email",
+            "status",
+            "financial_status",
+        }
         chosen = [
             o
             for o in state.orders.values()

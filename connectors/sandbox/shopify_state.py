@@ -1,6 +1,6 @@
 """The in-memory shop behind the Shopify sandbox: locations, variants, inventory, orders,
-fulfillment orders and holds, draft orders with their inventory reservations and invoices, with
-the stock rules a real shop applies.
+fulfillment orders and holds, draft orders with their inventory reservations and invoices,
+selling plans (pre-orders), payments and refunds, with the stock rules a real shop applies.
 
 Callers hold the sandbox lock around every use; nothing here does I/O.
 """
@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the payments module builds on this one
+    from connectors.sandbox.shopify_payments_state import MandatePayment, SellingPlanGroup
 
 HOLD_LIMIT = 10  # holds one app may place on one fulfillment order
 SHOP_ID = 1  # the shop's numeric id: `shop { id }` and invoice URLs carry it
 DRAFT_SOURCE_NAME = "shopify_draft_order"  # Order.sourceName of an order made from a draft
+GATEWAY = "shopify_payments"  # the one payment gateway the sandbox shop has
+CENT = Decimal("0.01")
 
 
 def gid(kind: str, number: int) -> str:
@@ -98,6 +105,12 @@ class LineItem:
     current_quantity: int
     fulfilled: int = 0
     price: str = "10.00"
+    # bought through a selling plan: its id and name as they were at the sale
+    selling_plan_id: int | None = None
+    selling_plan_name: str | None = None
+    checkout_charge: Decimal | None = None  # of the line's total, what the plan took at checkout
+    # the plan reserves inventory ON_FULFILLMENT: the sale claimed no units, shipping takes them
+    reserve_on_fulfillment: bool = False
 
     @property
     def unfulfilled(self) -> int:
@@ -105,10 +118,47 @@ class LineItem:
 
 
 @dataclass
+class Transaction:
+    """An OrderTransaction: money the gateway moved (or failed to move) for an order."""
+
+    id: int
+    kind: str  # OrderTransactionKind: SALE, AUTHORIZATION, CAPTURE, REFUND, VOID
+    status: str  # OrderTransactionStatus: SUCCESS, FAILURE, ...
+    amount: Decimal
+    created_at: datetime
+    gateway: str = GATEWAY
+    parent_id: int | None = None
+    error_code: str | None = None  # OrderTransactionErrorCode of a FAILURE
+    payment_reference: str | None = None  # orderCreateMandatePayment's paymentReferenceId
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCESS"
+
+
+@dataclass
+class Mandate:
+    """A vaulted payment method the customer agreed to have charged later (PaymentMandate)."""
+
+    id: int
+    created_at: datetime
+    brand: str = "visa"
+    last_digits: str = "4242"
+    holder: str = "Sandbox Customer"
+
+
+@dataclass
 class Refund:
     id: int
     created_at: datetime
     lines: list[tuple[int, int, bool]]  # (line item id, quantity, restocked)
+    note: str | None = None
+    transactions: list[Transaction] = field(default_factory=list)
+    restock_types: list[str] = field(default_factory=list)  # RefundLineItemRestockType per line
+    line_value: Decimal = Decimal(0)  # what the refunded line items were sold for
+
+    def amount(self) -> Decimal:
+        return sum((t.amount for t in self.transactions if t.succeeded), Decimal(0))
 
 
 @dataclass
@@ -162,11 +212,71 @@ class Order:
     custom_attributes: list[tuple[str, str]] = field(default_factory=list)  # (key, value)
     tags: list[str] = field(default_factory=list)
     note: str | None = None
-    financial_status: str = "paid"  # REST financial_status: paid, pending
+    # REST financial_status of an order no payment was recorded for (orderCreate, a draft
+    # completed as pending); once it has transactions the status follows from them
+    financial_status: str = "paid"
+    transactions: list[Transaction] = field(default_factory=list)
+    mandates: list[Mandate] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return f"#{self.number}"
+
+    # -- money, as Shopify derives it from the line items and the transactions ----------------
+    def total_price(self) -> Decimal:
+        return sum((Decimal(li.price) * li.quantity for li in self.line_items), Decimal(0))
+
+    def received(self) -> Decimal:
+        """Captured from the customer, before refunds (totalReceivedSet)."""
+        return sum(
+            (t.amount for t in self.transactions if t.succeeded and t.kind in ("SALE", "CAPTURE")),
+            Decimal(0),
+        )
+
+    def refunded(self) -> Decimal:
+        return sum(
+            (t.amount for t in self.transactions if t.succeeded and t.kind == "REFUND"),
+            Decimal(0),
+        )
+
+    def capturable(self) -> Decimal:
+        """Authorized and not yet captured or voided (totalCapturableSet)."""
+        total = Decimal(0)
+        for auth in self.transactions:
+            if auth.kind != "AUTHORIZATION" or not auth.succeeded:
+                continue
+            children = [t for t in self.transactions if t.parent_id == auth.id and t.succeeded]
+            if any(t.kind == "VOID" for t in children):
+                continue
+            captured = sum((t.amount for t in children if t.kind == "CAPTURE"), Decimal(0))
+            total += max(auth.amount - captured, Decimal(0))
+        return total
+
+    def current_total(self) -> Decimal:
+        """The total after refunds (currentTotalPriceSet): refunded line items leave it, and
+        money refunded beyond the lines' value (a goodwill refund) is an adjustment off it."""
+        lines = sum((Decimal(li.price) * li.current_quantity for li in self.line_items), Decimal(0))
+        adjustments = sum(
+            (max(r.amount() - r.line_value, Decimal(0)) for r in self.refunds), Decimal(0)
+        )
+        return lines - adjustments
+
+    def outstanding(self) -> Decimal:
+        """Not yet transacted (totalOutstandingSet); negative is owed to the customer."""
+        return self.current_total() - (self.received() - self.refunded())
+
+    def display_financial_status(self) -> str:
+        """OrderDisplayFinancialStatus."""
+        if not self.transactions:
+            return self.financial_status.upper()
+        received, refunded = self.received(), self.refunded()
+        if refunded > 0:
+            return "REFUNDED" if refunded >= received else "PARTIALLY_REFUNDED"
+        if received > 0:
+            return "PAID" if self.outstanding() <= 0 else "PARTIALLY_PAID"
+        if self.capturable() > 0:
+            return "AUTHORIZED"
+        return "PAID" if self.total_price() == 0 else "PENDING"
 
     def fulfillment_status(self) -> str:
         """OrderDisplayFulfillmentStatus."""
@@ -254,6 +364,14 @@ class ShopState:
         self.mail: list[dict[str, object]] = []
         # the shop's clock: tests replace it to let reservations lapse without waiting
         self.clock = clock
+        self.selling_plan_groups: dict[int, SellingPlanGroup] = {}
+        self.mandate_payments: dict[str, MandatePayment] = {}  # by idempotency key
+        self.jobs: set[str] = set()  # Job ids the shop handed out (all done at once here)
+        # the card gateway's test switches: decline the next N mandate charges, or every
+        # charge on these orders, with this error code
+        self.decline_next = 0
+        self.decline_orders: set[int] = set()
+        self.decline_code = "CARD_DECLINED"
         location = Location(self.next_id(), location_name)
         self.locations[location.id] = location
         self.primary_location = location
@@ -328,17 +446,20 @@ class ShopState:
         decrement: bool,
         obey_policy: bool,
         source_name: str = "web",
+        deferred: Collection[int] = (),
     ) -> Order:
         """Create an order; with `decrement` the sale moves units from available to committed.
 
         With `obey_policy` a line that would oversell a DENY variant refuses the whole order.
+        Lines whose index is in `deferred` claim no units now (a selling plan that reserves
+        inventory on fulfillment).
         """
         self.release_lapsed_reservations()  # units a lapsed draft held count as available
         wanted = list(lines)
         if decrement and obey_policy:
             demand: dict[int, int] = {}
-            for variant, _sku, qty in wanted:
-                if variant is not None:
+            for index, (variant, _sku, qty) in enumerate(wanted):
+                if variant is not None and index not in deferred:
                     demand[variant.id] = demand.get(variant.id, 0) + qty
             for variant_id, qty in demand.items():
                 variant = self.variants[variant_id]
@@ -347,7 +468,7 @@ class ShopState:
                     raise StockRefused(variant.sku, qty, level.available)
         stamp = self.now()
         items = []
-        for variant, sku, qty in wanted:
+        for index, (variant, sku, qty) in enumerate(wanted):
             items.append(
                 LineItem(
                     id=self.next_id(),
@@ -356,9 +477,11 @@ class ShopState:
                     title=variant.title if variant else (sku or "Custom item"),
                     quantity=qty,
                     current_quantity=qty,
+                    price=variant.price if variant else "10.00",
+                    reserve_on_fulfillment=index in deferred,
                 )
             )
-            if decrement and variant is not None:
+            if decrement and variant is not None and index not in deferred:
                 level = self.primary_level(variant)
                 level.available -= qty
                 level.committed += qty
@@ -382,8 +505,8 @@ class ShopState:
         return order
 
     def _restock(self, line: LineItem, quantity: int) -> None:
-        if line.variant_id is None or quantity <= 0:
-            return
+        if line.variant_id is None or quantity <= 0 or line.reserve_on_fulfillment:
+            return  # a line that claimed no units has none to give back
         level = self.primary_level(self.variants[line.variant_id])
         level.committed -= quantity
         level.available += quantity
@@ -404,8 +527,18 @@ class ShopState:
                 fo.status = "CANCELLED"
                 fo.updated_at = stamp
 
-    def refund_lines(self, order: Order, quantities: Mapping[int, int], *, restock: bool) -> Refund:
-        """Refund (remove) units of lines: current_quantity goes down, as an order edit would."""
+    def refund_lines(
+        self,
+        order: Order,
+        quantities: Mapping[int, int],
+        *,
+        restock: bool,
+        restock_types: Mapping[int, str] | None = None,
+    ) -> Refund:
+        """Refund (remove) units of lines: current_quantity goes down, as an order edit would.
+
+        `restock_types` (RefundLineItemRestockType per line id) decide line by line instead
+        of `restock`: NO_RESTOCK keeps the units out of stock, the others put them back."""
         by_id = {li.id: li for li in order.line_items}
         for line_id, qty in quantities.items():
             line = by_id.get(line_id)
@@ -418,9 +551,13 @@ class ShopState:
         for line_id, qty in quantities.items():
             line = by_id[line_id]
             line.current_quantity -= qty
-            if restock:
+            kind = (restock_types or {}).get(line_id, "CANCEL" if restock else "NO_RESTOCK")
+            restocked = kind != "NO_RESTOCK"
+            if restocked:
                 self._restock(line, qty)
-            refund.lines.append((line_id, qty, restock))
+            refund.lines.append((line_id, qty, restocked))
+            refund.restock_types.append(kind)
+            refund.line_value += Decimal(line.price) * qty
             self._shrink_fulfillment_lines(order.id, line_id, qty)
         order.refunds.append(refund)
         order.updated_at = stamp
@@ -446,13 +583,51 @@ class ShopState:
                 line = by_id[fol.line_item_id]
                 if line.variant_id is not None and fol.remaining:
                     level = self.primary_level(self.variants[line.variant_id])
-                    level.committed -= fol.remaining
+                    if line.reserve_on_fulfillment:  # the units leave stock only now
+                        level.available -= fol.remaining
+                    else:
+                        level.committed -= fol.remaining
                     level.updated_at = stamp
                 line.fulfilled += fol.remaining
                 fol.remaining = 0
             fo.status = "CLOSED"
             fo.updated_at = stamp
         order.updated_at = stamp
+
+    # -- payments -------------------------------------------------------------------------------
+    def record_transaction(
+        self,
+        order: Order,
+        kind: str,
+        status: str,
+        amount: Decimal,
+        *,
+        parent_id: int | None = None,
+        error_code: str | None = None,
+        payment_reference: str | None = None,
+        gateway: str = GATEWAY,
+    ) -> Transaction:
+        stamp = self.now()
+        transaction = Transaction(
+            id=self.next_id(),
+            kind=kind,
+            status=status,
+            amount=amount.quantize(CENT),
+            created_at=stamp,
+            gateway=gateway,
+            parent_id=parent_id,
+            error_code=error_code,
+            payment_reference=payment_reference,
+        )
+        order.transactions.append(transaction)
+        if transaction.succeeded:  # a declined charge leaves the order as it was
+            order.updated_at = stamp
+        return transaction
+
+    def add_mandate(self, order: Order) -> Mandate:
+        mandate = Mandate(self.next_id(), self.now())
+        order.mandates.append(mandate)
+        return mandate
 
     # -- draft orders -----------------------------------------------------------------------
     def create_draft(
@@ -576,6 +751,8 @@ class ShopState:
         order.tags = list(draft.tags)
         order.note = draft.note
         order.financial_status = "pending" if payment_pending else "paid"
+        if not payment_pending:  # the customer paid the invoice by card
+            self.record_transaction(order, "SALE", "SUCCESS", order.total_price())
         draft.status = "COMPLETED"
         draft.completed_at = stamp
         draft.updated_at = stamp

@@ -16,7 +16,8 @@ import requests
 
 from connectors.sandbox.shopify import ShopifySandbox
 from connectors.signatures import verify
-from tests.shopify_support import SECRET, Receiver, graphql, receiver_fixture
+from tests.shopify_support import SECRET, Receiver, graphql, variant_id, wire_receiver
+from tests.shopify_support import graphql_data as data
 
 START = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 
@@ -88,20 +89,7 @@ def sandbox(clock: Clock) -> Iterator[ShopifySandbox]:
 @pytest.fixture
 def receiver(sandbox: ShopifySandbox) -> Iterator[Receiver]:
     """Where the sandbox's webhooks go (only tests that read them pay for its shutdown)."""
-    for found in receiver_fixture():
-        sandbox.webhook_url = found.url
-        yield found
-
-
-def data(sandbox: ShopifySandbox, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    body = graphql(sandbox, query, variables).json()
-    assert "errors" not in body, body
-    result: dict[str, Any] = body["data"]
-    return result
-
-
-def variant_id(sandbox: ShopifySandbox, sku: str) -> str:
-    return str(sandbox.state_snapshot()["inventory"][sku]["variant_id"])
+    yield from wire_receiver(sandbox)
 
 
 def create(sandbox: ShopifySandbox, **fields: Any) -> dict[str, Any]:
