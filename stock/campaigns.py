@@ -364,6 +364,18 @@ def tier_reserve_taken(session: Session, campaign: str) -> dict[str, int]:
     return {str(tier): int(units or 0) for tier, units in rows}
 
 
+def any_in(session: Session, campaign: str, status: str) -> bool:
+    """Whether some entry of the campaign is in `status` (one indexed probe)."""
+    return (
+        session.scalar(
+            select(m.CampaignEntry.id)
+            .where(m.CampaignEntry.campaign == campaign, m.CampaignEntry.status == status)
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def state(session: Session, campaign: str) -> m.CampaignState | None:
     return session.get(m.CampaignState, campaign)
 

@@ -410,6 +410,9 @@ class CampaignState(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # {sku code: on hand} as the last tick saw it: a rise invites the next in line at once
     stock_seen: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    # a digest of the payment terms the entries were last compared with: unchanged terms are
+    # not compared again (a waitlist of 50,000 is not read every minute for nothing)
+    terms_seen: Mapped[str | None] = mapped_column(String(64))
 
 
 class InboxEvent(Base):

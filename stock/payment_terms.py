@@ -8,6 +8,7 @@ later change of the YAML never changes what was agreed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,6 +69,11 @@ def accepted(
 # what makes two sets of accepted terms different terms (not when they were accepted)
 TERM_KEYS = ("mode", "currency", "price", "deposit", "balance", "balance_due_hours",
              "refund_unallocated_after", "cancellation_fee", "production_lock")  # fmt: skip
+
+
+def digest(terms: PaymentTerms) -> str:
+    """A short fingerprint of the configured terms: equal terms, equal digests."""
+    return hashlib.sha256(repr(terms).encode()).hexdigest()[:32]
 
 
 def changed_terms(

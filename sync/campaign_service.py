@@ -235,9 +235,18 @@ class Wave:
     allocations: list[dict[str, Any]]
 
 
-def allocate(tx: LedgerTx, config: Config, name: str, *, dry_run: bool = False) -> Wave:
+def allocate(
+    tx: LedgerTx,
+    config: Config,
+    name: str,
+    *,
+    dry_run: bool = False,
+    waiting: list[EntryRow] | None = None,
+    free: dict[str, int] | None = None,
+) -> Wave:
     """One wave now: the waiting entries the free units can serve, by the campaign's method.
-    A dry run computes the same and changes nothing (the caller rolls back)."""
+    A dry run computes the same and changes nothing (the caller rolls back). `waiting` and
+    `free`: read in this transaction already (the tick), so not read again."""
     campaign = campaign_of(config, name)
     state = campaigns.lock_state(tx, name)
     if state.closed_at is not None:
@@ -245,8 +254,10 @@ def allocate(tx: LedgerTx, config: Config, name: str, *, dry_run: bool = False) 
     seed = state.seed
     if campaign.method == "lottery" and seed is None:
         seed = random.SystemRandom().randrange(2**62)  # recorded: anyone can re-draw it
-    free = free_units(tx, campaign)
-    waiting = campaigns.entries(tx.session, name, ("waiting",))
+    if free is None:
+        free = free_units(tx, campaign)
+    if waiting is None:
+        waiting = campaigns.entries(tx.session, name, ("waiting",))
     taken = campaigns.tier_reserve_taken(tx.session, name)
     chosen = campaign_policy.allocate_wave(
         [_policy_entry(e) for e in waiting],
@@ -439,7 +450,11 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
     done["refunds"] += campaign_money.settle_after_lock(tx, name)
     if state.closed_at is not None:
         return done
-    done["terms_offered"] = _offer_changed_terms(tx, campaign)
+    done["terms_offered"] = []
+    digest = payment_terms.digest(campaign.payment) if campaign.payment else None
+    if digest != state.terms_seen:  # the YAML's terms changed since the entries were compared
+        done["terms_offered"] = _offer_changed_terms(tx, campaign)
+        state.terms_seen = digest
     terms = campaign.payment
     if terms and terms.refund_unallocated_after and tx.now >= terms.refund_unallocated_after:
         for entry in campaigns.entries(tx.session, name, ("waiting", "review")):
@@ -449,11 +464,14 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
                 expected=("waiting", "review"),
             )  # fmt: skip
             done["not_allocated"].append(entry.id)
-    for entry in campaigns.entries(tx.session, name, ("allocated",)):
+    # each state's entries are read once: the changes below are applied to these lists
+    allocated = campaigns.entries(tx.session, name, ("allocated",))
+    for entry in allocated:
         if entry.expires_at is not None and campaign_policy.expired(entry.expires_at, tx.now):
             campaigns.change(tx, entry, "expired", "not paid by the deadline",
                              expected=("allocated",))  # fmt: skip
             done["expired"].append(entry.id)
+    allocated = [e for e in allocated if e.id not in set(done["expired"])]
     ids = counts.ensure_skus(tx, {code for code, _units in campaign.skus})
     counts.lock(tx, ids.values())
     figures = offers.locked_figures(tx, ids.values())
@@ -461,8 +479,9 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
                   for code, _units in campaign.skus}  # fmt: skip
     rose = campaign_policy.stock_rose(state.stock_seen, free_stock)
     state.stock_seen = dict(free_stock)  # a new dict: the JSON column sees the change
-    done["cancelled"] = _fit_allocations_to_stock(tx, campaign, ids, figures)
-    for entry in campaigns.entries(tx.session, name, ("allocated",)):
+    done["cancelled"] = _fit_allocations_to_stock(tx, allocated, ids, figures)
+    allocated = [e for e in allocated if e.id not in set(done["cancelled"])]
+    for entry in allocated:
         if entry.expires_at is not None and campaign_policy.reminder_due(
             entry.expires_at, entry.reminded_at, campaign.reminder_hours_before, tx.now
         ):
@@ -474,14 +493,16 @@ def tick(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
     # more units: the next in line is invited now, not at the next scheduled wave
     invite = rose and campaign.on_stock_change_up == "next_in_line"
     if (due or invite) and tx.now >= campaign.opens and waiting and any(free.values()):
-        wave = allocate(tx, config, name)
+        wave = allocate(tx, config, name, waiting=waiting, free=dict(free))
         done["wave"] = {"number": wave.number, "allocated": wave.allocations,
                         "trigger": "schedule" if due else "stock_up"}  # fmt: skip
-        free = free_units(tx, campaign)
-        waiting = campaigns.entries(tx.session, name, ("waiting",))
-    allocated = campaigns.entries(tx.session, name, ("allocated",))
+        given = {row["entry"] for row in wave.allocations}
+        waiting = [e for e in waiting if e.id not in given]
+        for row in wave.allocations:
+            free[row["sku"]] -= row["qty"]
     servable = any(free.get(e.sku, 0) >= e.qty for e in waiting)
-    if tx.now >= campaign.closes and not allocated and not servable:
+    closing = tx.now >= campaign.closes and not servable
+    if closing and not allocated and not campaigns.any_in(tx.session, name, "allocated"):
         for entry in campaigns.entries(tx.session, name, ("waiting", "review")):
             campaigns.change(tx, entry, "not_allocated", "the campaign closed",
                              expected=("waiting", "review"))  # fmt: skip
@@ -542,13 +563,12 @@ def decide_terms(tx: LedgerTx, config: Config, entry_id: int, accept: bool) -> E
 
 def _fit_allocations_to_stock(
     tx: LedgerTx,
-    campaign: Campaign,
+    allocated: list[EntryRow],
     ids: Mapping[str, int],
     figures: Mapping[int, offers.StockFigures],
 ) -> list[int]:
     """Fewer units than allocated (a count went down): cancel the newest unpaid first."""
     cancelled = []
-    allocated = campaigns.entries(tx.session, campaign.name, ("allocated",))
     by_sku: dict[str, list[EntryRow]] = defaultdict(list)
     for entry in allocated:
         by_sku[entry.sku].append(entry)

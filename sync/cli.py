@@ -958,6 +958,12 @@ def worker(
     import signal
     import threading
 
+    # first, before the heavy imports: a worker told to stop while it starts (a standby
+    # started and stopped at once on a busy machine) then exits cleanly instead of dying
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
     from sync.daemon import StartupError, run_worker
 
     with handled():
@@ -969,9 +975,6 @@ def worker(
                 EXIT_BAD_INPUT,
             )
         configure_logging(config)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
             run_worker(config, threads, stop, metrics_host=metrics_host, metrics_port=metrics_port)
         except StartupError as exc:

@@ -40,6 +40,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column('terms_offer', sa.JSON(), nullable=True))
         batch.drop_constraint(op.f('ck_campaign_entry_status_known'), type_='check')
         batch.create_check_constraint('status_known', NEW_STATUSES)
+    with op.batch_alter_table('campaign_state') as batch:
+        batch.add_column(sa.Column('terms_seen', sa.String(length=64), nullable=True))
     op.create_table(
         'campaign_money',
         sa.Column('id', Id, nullable=False),
@@ -82,6 +84,8 @@ def downgrade() -> None:
     op.drop_index('ix_campaign_money_state', table_name='campaign_money')
     op.drop_index(op.f('ix_campaign_money_entry_id'), table_name='campaign_money')
     op.drop_table('campaign_money')
+    with op.batch_alter_table('campaign_state') as batch:
+        batch.drop_column('terms_seen')
     with op.batch_alter_table('campaign_entry') as batch:
         batch.drop_constraint(op.f('ck_campaign_entry_status_known'), type_='check')
         batch.create_check_constraint('status_known', OLD_STATUSES)
