@@ -6,7 +6,8 @@ Registered on the main app by sync/cli.py; the workflows are sync/campaign_servi
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +34,18 @@ review_app = typer.Typer(help="Campaign sign-ups held for review.", no_args_is_h
 
 class _DryRun(Exception):
     """Raised inside a ledger transaction to roll a dry run back."""
+
+
+@contextmanager
+def _ledger(ctx: Any, *, rollback: bool, now: Any = None) -> Iterator[Any]:
+    """A ledger transaction that is rolled back when `rollback` (a dry run, a read)."""
+    try:
+        with ctx.ledger(now=now) as tx:
+            yield tx
+            if rollback:
+                raise _DryRun
+    except _DryRun:
+        pass
 
 
 DRY_RUN = Annotated[
@@ -171,14 +184,8 @@ def campaign_allocate(
             return
         if reason is not None:
             fail("--reason goes with --entry", EXIT_BAD_INPUT)
-        with opened() as ctx:
-            try:
-                with ctx.ledger() as tx:
-                    wave = service.allocate(tx, ctx.config, name, dry_run=dry_run)
-                    if dry_run:
-                        raise _DryRun
-            except _DryRun:
-                pass
+        with opened() as ctx, _ledger(ctx, rollback=dry_run) as tx:
+            wave = service.allocate(tx, ctx.config, name, dry_run=dry_run)
         data = {"ok": True, "dry_run": dry_run, "wave": wave.number, "method": wave.method,
                 "seed": wave.seed, "allocations": wave.allocations}  # fmt: skip
         emit(data, as_json, lambda: _print_rows(
@@ -190,16 +197,10 @@ def _allocate_one(name: str, entry: int, reason: str | None, dry_run: bool, as_j
     if not reason or not reason.strip():
         fail("--entry needs --reason TEXT: an override is kept in the audit log", EXIT_BAD_INPUT)
     assert reason is not None
-    with opened() as ctx:
-        try:
-            with ctx.ledger() as tx:
-                if campaigns.entry(tx.session, entry).campaign != name:
-                    raise LedgerInputError(f"entry {entry}", f"is not in campaign {name}")
-                row = service.allocate_entry(tx, ctx.config, entry, reason)
-                if dry_run:
-                    raise _DryRun
-        except _DryRun:
-            pass
+    with opened() as ctx, _ledger(ctx, rollback=dry_run) as tx:
+        if campaigns.entry(tx.session, entry).campaign != name:
+            raise LedgerInputError(f"entry {entry}", f"is not in campaign {name}")
+        row = service.allocate_entry(tx, ctx.config, entry, reason)
     data = {"ok": True, "dry_run": dry_run, **row.as_dict()}
     verb = "would be allocated" if dry_run else "allocated"
     emit(data, as_json, lambda: out.print(
@@ -236,15 +237,10 @@ def campaign_tick(
             names = [name] if name else list(ctx.config.campaigns)
             results = []
             for each in names:
-                try:
-                    with ctx.ledger(now=at) as tx:
-                        done = service.tick(tx, ctx.config, each)
-                        done["money"] = _money_planned(tx)
-                        results.append(done)
-                        if dry_run:
-                            raise _DryRun
-                except _DryRun:
-                    pass
+                with _ledger(ctx, now=at, rollback=dry_run) as tx:
+                    done = service.tick(tx, ctx.config, each)
+                    done["money"] = _money_planned(tx)
+                    results.append(done)
         emit({"ok": True, "dry_run": dry_run, "campaigns": results}, as_json,
              lambda: _print_ticks(results))  # fmt: skip
 
@@ -285,13 +281,8 @@ def _print_ticks(results: list[dict[str, Any]]) -> None:
 def campaign_show(name: str, as_json: JsonFlag = False) -> None:
     """Counts per state and SKU, waves, the lottery seed, units still free."""
     with handled(as_json):
-        with opened() as ctx:
-            try:
-                with ctx.ledger() as tx:
-                    data = service.show(tx, ctx.config, name)
-                    raise _DryRun  # reading only
-            except _DryRun:
-                pass
+        with opened() as ctx, _ledger(ctx, rollback=True) as tx:
+            data = service.show(tx, ctx.config, name)
         emit({"ok": True, **data}, as_json, lambda: out.print_json(data=data))
 
 
@@ -326,16 +317,10 @@ def _end_entry(
 ) -> None:
     """Run a change that may end an entry (and plan its refund); --dry-run rolls it back."""
     with handled(as_json):
-        with opened() as ctx:
-            try:
-                with ctx.ledger() as tx:
-                    row = end(tx, ctx.config)
-                    money = [m.as_dict() for m in campaign_money.of_entries(
-                        tx.session, [entry]).get(entry, []) if m.kind == "refund"]  # fmt: skip
-                    if dry_run:
-                        raise _DryRun
-            except _DryRun:
-                pass
+        with opened() as ctx, _ledger(ctx, rollback=dry_run) as tx:
+            row = end(tx, ctx.config)
+            money = [m.as_dict() for m in campaign_money.of_entries(
+                tx.session, [entry]).get(entry, []) if m.kind == "refund"]  # fmt: skip
         data = {"ok": True, "dry_run": dry_run, **row.as_dict(), "refunds": money}
         emit(data, as_json, lambda: out.print(
             f"entry {row.id}: {'would be ' if dry_run else ''}{row.status}; refunds: "

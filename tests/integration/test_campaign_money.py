@@ -18,11 +18,11 @@ import pytest
 
 from rules import ConfigError, parse_config
 from stock import campaign_money, campaigns, counts
-from stock.db import upgrade
 from stock.tx import LedgerInputError
 from sync import campaign_money_report, campaign_report
 from sync import campaign_service as service
 from sync.context import AppContext
+from tests.support.ledger import opened_ledger
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 CONFIG = """\
@@ -54,23 +54,10 @@ campaigns:
 def ctx(
     request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
 ) -> Iterator[AppContext]:
-    context = None
-    if request.param == "sqlite":
-        url = fresh_sqlite(tmp_path)
-    else:
-        from sync.stack import fresh_postgres
-        from tests.conftest import PG_ADMIN_URL
-
-        context = fresh_postgres(PG_ADMIN_URL, prefix="stocksync_t_")
-        url = context.__enter__()
-    upgrade(url)
-    app = AppContext.open(parse_config(CONFIG.format(url=url), "stocksync.yaml", env={}))
-    with app.ledger(actor="test", now=T0 - timedelta(days=1)) as tx:
-        counts.set_stock(tx, "TEE-M", 2)
-    yield app
-    app.close()
-    if context is not None:
-        context.__exit__(None, None, None)
+    with opened_ledger(
+        request.param, tmp_path, fresh_sqlite, CONFIG, {"TEE-M": 2}, T0 - timedelta(days=1)
+    ) as app:
+        yield app
 
 
 def sign_up(ctx: AppContext, minute: int, email: str, **more: Any) -> campaigns.EntryRow:

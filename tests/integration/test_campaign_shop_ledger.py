@@ -15,12 +15,11 @@ import pytest
 from sqlalchemy import select
 
 from backorders import orders
-from rules import parse_config
 from stock import campaigns, counts, offers
 from stock import models as m
-from stock.db import upgrade
 from sync import campaign_service as service
 from sync.context import AppContext
+from tests.support.ledger import opened_ledger
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 CONFIG = """\
@@ -47,23 +46,10 @@ campaigns:
 def ctx(
     request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
 ) -> Iterator[AppContext]:
-    if request.param == "sqlite":
-        url = fresh_sqlite(tmp_path)
-        context = None
-    else:
-        from sync.stack import fresh_postgres
-        from tests.conftest import PG_ADMIN_URL
-
-        context = fresh_postgres(PG_ADMIN_URL, prefix="stocksync_t_")
-        url = context.__enter__()
-    upgrade(url)
-    app = AppContext.open(parse_config(CONFIG.format(url=url), "stocksync.yaml", env={}))
-    with app.ledger(actor="test", now=T0 - timedelta(days=1)) as tx:
-        counts.set_stock(tx, "TEE-M", 3)
-    yield app
-    app.close()
-    if context is not None:
-        context.__exit__(None, None, None)
+    with opened_ledger(
+        request.param, tmp_path, fresh_sqlite, CONFIG, {"TEE-M": 3}, T0 - timedelta(days=1)
+    ) as app:
+        yield app
 
 
 def sign_up(ctx: AppContext, minute: int, email: str, channel: str) -> campaigns.EntryRow:
