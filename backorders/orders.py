@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Literal, cast
 
 from sqlalchemy import select
@@ -39,6 +40,9 @@ class OtherLineInput:
     external_line_id: str
     title: str
     quantity: int
+    # a pre-order line (a Shopify selling plan's deposit): units of this SKU, held as money
+    # until its campaign entry is paid in full, then recorded as a stock line (stock_plan_lines)
+    plan_sku: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +60,10 @@ class OrderInput:
     # the shop order pays for a campaign allocation: the attribute our payment request put on
     # it ("<entry id>:<proof>", connectors.base.PAYMENT_ATTRIBUTE); None for other orders
     payment_proof: str | None = None
-    # the order pays a campaign deposit (a WooCommerce deposit product): the sign-up it makes
+    # the order pays a campaign deposit (a WooCommerce deposit product, a Shopify pre-order):
+    # the sign-up it makes
     campaign_deposit: CampaignDeposit | None = None
+    outstanding: Decimal | None = None  # what the customer still owes on it; None: not told
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,10 @@ class CampaignDeposit:
     qty: int
     email: str
     accepted_terms: bool
+    # a pre-order: the order's own plan lines are the units (stock once paid in full), not a
+    # deposit product
+    pre_order: bool = False
+    mixed: bool = False  # plan lines of more than one variant or campaign (refused)
 
 
 @dataclass
@@ -208,6 +218,31 @@ def cancel_order(tx: LedgerTx, channel: str, external_id: str) -> Outcome:
             source_status="cancelled",
         ),
     )
+
+
+def stock_plan_lines(tx: LedgerTx, channel: str, external_id: str) -> Outcome:
+    """The pre-order lines of a stored order (held as money) become stock lines, reserving
+    their units now: its campaign entry was paid in full. The same order version otherwise."""
+    db_order = find(tx, channel, external_id)
+    if db_order is None:
+        raise LedgerInputError(f"{channel}/{external_id}", "no such order")
+    others = [OtherLineInput(o["line"], o["title"], o["quantity"], o.get("plan_sku"))
+              for o in db_order.other_lines or ()]  # fmt: skip
+    codes = counts.codes_of(tx, {line.sku_id for line in db_order.lines})
+    lines = [LineInput(line.external_line_id, codes[line.sku_id], line.quantity)
+             for line in db_order.lines]  # fmt: skip
+    lines += [LineInput(o.external_line_id, o.plan_sku, o.quantity) for o in others if o.plan_sku]
+    return record_order(
+        tx,
+        OrderInput(
+            channel=channel, external_id=external_id, placed_at=db_order.placed_at,
+            updated_at=db_order.source_updated_at, status=cast(OrderState, db_order.status),
+            lines=tuple(lines),
+            customer_key=db_order.customer_key, tier=db_order.tier,
+            source_status=db_order.source_status,
+            other_lines=tuple(o for o in others if not o.plan_sku),
+        ),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +434,7 @@ def _store_order(
 ) -> m.ChannelOrder:
     other_lines = [
         {"line": o.external_line_id, "title": o.title, "quantity": o.quantity}
+        | ({"plan_sku": o.plan_sku} if o.plan_sku else {})
         for o in order.other_lines
     ] or None
     if existing is not None:

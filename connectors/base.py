@@ -27,6 +27,9 @@ class OrderLine:
     external_line_id: str
     sku: str
     quantity: int  # the current quantity, after edits and refunds
+    # the selling plan the line was bought with (Shopify's numeric id): a pre-order, paid in
+    # part at checkout; None for a line bought outright
+    selling_plan: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class ChannelOrder:
     customer_role: str | None = None
     meta: tuple[tuple[str, str], ...] = ()
     email: str | None = None  # the customer's (billing) email, when the order has one
+    # what the customer still owes on the order (a pre-order's balance); None: not told
+    outstanding: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +142,17 @@ class PaymentRequest:
     attributes: Mapping[str, str]
     message: str  # to the customer, with the deadline
     amount: Decimal | None = None  # what is left to pay (a balance); None: the shop's price
+    # the shop order the customer paid a deposit on, where the shop can charge the balance
+    # itself (a Shopify pre-order's payment mandate); None: a new request is made
+    deposit_order: str | None = None
+    currency: str | None = None  # of `amount`
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentLink:
     ref: str  # the shop's id of the request (a draft order's gid, an order id)
     url: str  # where the customer pays
+    paid: bool = False  # the shop charged it at once (a vaulted card): nothing left to ask
 
 
 PAYMENT_ATTRIBUTE = "stocksync_entry"  # on the request and so on the paid order: "<id>:<proof>"
@@ -321,7 +331,8 @@ class RefundRequest:
 
 @runtime_checkable
 class TakesRefunds(Protocol):
-    """A shop stocksync can refund on (WooCommerce). Elsewhere refunds are made by hand."""
+    """A shop stocksync can refund on (WooCommerce, Shopify). Elsewhere refunds are made by
+    hand."""
 
     name: str
 

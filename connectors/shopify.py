@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors import shopify_payments
+from connectors import shopify_deposits, shopify_payments
 from connectors import shopify_queries as q
 from connectors.base import (
     BackorderHold,
@@ -26,9 +26,11 @@ from connectors.base import (
     PolledOrder,
     ProbeResult,
     PushResult,
+    RefundRequest,
     WebhookEvent,
     WebhookRejected,
 )
+from connectors.shopify_deposits import PlanRef, PlanSpec
 from connectors.shopify_orders import gid_tail, parse_body, parse_graphql_order
 from connectors.shopify_transport import ShopifyTransport
 from connectors.signatures import verify
@@ -60,6 +62,14 @@ HOLDABLE = ("OPEN", "SCHEDULED", "ON_HOLD")
 # needed only where campaigns ask customers to pay (connectors/shopify_payments.py)
 PAYMENT_SCOPES: Mapping[str, str] = {
     "write_draft_orders": "create, invoice and delete campaign draft orders",
+}
+# needed only where campaigns take deposits through pre-order selling plans
+# (connectors/shopify_deposits.py)
+DEPOSIT_SCOPE_NEEDS: Mapping[str, str] = {
+    "write_products": "create, change and delete the campaign's pre-order selling plan group",
+    "write_purchase_options": "create, change and delete the campaign's pre-order selling plan",
+    "write_payment_mandate": "charge the balance to the card vaulted at the pre-order checkout",
+    "write_orders": "email the balance's payment link, cancel unpaid pre-orders, refund",
 }
 REQUIRED_SCOPES: Mapping[str, str] = {
     "read_orders": "read orders (polling)",
@@ -108,10 +118,16 @@ class ShopifyChannel:
         timeout: float = 10.0,
         max_attempts: int = 5,
         payments: bool = False,
+        deposits: bool = False,
     ) -> None:
-        """`payments`: campaigns ask customers to pay here, so the token needs PAYMENT_SCOPES."""
+        """`payments`: campaigns ask customers to pay here, so the token needs PAYMENT_SCOPES;
+        `deposits`: campaigns take deposits here through pre-orders (DEPOSIT_SCOPE_NEEDS)."""
         self.name = name
-        self.needed_scopes = {**REQUIRED_SCOPES, **(PAYMENT_SCOPES if payments else {})}
+        self.needed_scopes = {
+            **REQUIRED_SCOPES,
+            **(PAYMENT_SCOPES if payments else {}),
+            **(DEPOSIT_SCOPE_NEEDS if deposits else {}),
+        }
         # quantity writes compare-and-set (changeFromQuantity): a late one finds the quantity
         # moved and is refused, so none can overwrite a newer number
         self.late_write_window: float | None = None
@@ -547,15 +563,32 @@ class ShopifyChannel:
             )
         return list(_get(self.name, _get(self.name, order, "fulfillmentOrders"), "nodes"))
 
-    # -- campaign payments (connectors/shopify_payments.py) --------------------------------
+    # -- campaign payments (connectors/shopify_payments.py: a draft order per allocation;
+    # connectors/shopify_deposits.py: the balance of a pre-order's deposit order) ----------
     def request_payment(self, request: PaymentRequest) -> PaymentLink:
+        if request.deposit_order:
+            return shopify_deposits.charge_balance(self, request)
         return shopify_payments.request(self, request)
 
     def remind_payment(self, ref: str, request: PaymentRequest) -> None:
-        shopify_payments.remind(self, ref, request)
+        if shopify_deposits.is_order_ref(ref):
+            shopify_deposits.send_balance_link(self, ref, request)
+        else:
+            shopify_payments.remind(self, ref, request)
 
     def withdraw_payment(self, ref: str) -> bool:
+        if shopify_deposits.is_order_ref(ref):
+            return shopify_deposits.cancel_unpaid(self, ref)
         return shopify_payments.withdraw(self, ref)
+
+    def refund(self, request: RefundRequest) -> str:
+        return shopify_deposits.refund(self, request)
+
+    def ensure_selling_plan(self, spec: PlanSpec) -> PlanRef:
+        return shopify_deposits.ensure_plan(self, spec)
+
+    def remove_selling_plan(self, code: str) -> bool:
+        return shopify_deposits.remove_plan(self, code)
 
     def close(self) -> None:
         self.transport.close()

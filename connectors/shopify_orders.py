@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connectors.base import (
@@ -62,9 +63,11 @@ def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order")
         else:  # payloads before current_quantity existed: original minus refunded units
             original = _int(channel, f"{where} line {line_id}", raw.get("quantity"))
             quantity = max(original - refunded.get(line_id, 0), 0)
+        plan = (raw.get("selling_plan_allocation") or {}).get("selling_plan_id")
         _add_line(
-            lines, others, line_id, raw.get("sku"), raw.get("name") or raw.get("title"), quantity
-        )
+            lines, others, line_id, raw.get("sku"), raw.get("name") or raw.get("title"), quantity,
+            plan,
+        )  # fmt: skip
     customer = data.get("customer")
     customer_key = None
     tags: tuple[str, ...] = ()
@@ -88,6 +91,8 @@ def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order")
         other_lines=tuple(others),
         customer_tags=tags,
         meta=_pairs(data.get("note_attributes"), "name"),
+        email=_email(data.get("email") or data.get("contact_email")),
+        outstanding=_amount(channel, where, data.get("total_outstanding")),
     )
 
 
@@ -104,7 +109,8 @@ def parse_graphql_order(channel: str, data: Mapping[str, Any]) -> ChannelOrder:
             raise PayloadError(channel, f"{where} lineItems[{index}]", "not an object")
         line_id = gid_tail(_required(channel, f"{where} lineItems[{index}]", raw, "id"))
         quantity = _int(channel, f"{where} line {line_id}", raw.get("currentQuantity"))
-        _add_line(lines, others, line_id, raw.get("sku"), raw.get("name"), quantity)
+        plan = (raw.get("sellingPlan") or {}).get("sellingPlanId")
+        _add_line(lines, others, line_id, raw.get("sku"), raw.get("name"), quantity, plan)
     customer = data.get("customer")
     customer_key = None
     tags: tuple[str, ...] = ()
@@ -128,6 +134,12 @@ def parse_graphql_order(channel: str, data: Mapping[str, Any]) -> ChannelOrder:
         other_lines=tuple(others),
         customer_tags=tags,
         meta=_pairs(data.get("customAttributes"), "key"),
+        email=_email(data.get("email")),
+        outstanding=_amount(
+            channel,
+            where,
+            ((data.get("totalOutstandingSet") or {}).get("shopMoney") or {}).get("amount"),
+        ),
     )
 
 
@@ -158,11 +170,13 @@ def _add_line(
     sku: Any,
     title: Any,
     quantity: int,
+    selling_plan: Any = None,
 ) -> None:
     """Stock is kept by SKU: a line without one (a custom item, a tip, a gift card) is kept
     with the order as an other line, never reserved, backordered or held for."""
     if isinstance(sku, str) and sku.strip():
-        lines.append(OrderLine(line_id, sku, quantity))
+        plan = gid_tail(selling_plan) if selling_plan not in (None, "") else None
+        lines.append(OrderLine(line_id, sku, quantity, plan))
     else:
         others.append(OtherLine(line_id, str(title or ""), quantity))
 
@@ -196,6 +210,20 @@ def _refunded_by_line(channel: str, where: str, refunds: Any) -> dict[str, int]:
             line_id = str(item.get("line_item_id"))
             totals[line_id] = totals.get(line_id, 0) + _int(channel, where, item.get("quantity"))
     return totals
+
+
+def _email(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _amount(channel: str, where: str, value: Any) -> Decimal | None:
+    """A money amount as Shopify sends it ("12.50"); None when the payload has none."""
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise PayloadError(channel, where, f"not an amount: {value!r}") from None
 
 
 def _required(channel: str, where: str, data: Mapping[str, Any], key: str) -> Any:

@@ -106,7 +106,7 @@ def withdraw(channel: ShopifyChannel, ref: str) -> bool:
     if _still_reserved(draft):
         _offset_reservation(channel, ref, draft)
     data = channel.transport.execute("draft_order_delete", DELETE_DRAFT, {"input": {"id": ref}})
-    _raise_user_errors(channel, "draft_order_delete", data, "draftOrderDelete", ref)
+    raise_user_errors(channel, "draft_order_delete", data, "draftOrderDelete", ref)
     return True
 
 
@@ -176,7 +176,7 @@ def _create(channel: ShopifyChannel, wanted: PaymentRequest) -> dict[str, Any]:
         "note": f"stocksync {wanted.key}: pay by {wanted.pay_by.isoformat()}",
     }  # fmt: skip
     data = channel.transport.execute("draft_order_create", CREATE_DRAFT, {"input": payload})
-    body = _raise_user_errors(channel, "draft_order_create", data, "draftOrderCreate", wanted.key)
+    body = raise_user_errors(channel, "draft_order_create", data, "draftOrderCreate", wanted.key)
     draft = body.get("draftOrder")
     if not isinstance(draft, dict) or not draft.get("id"):
         raise ChannelError(
@@ -190,16 +190,23 @@ def _send_invoice(channel: ShopifyChannel, ref: str, wanted: PaymentRequest) -> 
     data = channel.transport.execute(
         "draft_order_invoice_send", SEND_INVOICE, {"id": ref, "email": email}
     )
-    _raise_user_errors(channel, "draft_order_invoice_send", data, "draftOrderInvoiceSend", ref)
+    raise_user_errors(channel, "draft_order_invoice_send", data, "draftOrderInvoiceSend", ref)
 
 
-def _raise_user_errors(
-    channel: ShopifyChannel, operation: str, data: Mapping[str, Any], field: str, what: str
+def raise_user_errors(
+    channel: ShopifyChannel,
+    operation: str,
+    data: Mapping[str, Any],
+    field: str,
+    what: str,
+    errors_key: str = "userErrors",
 ) -> Mapping[str, Any]:
+    """`data[field]`, the payload of one mutation; a ChannelError when it is missing or lists
+    user errors (under `errors_key`: a few mutations name theirs, e.g. orderCancelUserErrors)."""
     body = data.get(field)
     if not isinstance(body, Mapping):
         raise ChannelError(channel.name, operation, f"{what}: no {field} in the answer")
-    errors = body.get("userErrors") or []
+    errors = body.get(errors_key) or []
     if errors:
         text = "; ".join(
             f"{'.'.join(str(p) for p in (e.get('field') or []))}: {e.get('message')}"

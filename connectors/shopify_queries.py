@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Final
 
-# orders: node = order 1 + customer 1 (its tags are scalars: 0) + lineItems (2 + 50 x 1) = 54
-# -> 18 per page (974 points)
-ORDERS_PAGE_SIZE: Final = 18
-ORDER_LINES_PAGE_SIZE: Final = 50
-# line items beyond the first page of an order: 2 + 250 x 1
+# orders: node = order 1 + customer 1 (its tags are scalars: 0) + totalOutstandingSet 1 +
+# shopMoney 1 + lineItems (2 + 25 x (line 1 + sellingPlan 1)) = 56 -> 17 per page (954 points)
+ORDERS_PAGE_SIZE: Final = 17
+ORDER_LINES_PAGE_SIZE: Final = 25
+# line items beyond the first page of an order: 2 + 250 x 2
 MORE_LINES_PAGE_SIZE: Final = 250
 # variants by SKU: node = variant 1 + inventoryItem 1 + inventoryLevel 1 + quantities 1 = 4
 SKU_BATCH_SIZE: Final = 100
@@ -63,9 +63,13 @@ fragment StocksyncOrder on Order {
   displayFulfillmentStatus
   customer { id email tags }
   customAttributes { key value }
+  totalOutstandingSet { shopMoney { amount } }
   lineItems(first: <lines>) {
     pageInfo { hasNextPage endCursor }
-    nodes { id sku name quantity currentQuantity unfulfilledQuantity }
+    nodes {
+      id sku name quantity currentQuantity unfulfilledQuantity
+      sellingPlan { sellingPlanId }
+    }
   }
 }
 """,
@@ -90,7 +94,10 @@ query StocksyncOrderLines($id: ID!, $after: String) {
   order(id: $id) {
     lineItems(first: <lines>, after: $after) {
       pageInfo { hasNextPage endCursor }
-      nodes { id sku name quantity currentQuantity unfulfilledQuantity }
+      nodes {
+        id sku name quantity currentQuantity unfulfilledQuantity
+        sellingPlan { sellingPlanId }
+      }
     }
   }
 }

@@ -195,6 +195,18 @@ class Config:
         """Channels where some campaign's customers pay."""
         return frozenset(c for campaign in self.campaigns.values() for c in campaign.channels)
 
+    def pre_order_channels(self) -> frozenset[str]:
+        """Shopify channels where some campaign has payment terms: customers sign up there by a
+        pre-order checkout through a selling plan stocksync keeps (a deposit, all of it, or
+        with `mode: none` only their card saved)."""
+        return frozenset(
+            c
+            for campaign in self.campaigns.values()
+            if campaign.payment is not None
+            for c in campaign.channels
+            if self.channels[c].kind == "shopify"
+        )
+
     def campaign_units(self, sku: str) -> tuple[tuple[str, int], ...]:
         """(campaign, units set aside) of every campaign that holds units of this SKU."""
         return tuple(

@@ -65,14 +65,6 @@ def check_channel_references(
         for position, channel in enumerate(names if isinstance(names, list) else []):
             if isinstance(channel, str) and channel not in known:
                 issue(("campaigns", name, "channels", position), _unknown_channel(channel, known))
-            mode = _get(campaign, "payment", "mode") if isinstance(campaign, dict) else None
-            if mode in ("deposit", "full") and _kind(channels, str(channel)) == "shopify":
-                issue(
-                    ("campaigns", name, "channels", position),
-                    f"channel {channel!r} is Shopify: deposits there need Shopify selling plans, "
-                    "which stocksync does not make yet; take deposits on WooCommerce or a manual "
-                    "channel",
-                )
     pools: list[tuple[KeyPath, Any]] = [(("defaults", "pool"), _get(data, "defaults", "pool"))]
     pools += [
         (("sku_rules", index, "pool"), rule.get("pool") if isinstance(rule, dict) else None)

@@ -114,7 +114,8 @@ def record_paid(
     row = m.CampaignMoney(
         entry_id=entry_id, campaign=campaign, kind=kind,
         amount_minor=minor_units(amount, currency), currency=currency, channel=channel,
-        order_ref=order_ref, key=key, state="paid", reason=f"{kind} paid", attempts=0,
+        order_ref=order_ref, key=key, state="paid", attempts=0,
+        reason=f"{kind} paid" if amount else "nothing paid: the card was saved at checkout",
         created_at=tx.now, updated_at=tx.now,
     )  # fmt: skip
     tx.session.add(row)
@@ -167,22 +168,43 @@ def plan_refund(tx: LedgerTx, entry: Any, status: str, why: str) -> MoneyRow | N
     paid_on = next((r for r in rows if r.kind == "deposit"), None) or next(
         (r for r in rows if r.kind == "balance"), None
     )
-    channel = paid_on.channel if paid_on else None
-    key = f"refund-{entry.id}-{status}"
+    return refund_of(
+        tx, entry.id, entry.campaign, amount, currency,
+        paid_on=(paid_on.channel, paid_on.order_ref) if paid_on else None,
+        key=f"refund-{entry.id}-{status}", why=why, kept=waived,
+        due_at=tx.now + REALLOCATION_WINDOW if after_lock else None,
+    )  # fmt: skip
+
+
+def refund_of(
+    tx: LedgerTx,
+    entry_id: int,
+    campaign: str,
+    amount: Decimal,
+    currency: str,
+    *,
+    paid_on: tuple[str | None, str | None] | None,
+    key: str,
+    why: str,
+    kept: Decimal = Decimal(0),
+    due_at: datetime | None = None,
+) -> MoneyRow | None:
+    """One refund of `amount`, planned under `key` on the channel and order it was paid on (the
+    refund job makes it there), or `by_hand` where there is no channel. None: planned before."""
     if by_key(tx.session, key) is not None:
         return None  # planned already: never twice
+    channel, order_ref = paid_on or (None, None)
     state = "by_hand" if channel is None else "planned"
     row = m.CampaignMoney(
-        entry_id=entry.id, campaign=entry.campaign, kind="refund",
+        entry_id=entry_id, campaign=campaign, kind="refund",
         amount_minor=minor_units(amount, currency), currency=currency, channel=channel,
-        order_ref=paid_on.order_ref if paid_on else None, key=key, state=state,
-        reason=why, attempts=0, created_at=tx.now, updated_at=tx.now,
-        due_at=tx.now + REALLOCATION_WINDOW if after_lock else None,
+        order_ref=order_ref, key=key, state=state, reason=why, attempts=0,
+        created_at=tx.now, updated_at=tx.now, due_at=due_at,
     )  # fmt: skip
     tx.session.add(row)
     tx.session.flush()
-    tx.audit("campaign.refund_planned", entry.campaign, {
-        "entry": entry.id, "amount": text(amount, currency), "kept": text(waived, currency),
+    tx.audit("campaign.refund_planned", campaign, {
+        "entry": entry_id, "amount": text(amount, currency), "kept": text(kept, currency),
         "channel": channel, "state": state, "why": why,
         **({"only_if_reallocated_by": row.due_at.isoformat()} if row.due_at else {}),
     })  # fmt: skip

@@ -24,7 +24,9 @@ from stock.tx import LedgerInputError, LedgerTx
 
 LIVE = ("waiting", "review", "allocated", "confirmed")  # entries that count against limits
 # payment states with a request on a shop (or about to be) that the customer could still pay
-PAYABLE = frozenset({"requested", "open", "reminding"})
+# a payment the shop could still take: a request made or being made, or a Shopify pre-order
+# (`pre_order`: its balance is still open on the shop until it is allocated and charged)
+PAYABLE = frozenset({"requested", "open", "reminding", "pre_order"})
 # payment states with a shop call due (stock.campaigns claims them for sync.campaign_payments)
 CALL_DUE = ("requested", "reminding", "withdrawing")
 
@@ -233,6 +235,17 @@ def allocate(
     )  # fmt: skip
     if on_shop:
         tx.effects.payments.add(item.id)
+
+
+def hold_pre_order(tx: LedgerTx, entry_id: int, channel: str, ref: str) -> None:
+    """A waiting entry signed up by a pre-order on a shop: if it ends without a unit, its order
+    is taken back on the shop (cancelled) as an unpaid payment request is."""
+    tx.session.execute(
+        update(m.CampaignEntry)
+        .where(m.CampaignEntry.id == entry_id, m.CampaignEntry.pay_state.is_(None))
+        .values(pay_state="pre_order", pay_channel=channel, pay_ref=ref, updated_at=tx.now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def start_withdrawal(tx: LedgerTx, entry_id: int) -> None:

@@ -386,6 +386,25 @@ class CampaignMoney(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class CampaignShopPlan(Base):
+    """A campaign's selling plan on a Shopify channel (issue #16): a pre-order with the
+    campaign's deposit. A checkout through `plan_ref` is a sign-up. `digest` is of the plan as
+    last made on the shop: a different one (the terms or SKUs changed) makes it again; `error`
+    holds the shop's refusal until it is made."""
+
+    __tablename__ = "campaign_shop_plan"
+    __table_args__ = (UniqueConstraint("campaign", "channel", name="campaign_channel"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    group_ref: Mapped[str | None] = mapped_column(String(255))
+    plan_ref: Mapped[str | None] = mapped_column(String(255), index=True)  # numeric id
+    digest: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class CampaignIdentity(Base):
     """An entry's normalised identity keys (email, phone, address), indexed: a sign-up finds
     the entries it shares a customer with without reading the whole waitlist."""

@@ -17,6 +17,9 @@ from typing import Any, Literal
 
 from rules.money import PaymentTerms, quantize, text
 
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+
 
 @dataclass(frozen=True)
 class Sums:

@@ -22,6 +22,7 @@ from rules import money as rules_money
 from rules.campaign_model import Campaign
 from stock import (
     campaign_money,
+    campaign_plans,
     campaign_policy,
     campaigns,
     counts,
@@ -61,7 +62,7 @@ def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
     shares an identity with another entry (never dropped, never allocated silently)."""
     campaign = campaign_of(config, name)
     if form.deposit_paid is not None:
-        earlier = campaign_money.by_key(tx.session, _deposit_key(form.deposit_paid))
+        earlier = campaign_money.by_key(tx.session, deposit_key(form.deposit_paid))
         if earlier is not None:  # this deposit made its entry already (a webhook and a poll)
             return campaigns.entry(tx.session, earlier.entry_id)
     if not campaign.opens <= (form.placed_at or tx.now) < campaign.closes:
@@ -107,11 +108,12 @@ def sign_up(tx: LedgerTx, config: Config, name: str, form: SignUp) -> EntryRow:
             form.tier, keys, reason, form.channel or (form.deposit_paid or (None,))[0], agreed,
         ),
     )  # fmt: skip
-    if agreed is not None and form.deposit_paid is not None and Decimal(agreed["deposit"]) > 0:
+    if agreed is not None and form.deposit_paid is not None:
+        # (0.00 where the checkout only saved the card: the order still made the entry)
         channel, order_ref = form.deposit_paid
         campaign_money.record_paid(
             tx, entry.id, name, "deposit", Decimal(agreed["deposit"]), str(agreed["currency"]),
-            channel=channel, order_ref=order_ref, key=_deposit_key(form.deposit_paid),
+            channel=channel, order_ref=order_ref, key=deposit_key(form.deposit_paid),
         )  # fmt: skip
     return entry
 
@@ -143,7 +145,7 @@ def deposit_sign_up(tx: LedgerTx, config: Config, order: OrderInput) -> EntryRow
 def deposit_cancelled(tx: LedgerTx, order: OrderInput) -> EntryRow | None:
     """The deposit order of an entry was cancelled or refunded on the shop: the entry is
     cancelled and no refund of its own is made (the shop gave the money back)."""
-    found = campaign_money.by_key(tx.session, _deposit_key((order.channel, order.external_id)))
+    found = campaign_money.by_key(tx.session, deposit_key((order.channel, order.external_id)))
     if found is None:
         return None  # never a sign-up (unpaid when it was cancelled)
     item = campaigns.entry(tx.session, found.entry_id)
@@ -159,7 +161,7 @@ def deposit_cancelled(tx: LedgerTx, order: OrderInput) -> EntryRow | None:
     return campaigns.entry(tx.session, item.id)
 
 
-def _deposit_key(paid: tuple[str, str]) -> str:
+def deposit_key(paid: tuple[str, str]) -> str:
     return f"deposit-{paid[0]}-{paid[1]}"
 
 
@@ -315,11 +317,15 @@ def _nothing_left_to_pay(entry: EntryRow) -> bool:
 
 
 def _confirm_paid_in_full(tx: LedgerTx, entry_id: int, channel: str) -> None:
-    """The unit of an entry paid in full becomes its order at once, on the channel it paid on,
-    as `campaign:<name>:<entry>` (the shop's order was of the deposit product, not the SKU)."""
+    """The unit of an entry paid in full becomes its order at once, on the channel it paid on:
+    its pre-order's own line (Shopify), else `campaign:<name>:<entry>` (the shop's order was of
+    the deposit product, not the SKU)."""
     from backorders import orders
+    from sync import campaign_pre_orders  # it builds on this module
 
     item = campaigns.entry(tx.session, entry_id)
+    if campaign_pre_orders.paid_in_full(tx, item, channel):
+        return  # a Shopify pre-order: its own line is the unit
     ref = f"campaign:{item.campaign}:{item.id}"
     campaigns.change(tx, item, "confirmed", "paid in full at sign-up", expected=("allocated",),
                      channel=channel, order_ref=ref)  # fmt: skip
@@ -417,7 +423,7 @@ def confirm(tx: LedgerTx, config: Config, entry_id: int, channel: str | None = N
         tx, item, "confirmed", f"paid on {chosen}", expected=("allocated",),
         channel=chosen, order_ref=ref, **extra,
     )  # fmt: skip
-    _record_balance(tx, item, chosen, ref)
+    record_balance(tx, item, chosen, ref)
     orders.record_order(
         tx,
         orders.OrderInput(
@@ -585,7 +591,7 @@ def _fit_allocations_to_stock(
     return cancelled
 
 
-def _record_balance(tx: LedgerTx, item: EntryRow, channel: str, order_ref: str) -> None:
+def record_balance(tx: LedgerTx, item: EntryRow, channel: str, order_ref: str) -> None:
     """The balance of an entry with payment terms, paid with its confirmation."""
     agreed = item.terms
     if not agreed or Decimal(agreed["balance"]) <= 0:
@@ -636,7 +642,7 @@ def paid_on_shop(tx: LedgerTx, config: Config, order: OrderInput) -> str:
     }
     if item.status == "allocated":
         campaigns.change(tx, item, "confirmed", why, expected=("allocated",), **paid)
-        _record_balance(tx, item, order.channel, order.external_id)
+        record_balance(tx, item, order.channel, order.external_id)
         return "confirmed"
     if (
         campaign is not None
@@ -647,7 +653,7 @@ def paid_on_shop(tx: LedgerTx, config: Config, order: OrderInput) -> str:
         campaigns.change(tx, item, "confirmed", why + " after its allocation ended; a unit "
                          "was still free", expected=(item.status,), **paid)  # fmt: skip
         campaign_money.withdraw_planned(tx, item.id, item.status, "paid after all")
-        _record_balance(tx, item, order.channel, order.external_id)
+        record_balance(tx, item, order.channel, order.external_id)
         return "confirmed_late"
     tx.audit("campaign.late_payment", item.campaign, {"entry": item.id, "order": where,
              "status": item.status, "why": "paid after its allocation ended and no unit of "
@@ -669,6 +675,11 @@ def show(tx: LedgerTx, config: Config, name: str) -> dict[str, Any]:
         "closed_at": state.closed_at.isoformat() if state and state.closed_at else None,
         "free": free_units(tx, campaign),
         "rules": campaign.rules_in_words(),
+        # Shopify pre-order selling plans: what the shop has, or why it refused
+        "shop_plans": {
+            plan.channel: {"group": plan.group_ref, "plan": plan.plan_ref, "error": plan.error}
+            for plan in campaign_plans.of_campaign(tx.session, name)
+        },
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from backorders.orders import CampaignDeposit, LineInput, OrderInput, OrderState, OtherLineInput
 from connectors.base import PAYMENT_ATTRIBUTE, ChannelOrder, OrderStatus
 from rules import Config, TierFrom
@@ -37,18 +39,31 @@ def order_tier(
     return tier_from.tier_for(tier_values(order, tier_from), tiers)
 
 
-def to_order_input(order: ChannelOrder, channel: str, config: Config | None = None) -> OrderInput:
+def to_order_input(
+    order: ChannelOrder,
+    channel: str,
+    config: Config | None = None,
+    plans: Mapping[str, str] | None = None,
+) -> OrderInput:
     """`channel` is our name for it (the config key), whatever the connector called it.
 
     With `config`, the order's tier is read as the channel's `tier_from` says; without, or when
     nothing matches, the order has no tier (an update without one keeps the tier recorded).
+    `plans`: the channel's campaign selling plans (plan id -> campaign); a line bought through
+    one is a pre-order, held as money until paid in full (backorders.orders.stock_plan_lines).
     """
     merged: dict[str, LineInput] = {}
     deposit_skus = config.deposit_skus() if config else {}
     deposits: list[OtherLineInput] = []
+    pre_orders: list[tuple[str, OtherLineInput]] = []
     for line in order.lines:
         if line.sku in deposit_skus:  # a campaign deposit product: money, not stock
             deposits.append(OtherLineInput(line.external_line_id, line.sku, line.quantity))
+            continue
+        campaign = (plans or {}).get(line.selling_plan or "")
+        if campaign is not None:
+            held = OtherLineInput(line.external_line_id, line.sku, line.quantity, line.sku)
+            pre_orders.append((campaign, held))
             continue
         merged[line.external_line_id] = LineInput(line.external_line_id, line.sku, line.quantity)
     tier = order_tier(order, config.tier_from(channel), config.tiers) if config else None
@@ -64,16 +79,38 @@ def to_order_input(order: ChannelOrder, channel: str, config: Config | None = No
         other_lines=tuple(
             OtherLineInput(o.external_line_id, o.title, o.quantity) for o in order.other_lines
         )
-        + tuple(deposits),
+        + tuple(deposits)
+        + tuple(held for _campaign, held in pre_orders),
         tier=tier,
         payment_proof=next((v for k, v in order.meta if k == PAYMENT_ATTRIBUTE), None),
-        campaign_deposit=_deposit(order, deposits, deposit_skus),
+        campaign_deposit=_pre_order(order, pre_orders) or _deposit(order, deposits, deposit_skus),
+        outstanding=order.outstanding,
     )
 
 
 DEPOSIT_CAMPAIGN_META = "stocksync_campaign"  # which campaign a deposit order signs up for
 DEPOSIT_VARIANT_META = "stocksync_variant"  # the variant wanted
 DEPOSIT_TERMS_META = "stocksync_accept_terms"  # "yes": the terms were accepted at checkout
+
+
+def _pre_order(
+    order: ChannelOrder, pre_orders: list[tuple[str, OtherLineInput]]
+) -> CampaignDeposit | None:
+    """The sign-up a checkout through a campaign's selling plan makes: the plan's campaign, the
+    line's variant and units. Buying through the plan, whose terms the checkout shows, is the
+    acceptance. Lines of another variant (or campaign) are refused at sign-up."""
+    if not pre_orders:
+        return None
+    campaign, first = pre_orders[0]
+    return CampaignDeposit(
+        campaign=campaign,
+        sku=first.title,
+        qty=sum(held.quantity for _c, held in pre_orders),
+        email=order.email or "",
+        accepted_terms=True,
+        pre_order=True,
+        mixed=any(c != campaign or held.title != first.title for c, held in pre_orders),
+    )
 
 
 def _deposit(

@@ -32,12 +32,14 @@ def describe_failure(exc: ChannelError) -> str:
     return f"failed: {exc.message}"
 
 
-def check_channel(cfg: ChannelConfig, payments: bool = False) -> dict[str, Any]:
+def check_channel(
+    cfg: ChannelConfig, payments: bool = False, deposits: bool = False
+) -> dict[str, Any]:
     """The outcome of one channel's probe, as `check --json` prints it under `online`."""
     if cfg.kind == "manual":
         return {"kind": cfg.kind, "ok": True, "summary": "manual channel: nothing to call"}
     try:
-        channel = build_channel(cfg, timeout=PROBE_TIMEOUT_S, payments=payments)
+        channel = build_channel(cfg, timeout=PROBE_TIMEOUT_S, payments=payments, deposits=deposits)
     except ValueError as exc:  # a secret the channel needs is not set
         return {"kind": cfg.kind, "ok": False, "error": f"not configured: {exc}"}
     if channel is None:
@@ -71,9 +73,14 @@ def check_channels(config: Config) -> dict[str, dict[str, Any]]:
     names = list(config.channels)
     if not names:
         return {}
-    paying = config.payment_channels()
+    paying, pre_orders = config.payment_channels(), config.pre_order_channels()
     with ThreadPoolExecutor(max_workers=min(len(names), 8)) as pool:
         results = list(
-            pool.map(lambda name: check_channel(config.channels[name], name in paying), names)
+            pool.map(
+                lambda name: check_channel(
+                    config.channels[name], name in paying, name in pre_orders
+                ),
+                names,
+            )
         )
     return dict(zip(names, results, strict=True))

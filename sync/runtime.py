@@ -24,10 +24,11 @@ WRITEBACK_LOCK_SPACE = 7_300_000_000
 
 
 def build_channel(
-    cfg: ChannelConfig, timeout: float = 10.0, *, payments: bool = False
+    cfg: ChannelConfig, timeout: float = 10.0, *, payments: bool = False, deposits: bool = False
 ) -> Channel | None:
     """The connector for a configured channel; None for manual channels (nothing to call).
-    `payments`: campaigns ask customers to pay on it (Shopify: draft orders, their scope)."""
+    `payments`: campaigns ask customers to pay on it (Shopify: draft orders, their scope);
+    `deposits`: campaigns take deposits on it through Shopify pre-orders (their scopes)."""
     if cfg.kind == "shopify":
         from connectors.shopify import ShopifyChannel
 
@@ -41,6 +42,7 @@ def build_channel(
             api_url=cfg.api_url,
             timeout=timeout,
             payments=payments,
+            deposits=deposits,
         )
     if cfg.kind == "woocommerce":
         from connectors.woocommerce import WooCommerceChannel
@@ -131,7 +133,11 @@ class Runtime:
         ctx = AppContext.open(config)
         channels: dict[str, Channel] = {}
         for name, cfg in config.channels.items():
-            channel = build_channel(cfg, payments=name in config.payment_channels())
+            channel = build_channel(
+                cfg,
+                payments=name in config.payment_channels(),
+                deposits=name in config.pre_order_channels(),
+            )
             if channel is not None:
                 channels[name] = channel
         return cls(config, ctx, channels, metrics or Metrics())

@@ -1,23 +1,38 @@
 """Helpers for the Shopify tests: a sandbox per test, a channel pointed at it, raw GraphQL calls,
-and a webhook receiver that records what arrives."""
+a webhook receiver that records what arrives, and the bodies of the sandbox and receiver fixtures
+the sandbox tests share."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
 
 from connectors.sandbox.shopify import ShopifySandbox
+from connectors.sandbox.shopify_scopes import DEFAULT_SCOPES, DEPOSIT_SCOPES
 from connectors.shopify import ShopifyChannel
 
 TOKEN = "shpat_sandbox"
 SECRET = "sandbox-secret"
 VERSION = "2026-07"
+# an app the merchant has granted the pre-order deposit calls as well
+DEPOSIT_APP_SCOPES = (*DEFAULT_SCOPES, *DEPOSIT_SCOPES)
+
+
+class Clock:
+    """The shop's clock, moved by the test instead of waiting."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 @dataclass
@@ -129,3 +144,19 @@ def wire_receiver(sandbox: ShopifySandbox) -> Iterator[Receiver]:
     for found in receiver_fixture():
         sandbox.webhook_url = found.url
         yield found
+
+
+def sandbox_fixture(
+    clock: Callable[[], datetime], access_scopes: Sequence[str] = DEFAULT_SCOPES
+) -> Iterator[ShopifySandbox]:
+    """A sandbox on `clock` whose app is granted `access_scopes` (a fixture's body)."""
+    with ShopifySandbox(restore_rate=2000, clock=clock, access_scopes=access_scopes) as sb:
+        yield sb
+
+
+def grant_scopes(sandbox: ShopifySandbox, scopes: Sequence[str]) -> None:
+    """The merchant grants the app `scopes`, in place of what it had (`PUT /_sandbox/app`)."""
+    granted = requests.put(
+        f"{sandbox.url}/_sandbox/app", json={"access_scopes": list(scopes)}, timeout=5
+    )
+    granted.raise_for_status()

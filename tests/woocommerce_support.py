@@ -1,4 +1,5 @@
-"""Helpers for the WooCommerce tests: fixture files, a webhook receiver, sandbox shortcuts."""
+"""Helpers for the WooCommerce tests: fixture files, a webhook receiver, sandbox shortcuts, and
+the bodies of the receiver, sandbox and REST client fixtures the sandbox tests share."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 import requests
+from woocommerce import API
 
+from connectors.sandbox.woocommerce import WooCommerceSandbox
 from tests.shared_fixtures import needs_shared, require_shared, shared_missing
 
 # the project's own fixtures, hand-written in the sandbox's wc/v3 shape: for every test
@@ -138,3 +141,37 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def receiver_fixture() -> Iterator[WebhookReceiver]:
+    """A webhook receiver, closed after the test (a fixture's body)."""
+    hook = WebhookReceiver()
+    yield hook
+    hook.close()
+
+
+def sandbox_fixture(receiver: WebhookReceiver, seed: int) -> Iterator[WooCommerceSandbox]:
+    """A sandbox that sends its webhooks to `receiver` (a fixture's body)."""
+    with WooCommerceSandbox(webhook_url=receiver.url, seed=seed) as sandbox:
+        yield sandbox
+
+
+def rest_api(shop: WooCommerceSandbox) -> API:
+    """The real `woocommerce` client, signed in with the sandbox's key."""
+    return API(
+        url=shop.url,
+        consumer_key="ck_sandbox",
+        consumer_secret="cs_sandbox",
+        version="wc/v3",
+        timeout=5,
+    )
+
+
+def stock(shop: WooCommerceSandbox, sku: str) -> int | None:
+    value: int | None = state(shop.url)["stock"][sku]
+    return value
+
+
+def order_updates(receiver: WebhookReceiver) -> list[Received]:
+    """The order.updated deliveries the receiver has had, in order."""
+    return [e for e in receiver.events() if e.headers["x-wc-webhook-topic"] == "order.updated"]

@@ -13,7 +13,8 @@ the customer paying the invoice: the draft completes into an order (source_name
 for a checkout. It answers 200 `{"order_id", "order_gid", "name"}`, 404 for an unknown draft, 409
 `{"error": ...}` when the draft was completed already or its reservation lapsed and a DENY
 variant is short of stock. `GET /_sandbox/mail` lists the invoice emails the shop sent
-(`{to, subject, customMessage, invoiceUrl, draftOrderId, sentAt}`), oldest first.
+(`{to, subject, customMessage, invoiceUrl, draftOrderId, sentAt}`; an order's, from
+`orderInvoiceSend`, has `orderId` in place of `draftOrderId`), oldest first.
 A draft's `reserveInventoryUntil` is honoured by the shop's clock (`clock=` to replace it): the
 reserved units go back to available when it passes, checked before every request.
 
@@ -25,6 +26,15 @@ PARTIALLY_PAID (PENDING when nothing was charged). `GET|PUT /_sandbox/payments` 
 gateway's test switches: `{"decline_next": N}` declines the next N mandate charges,
 `{"decline_orders": [numeric order ids]}` every charge on those orders (until replaced), and
 `{"error_code": "INSUFFICIENT_FUNDS"}` picks the decline's error code (CARD_DECLINED by default).
+
+An open order with a balance left (after its authorizations) has a payment link,
+`paymentCollectionDetails.additionalPaymentCollectionUrl` =
+`<sandbox URL>/_sandbox/orders/<numeric id>/pay_balance` (null when cancelled or settled), which
+`orderInvoiceSend` emails. `POST /_sandbox/orders/<numeric id>/pay_balance` is the customer paying
+it: one successful SALE of the whole balance by card (not the mandate: the decline switches do
+not apply), then `orders/paid` (when the order became paid) and `orders/updated`. It answers 200
+`{"order_id", "amount"}`, 404 for an unknown order, 409 `{"error"}` when the order is cancelled
+or owes nothing.
 """
 
 from __future__ import annotations
@@ -51,14 +61,16 @@ from connectors.sandbox.common import (
 from connectors.sandbox.shopify_bucket import CostBucket, actual_cost
 from connectors.sandbox.shopify_mutations import MutationRoot
 from connectors.sandbox.shopify_nodes import Context, Idempotent, QueryRoot, iso
-from connectors.sandbox.shopify_payments_mutations import PaymentMutations
+from connectors.sandbox.shopify_payments_mutations import PaymentMutations, announce_payment
 from connectors.sandbox.shopify_payments_nodes import PaymentQueries, SellingPlanNode
 from connectors.sandbox.shopify_payments_state import (
+    NothingToPay,
     PlanRefused,
     SellingPlan,
     SellingPlanGroup,
     declines_json,
     find_plan,
+    pay_balance,
     set_declines,
 )
 from connectors.sandbox.shopify_payments_state import checkout as plan_checkout
@@ -90,6 +102,7 @@ from connectors.sandbox.shopify_webhooks import order_rest_json, webhook_deliver
 _GRAPHQL_PATH = re.compile(r"^/admin/api/(?P<version>[0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
 _ORDER_ACTION = re.compile(r"^/_sandbox/orders/(?P<id>[0-9]+)/(?P<action>cancel|fulfill|refund)$")
 _DRAFT_PAY = re.compile(r"^/_sandbox/draft_orders/(?P<id>[0-9]+)/pay$")
+_BALANCE_PAY = re.compile(r"^/_sandbox/orders/(?P<id>[0-9]+)/pay_balance$")  # BALANCE_PATH
 # Shopify's 401 body, word for word; a message, not a credential
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105
 
@@ -228,6 +241,7 @@ class ShopifySandbox(SandboxServer):
                 self.idempotency,
                 shop_domain=self.shop,
                 scopes=self.access_scopes,
+                base_url=self._base_url(),
             )
             result = graphql.execute_sync(
                 schema,
@@ -259,6 +273,14 @@ class ShopifySandbox(SandboxServer):
             }
         }
         return Response(200, body)
+
+    def _base_url(self) -> str:
+        """Where links the shop hands out lead: this server while it serves (documents executed
+        in-process without one get the shop's own domain)."""
+        try:
+            return self.url
+        except RuntimeError:
+            return f"https://{self.shop}"
 
     def fault_response(self, status: int) -> Response:
         if status == 429:
@@ -407,8 +429,19 @@ class ShopifySandbox(SandboxServer):
             self.send_order_webhook("orders/create", order)
             return {"order_id": order.id, "order_gid": gid("Order", order.id), "name": order.name}
 
+    def pay_balance(self, order_id: int) -> dict[str, Any]:
+        """The customer pays an order's balance through its payment link: one SALE, announced
+        as a mandate charge is. Raises KeyError for an unknown order, NothingToPay when it is
+        cancelled or owes nothing."""
+        with self._shop() as state:
+            order = self._order(order_id)
+            was = order.display_financial_status()
+            paid = pay_balance(state, order)
+            announce_payment(self.send_order_webhook, order, was)
+            return {"order_id": order.id, "amount": str(paid.amount)}
+
     def sent_mail(self) -> list[dict[str, Any]]:
-        """The emails the shop sent (draft order invoices), oldest first."""
+        """The emails the shop sent (draft order and order invoices), oldest first."""
         with self._shop() as state:
             return [dict(mail) for mail in state.mail]
 
@@ -457,6 +490,9 @@ class ShopifySandbox(SandboxServer):
         paying = _DRAFT_PAY.match(request.path)
         if paying is not None and request.method == "POST":
             return self._pay_route(int(paying.group("id")))
+        balance = _BALANCE_PAY.match(request.path)
+        if balance is not None and request.method == "POST":
+            return self._pay_balance_route(int(balance.group("id")))
         if request.path == "/_sandbox/mail" and request.method == "GET":
             return Response(200, self.sent_mail())
         if request.path == "/_sandbox/payments":
@@ -475,6 +511,14 @@ class ShopifySandbox(SandboxServer):
             return Response(409, {"error": str(exc), "draft_order_id": draft_id})
         except StockRefused as exc:
             return _stock_refused(exc)
+
+    def _pay_balance_route(self, order_id: int) -> Response:
+        try:
+            return Response(200, self.pay_balance(order_id))
+        except KeyError as exc:
+            return Response(404, {"error": str(exc.args[0])})
+        except NothingToPay as exc:
+            return Response(409, {"error": str(exc)})
 
     def _app_route(self, request: Request) -> Response:
         """The installed app: PUT `{"token": T}` to revoke the token in use (a new one must be

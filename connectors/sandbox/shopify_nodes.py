@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from graphql import GraphQLError, GraphQLResolveInfo
 
 from connectors.sandbox.shopify_paging import Term, compare, connection, matches, parse_search
-from connectors.sandbox.shopify_payments_state import groups_of_variant
+from connectors.sandbox.shopify_payments_state import balance_url, groups_of_variant
 from connectors.sandbox.shopify_state import (
     SHOP_ID,
     Customer,
@@ -96,6 +96,9 @@ class Context:
     idempotency: dict[tuple[str, str], Idempotent] = field(default_factory=dict)
     shop_domain: str = "sandbox.myshopify.com"
     scopes: tuple[str, ...] = ()  # the app installation's access scopes
+    # where the sandbox is served: links a customer follows (an order's payment link) lead back
+    # to it, so a test can follow them
+    base_url: str = "https://sandbox.myshopify.com"
 
 
 def ctx(info: GraphQLResolveInfo) -> Context:
@@ -424,7 +427,7 @@ class OrderNode:
 
     def paymentCollectionDetails(self, info: GraphQLResolveInfo) -> dict[str, Any]:
         return {
-            "additionalPaymentCollectionUrl": None,
+            "additionalPaymentCollectionUrl": balance_url(ctx(info).base_url, self._order),
             "vaultedPaymentMethods": [mandate_json(self._state, m) for m in self._order.mandates],
         }
 

@@ -1,11 +1,12 @@
 """Mutations for pre-orders and deferred payments: selling plan groups (fixed billing plans
-only), `orderCreateMandatePayment`, `orderCapture` and `refundCreate`, with the rules Shopify
-enforces beyond the schema.
+only), `orderCreateMandatePayment`, `orderInvoiceSend`, `orderCapture` and `refundCreate`, with
+the rules Shopify enforces beyond the schema.
 
 Selling plan mutations answer with `SellingPlanGroupUserError` (code, field, message) and are
-all or nothing; `orderCreateMandatePayment` with `OrderCreateMandatePaymentUserError` (its one
-code); `orderCapture` and `refundCreate` with the plain `UserError` (no code). `refundCreate`
-needs `@idempotent(key:)` (required from API version 2026-04) and replays a repeated key.
+all or nothing; `orderCreateMandatePayment` with `OrderCreateMandatePaymentUserError` and
+`orderInvoiceSend` with `OrderInvoiceSendUserError` (each type has one code); `orderCapture` and
+`refundCreate` with the plain `UserError` (no code). `refundCreate` needs `@idempotent(key:)`
+(required from API version 2026-04) and replays a repeated key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from graphql import GraphQLResolveInfo
 from connectors.sandbox.shopify_mutations import plain_error, replay_or_run, user_error
 from connectors.sandbox.shopify_nodes import (
     Context,
+    Emit,
     OrderNode,
     RefundNode,
     TransactionNode,
@@ -31,6 +33,8 @@ from connectors.sandbox.shopify_payments_state import (
     RESTOCK_TYPES,
     MandatePayment,
     SellingPlanGroup,
+    balance_due,
+    balance_url,
     captured_left,
     charge_mandate,
     refund,
@@ -56,6 +60,7 @@ from connectors.sandbox.shopify_state import (
 from connectors.sandbox.shopify_webhooks import refund_rest_json
 
 MANDATE_ERROR = "ORDER_MANDATE_PAYMENT_ERROR_CODE"  # the one OrderCreateMandatePaymentUserErrorCode
+INVOICE_ERROR = "ORDER_INVOICE_SEND_UNSUCCESSFUL"  # the one OrderInvoiceSendUserErrorCode
 SHOP_CURRENCY = "USD"
 
 
@@ -103,11 +108,22 @@ def _mandate_result(state: ShopState, record: MandatePayment) -> dict[str, Any]:
     }
 
 
-def _announce_payment(context: Context, order: Order, was: str) -> None:
-    """Webhooks after money moved: orders/paid when the order just became paid."""
+def announce_payment(emit: Emit, order: Order, was: str) -> None:
+    """Webhooks after money moved: orders/paid when the order just became paid. `emit` is a
+    request's (a mutation) or the sandbox's own sender (the customer paying a link)."""
     if order.display_financial_status() == "PAID" and was != "PAID":
-        context.emit("orders/paid", order)
-    context.emit("orders/updated", order)
+        emit("orders/paid", order)
+    emit("orders/updated", order)
+
+
+def _invoice_result(
+    state: ShopState, order: Order | None, error: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    # like draftOrderInvoiceSend, the payload carries the order even when nothing was sent
+    return {
+        "order": OrderNode(state, order) if order else None,
+        "userErrors": [error] if error else [],
+    }
 
 
 def _job_id(state: ShopState) -> str:
@@ -332,7 +348,7 @@ class PaymentMutations:
             return _mandate_error("Payment schedule does not exist", ["paymentScheduleId"])
         if order.cancelled_at is not None:
             return _mandate_error("Order has been cancelled", ["id"])
-        due = order.outstanding() - order.capturable()
+        due = balance_due(order)
         if amount is not None:
             if amount["currencyCode"] != SHOP_CURRENCY:
                 return _mandate_error(
@@ -345,7 +361,7 @@ class PaymentMutations:
             if charge > due:
                 return _mandate_error(
                     f"Amount {_cents(charge)} exceeds the order's outstanding balance of "
-                    f"{_cents(max(due, Decimal(0)))}",
+                    f"{_cents(due)}",
                     ["amount", "amount"],
                 )
         else:
@@ -367,8 +383,38 @@ class PaymentMutations:
         )
         state.mandate_payments[key] = record
         if transaction.succeeded:  # a decline is only a FAILURE transaction and a FAILED job
-            _announce_payment(context, order, was)
+            announce_payment(context.emit, order, was)
         return _mandate_result(state, record)
+
+    def orderInvoiceSend(
+        self,
+        info: GraphQLResolveInfo,
+        id: str,  # noqa: A002 GraphQL argument name
+        email: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Email the customer the order's invoice with its payment link (null once nothing is
+        owed); `GET /_sandbox/mail` lists it. `bcc`, `from` and `body` are accepted and not
+        kept: the sandbox records what reaches the customer."""
+        context = ctx(info)
+        state = context.state
+        order = state.orders.get(parse_gid(id, "Order") or -1)
+        if order is None:
+            error = user_error(INVOICE_ERROR, "Order not found", ["id"])
+            return _invoice_result(state, None, error)
+        email = email or {}
+        to = (email.get("to") or order.email or "").strip()
+        if not to:  # an order placed without an email leaves the invoice nowhere to go
+            error = user_error(INVOICE_ERROR, "To can't be blank", ["email", "to"])
+            return _invoice_result(state, order, error)
+        state.send_mail(
+            to=to,
+            # Shopify's subject comes from the shop's editable template; the sandbox names the order
+            subject=email.get("subject") or f"Invoice for order {order.name}",
+            custom_message=email.get("customMessage"),
+            invoice_url=balance_url(context.base_url, order),
+            about={"orderId": gid("Order", order.id)},
+        )
+        return _invoice_result(state, order)
 
     def orderCapture(
         self,
@@ -403,7 +449,7 @@ class PaymentMutations:
             return {"transaction": None, "userErrors": [error]}
         was = order.display_financial_status()
         capture = state.record_transaction(order, "CAPTURE", "SUCCESS", amount, parent_id=parent.id)
-        _announce_payment(context, order, was)
+        announce_payment(context.emit, order, was)
         return {"transaction": TransactionNode(state, order, capture), "userErrors": []}
 
     def refundCreate(

@@ -1,6 +1,7 @@
 """Pre-orders and money in the sandbox shop: selling plan groups (deferred, fixed billing),
 storefront checkouts through a plan (a deposit now, a vaulted card for the rest), charges against
-that mandate with the card gateway's test declines, captures and refunds.
+that mandate with the card gateway's test declines, the customer paying the balance through the
+order's payment link, captures and refunds.
 
 Callers hold the sandbox lock; nothing here does I/O.
 """
@@ -43,6 +44,9 @@ DECLINE_MESSAGES = {
     "EXPIRED_CARD": "Your card has expired.",
 }
 RESTOCK_TYPES = ("CANCEL", "NO_RESTOCK", "RETURN", "LEGACY_RESTOCK")
+# where an order's additionalPaymentCollectionUrl leads: the sandbox's own test route, so a test
+# can play the customer paying through the link (`POST` it)
+BALANCE_PATH = "/_sandbox/orders/{order_id}/pay_balance"
 
 
 @dataclass
@@ -266,6 +270,40 @@ def declines_json(state: ShopState) -> dict[str, object]:
         "decline_orders": sorted(state.decline_orders),
         "error_code": state.decline_code,
     }
+
+
+# -- the customer paying the balance through the order's payment link --------------------------
+class NothingToPay(ValueError):
+    """The order's payment link takes no money: the order was cancelled or owes nothing."""
+
+
+def balance_due(order: Order) -> Decimal:
+    """What is left to collect from the customer: the outstanding balance of an open order, less
+    what an authorization already holds (that is captured, not charged a second time)."""
+    if order.cancelled_at is not None:
+        return Decimal(0)
+    return max(order.outstanding() - order.capturable(), Decimal(0))
+
+
+def balance_url(base_url: str, order: Order) -> str | None:
+    """Order.paymentCollectionDetails.additionalPaymentCollectionUrl: a link only while there
+    is something to pay through it."""
+    if balance_due(order) <= 0:
+        return None
+    return base_url + BALANCE_PATH.format(order_id=order.id)
+
+
+def pay_balance(state: ShopState, order: Order) -> Transaction:
+    """The customer pays the whole balance at the payment link: one successful SALE.
+
+    They pay by card at a checkout, not through the vaulted mandate, so the gateway's test
+    declines (which stand for the mandate's card failing) do not apply. Raises NothingToPay."""
+    if order.cancelled_at is not None:
+        raise NothingToPay("the order is cancelled")
+    due = balance_due(order)
+    if due <= 0:
+        raise NothingToPay("the order has no outstanding balance")
+    return state.record_transaction(order, "SALE", "SUCCESS", due)
 
 
 # -- captures and refunds ---------------------------------------------------------------------

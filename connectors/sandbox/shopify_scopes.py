@@ -19,7 +19,8 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "write_merchant_managed_fulfillment_orders",
     "write_draft_orders",  # campaigns: customers pay through draft orders
 )
-# what deposits on Shopify will need (pre-order selling plans, charging the balance, refunds):
+# what deposits on Shopify will need (pre-order selling plans, charging the balance, emailing
+# the payment link, refunds):
 # stocksync does not use them yet, so a fresh app is not granted them; tests ask for them
 DEPOSIT_SCOPES: tuple[str, ...] = (
     "write_products",
@@ -63,6 +64,7 @@ ROOT_SCOPES: dict[str, str] = {
     "sellingPlanGroups": "read_products",
     "orderPaymentStatus": "read_orders",
     "orderCreateMandatePayment": "write_payment_mandate",
+    "orderInvoiceSend": "write_orders",
     "orderCapture": "write_orders",
     "refundCreate": "write_orders",
 }

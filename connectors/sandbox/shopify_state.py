@@ -360,7 +360,7 @@ class ShopState:
         self.customers: dict[str, Customer] = {}
         self.draft_orders: dict[int, DraftOrder] = {}
         self._draft_numbers = itertools.count(1)
-        # invoice emails the shop sent (draftOrderInvoiceSend), oldest first
+        # invoice emails the shop sent (draftOrderInvoiceSend, orderInvoiceSend), oldest first
         self.mail: list[dict[str, object]] = []
         # the shop's clock: tests replace it to let reservations lapse without waiting
         self.clock = clock
@@ -694,18 +694,42 @@ class ShopState:
         if draft.status == "COMPLETED":
             raise DraftError("Draft order Invoice can't be sent. This draft order is already paid.")
         stamp = self.now()
-        mail: dict[str, object] = {
-            "to": to,
-            "subject": subject or "Complete your purchase",  # Shopify's default invoice subject
-            "customMessage": custom_message,
-            "invoiceUrl": draft.invoice_url,
-            "draftOrderId": gid("DraftOrder", draft.id),
-            "sentAt": stamp.isoformat().replace("+00:00", "Z"),
-        }
-        self.mail.append(mail)
+        mail = self.send_mail(
+            to=to,
+            subject=subject or "Complete your purchase",  # Shopify's default invoice subject
+            custom_message=custom_message,
+            invoice_url=draft.invoice_url,
+            about={"draftOrderId": gid("DraftOrder", draft.id)},
+            sent_at=stamp,
+        )
         draft.status = "INVOICE_SENT"
         draft.invoice_sent_at = stamp
         draft.updated_at = stamp
+        return mail
+
+    def send_mail(
+        self,
+        *,
+        to: str,
+        subject: str,
+        custom_message: str | None,
+        invoice_url: str | None,
+        about: Mapping[str, object],
+        sent_at: datetime | None = None,
+    ) -> dict[str, object]:
+        """Put one email in the shop's outbox (`GET /_sandbox/mail`); `about` names what it is
+        for (`draftOrderId`, `orderId`), so one list holds every kind of invoice. `sent_at`
+        lets a caller stamp its own record with the very same moment."""
+        stamp = sent_at or self.now()
+        mail: dict[str, object] = {
+            "to": to,
+            "subject": subject,
+            "customMessage": custom_message,
+            "invoiceUrl": invoice_url,
+            **about,
+            "sentAt": stamp.isoformat().replace("+00:00", "Z"),
+        }
+        self.mail.append(mail)
         return mail
 
     def delete_draft(self, draft: DraftOrder) -> None:

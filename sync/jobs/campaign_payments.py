@@ -16,7 +16,7 @@ from decimal import Decimal
 from connectors.base import PAYMENT_ATTRIBUTE, ChannelError, PaymentRequest, TakesPayments
 from stock import campaigns, counts, listings
 from stock.campaigns import EntryRow
-from sync import campaign_service
+from sync import campaign_pre_orders, campaign_service
 from sync.failures import is_transient
 from sync.jobs.followups import Followups
 from sync.logs import get_logger
@@ -29,7 +29,9 @@ log = get_logger("stocksync.jobs.campaign_payments")
 RESERVE_GRACE = timedelta(hours=1)
 
 
-def payment_request(entry: EntryRow, *, reminder: bool = False) -> PaymentRequest:
+def payment_request(
+    entry: EntryRow, *, reminder: bool = False, deposit_order: str | None = None
+) -> PaymentRequest:
     deadline = entry.expires_at
     if deadline is None:
         raise ValueError(f"entry {entry.id} has no deadline: it is not allocated")
@@ -52,6 +54,8 @@ def payment_request(entry: EntryRow, *, reminder: bool = False) -> PaymentReques
         attributes={PAYMENT_ATTRIBUTE: campaign_service.payment_proof(entry)},
         message=message,
         amount=Decimal(str(entry.terms["balance"])) if entry.terms else None,
+        deposit_order=deposit_order,
+        currency=str(entry.terms["currency"]) if entry.terms else None,
     )
 
 
@@ -59,6 +63,8 @@ def settle_payment(runtime: Runtime, entry_id: int) -> Followups:
     """Make the shop call the entry's payment state asks for, and record what it did."""
     with runtime.ctx.ledger(actor="campaigns") as tx:
         entry = campaigns.claim_payment(tx, entry_id, campaign_service.PAYMENT_CALL_LEASE)
+        # a Shopify pre-order: the shop charges the balance on it (its vaulted card)
+        pre_order = campaign_pre_orders.deposit_order(tx, entry) if entry else None
     if entry is None:
         return Followups()  # nothing due, or another job is making the call
     channel = runtime.channels.get(entry.pay_channel or "")
@@ -69,12 +75,16 @@ def settle_payment(runtime: Runtime, entry_id: int) -> Followups:
         )  # fmt: skip
     try:
         if entry.pay_state == "requested":
-            link = channel.request_payment(payment_request(entry))
+            link = channel.request_payment(payment_request(entry, deposit_order=pre_order))
+            if link.paid and pre_order is not None:
+                return _record(runtime, entry, "paid", "balance charged on the shop",
+                               pay_ref=link.ref, pay_error=None, pre_order=pre_order)  # fmt: skip
             return _record(runtime, entry, "open", "payment link sent", pay_ref=link.ref,
                            pay_url=link.url, pay_error=None)  # fmt: skip
         if entry.pay_state == "reminding":
             if entry.pay_ref is not None:
-                channel.remind_payment(entry.pay_ref, payment_request(entry, reminder=True))
+                wanted = payment_request(entry, reminder=True, deposit_order=pre_order)
+                channel.remind_payment(entry.pay_ref, wanted)
             return _record(runtime, entry, "open", "reminder sent")
         # withdrawing
         if entry.pay_ref is None:
@@ -99,10 +109,21 @@ def settle_payment(runtime: Runtime, entry_id: int) -> Followups:
 
 
 def _record(
-    runtime: Runtime, entry: EntryRow, pay_state: str, why: str, **values: object
+    runtime: Runtime,
+    entry: EntryRow,
+    pay_state: str,
+    why: str,
+    *,
+    pre_order: str | None = None,
+    **values: object,
 ) -> Followups:
     with runtime.ctx.ledger(actor="campaigns") as tx:
         row = campaigns.record_payment(tx, entry.id, pay_state, why, **values)
+        if pre_order is not None and entry.pay_channel:
+            # charged: confirmed, and the pre-order's line takes the unit set aside
+            row = campaign_pre_orders.balance_charged(
+                tx, runtime.config, entry.id, entry.pay_channel, pre_order
+            )
         if pay_state in ("open", "withdrawn"):
             # the shop's own reservation moved its available count (a Shopify draft reserves
             # units, deleting it returns them): push the offer again

@@ -8,10 +8,10 @@ from typing import Any
 
 from backorders import orders
 from connectors.base import PayloadError, WebhookRejected
-from stock import inbox
+from stock import campaign_plans, inbox
 from stock import models as m
 from stock.tx import LedgerTx
-from sync import campaign_service
+from sync import campaign_pre_orders, campaign_service
 from sync.failures import is_transient
 from sync.jobs.followups import Followups, utc_now
 from sync.logs import get_logger
@@ -160,18 +160,22 @@ def _apply_batch(runtime: Runtime, event_id: int, more: int) -> Followups:
 def _apply(
     runtime: Runtime, tx: LedgerTx, events: list[m.InboxEvent]
 ) -> list[tuple[str, str, dict[str, Any] | None]]:
-    parsed = [(event, _parse(runtime, event)) for event in events]
+    plans = _campaign_plans(runtime, tx, events)
+    parsed = [(event, _parse(runtime, event, plans.get(event.channel))) for event in events]
     orders.prepare(tx, [order for _event, order in parsed if order is not None])
     applied: list[tuple[str, str, dict[str, Any] | None]] = []
     for event, order in parsed:
         if order is None:
             applied.append((event.channel, "failed", None))
             continue
-        if order.campaign_deposit is not None and order.status == "cancelled":
+        if order.campaign_deposit is not None and order.campaign_deposit.pre_order:
+            # a checkout through a campaign's selling plan: a sign-up, paid in full later
+            order = campaign_pre_orders.apply(tx, runtime.config, order)
+        elif order.campaign_deposit is not None and order.status == "cancelled":
             # the deposit was cancelled or refunded on the shop: the entry ends, and nothing
             # is refunded again by stocksync
             campaign_service.deposit_cancelled(tx, order)
-        if order.campaign_deposit is not None and order.status == "open":
+        elif order.campaign_deposit is not None and order.status == "open":
             # a deposit paid on the shop is a sign-up (refused: the event joins the exception
             # queue with the reason, the deposit visible there, never lost)
             entry = campaign_service.deposit_sign_up(tx, runtime.config, order)
@@ -210,7 +214,19 @@ def _applied_line(
     }
 
 
-def _parse(runtime: Runtime, event: m.InboxEvent) -> orders.OrderInput | None:
+def _campaign_plans(
+    runtime: Runtime, tx: LedgerTx, events: list[m.InboxEvent]
+) -> dict[str, dict[str, str]]:
+    """The batch's channels' campaign selling plans (plan id -> campaign), read only where a
+    campaign takes payment terms."""
+    if not any(c.payment for c in runtime.config.campaigns.values()):
+        return {}
+    return campaign_plans.by_plan(tx.session, {event.channel for event in events})
+
+
+def _parse(
+    runtime: Runtime, event: m.InboxEvent, plans: dict[str, str] | None = None
+) -> orders.OrderInput | None:
     """The ledger input of an event; None when it cannot be understood (then it is marked
     failed: the visible exception queue, `stocksync inbox list --failed`)."""
     inbox.begin_attempt(event)
@@ -220,7 +236,9 @@ def _parse(runtime: Runtime, event: m.InboxEvent) -> orders.OrderInput | None:
         return None
     try:
         body = inbox.body_to_apply(event)
-        return to_order_input(channel.parse_order(event.topic, body), event.channel, runtime.config)
+        return to_order_input(
+            channel.parse_order(event.topic, body), event.channel, runtime.config, plans
+        )
     except PayloadError as exc:
         inbox.mark_failed(event, str(exc))
         log.warning("event_unparseable", event_id=event.id, error=str(exc))

@@ -6,10 +6,6 @@ refund is killed before it could record it."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +20,10 @@ from stock import campaign_money, campaigns
 from stock import models as m
 from sync import campaign_service as service
 from sync import stack
-from sync.jobs.campaign_refunds import CRASH_AFTER_CALL_ENV, settle_refund
+from sync.jobs.campaign_refunds import settle_refund
 from sync.runtime import Runtime
+from tests.support.campaign_reads import entry_of, money_of
+from tests.support.refund_crash import refund_and_die
 from tests.support.stack import Stack, stack_config
 
 pytestmark = pytest.mark.slow
@@ -81,21 +79,9 @@ def buy_deposit(s: Stack, email: str, accept: str = "yes") -> int:
     return int(reply.json()["id"])
 
 
-def entry_of(s: Stack, email: str) -> campaigns.EntryRow | None:
-    with s.ctx.read() as session:
-        found = [e for e in campaigns.entries(session, "drop") if e.email == email]
-    return found[0] if found else None
-
-
 def status_of(s: Stack, email: str) -> str | None:
     found = entry_of(s, email)
     return None if found is None else found.status
-
-
-def money_of(s: Stack, entry_id: int) -> list[tuple[str, str, str]]:
-    with s.ctx.read() as session:
-        rows = campaign_money.of_entries(session, [entry_id]).get(entry_id, [])
-    return [(r.kind, str(r.amount), r.state) for r in rows]
 
 
 def woo_order(s: Stack, order_id: str | int) -> dict[str, Any]:
@@ -169,13 +155,7 @@ def test_a_refund_is_made_once_even_when_its_worker_dies_after_the_call(tmp_path
         assert (str(refund.amount), refund.state) == ("10.00", "planned")  # before allocation
 
         # a worker makes the refund on the shop and is killed before it records it
-        code = ("import sys; from rules import load_config; from sync.runtime import Runtime; "
-                "from sync.jobs.campaign_refunds import settle_refund; "
-                f"settle_refund(Runtime.build(load_config(sys.argv[1])), {refund.id})")  # fmt: skip
-        env = {**os.environ, CRASH_AFTER_CALL_ENV: str(refund.id)}
-        died = subprocess.run([sys.executable, "-c", code, str(s.config_path)], env=env,
-                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-        assert died.returncode == -signal.SIGKILL, died.stderr
+        refund_and_die(s.config_path, refund.id)
         assert len(refunds_of(s, order)) == 1  # the shop refunded
         assert [r.state for r in _rows(s, cat.id) if r.kind == "refund"] == ["planned"]
 

@@ -223,8 +223,8 @@ def test_payment_terms_are_checked_with_file_and_line(tmp_path: Path) -> None:
         "  popup: {kind: manual}",
         "  popup: {kind: shopify, shop: s.myshopify.com, token: t, webhook_secret: s}",
     )
-    with pytest.raises(ConfigError, match="selling plans"):
-        parse_config(shopify, "stocksync.yaml", env={})
+    # a Shopify channel takes the deposit through a pre-order selling plan stocksync keeps
+    assert parse_config(shopify, "stocksync.yaml", env={}).pre_order_channels() == {"popup"}
     assert Decimal("12.00") == Decimal(
         str((parse_config(CONFIG.format(url="sqlite:///x.db"), "s.yaml", env={})
              .campaign("drop").payment or object()).__dict__["deposit_percent"] * 60 / 100)

@@ -15,9 +15,17 @@ import pytest
 import requests
 
 from connectors.sandbox.shopify import ShopifySandbox
-from connectors.sandbox.shopify_scopes import DEFAULT_SCOPES, DEPOSIT_SCOPES
 from connectors.signatures import verify
-from tests.shopify_support import SECRET, Receiver, graphql, variant_id, wire_receiver
+from tests.shopify_support import (
+    DEPOSIT_APP_SCOPES,
+    SECRET,
+    Clock,
+    Receiver,
+    graphql,
+    sandbox_fixture,
+    variant_id,
+    wire_receiver,
+)
 from tests.shopify_support import graphql_data as data
 
 START = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
@@ -128,19 +136,9 @@ query($item: ID!, $location: ID!) {
 }"""
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def sandbox() -> Iterator[ShopifySandbox]:
-    scopes = (*DEFAULT_SCOPES, *DEPOSIT_SCOPES)
-    with ShopifySandbox(restore_rate=2000, clock=Clock(START), access_scopes=scopes) as sb:
-        yield sb
+    yield from sandbox_fixture(Clock(START), DEPOSIT_APP_SCOPES)
 
 
 @pytest.fixture

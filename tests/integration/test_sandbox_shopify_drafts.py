@@ -16,7 +16,15 @@ import requests
 
 from connectors.sandbox.shopify import ShopifySandbox
 from connectors.signatures import verify
-from tests.shopify_support import SECRET, Receiver, graphql, variant_id, wire_receiver
+from tests.shopify_support import (
+    SECRET,
+    Clock,
+    Receiver,
+    graphql,
+    sandbox_fixture,
+    variant_id,
+    wire_receiver,
+)
 from tests.shopify_support import graphql_data as data
 
 START = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
@@ -65,16 +73,6 @@ query($item: ID!, $location: ID!) {
 }"""
 
 
-class Clock:
-    """The shop's clock, moved by the test instead of waiting."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock(START)
@@ -82,8 +80,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def sandbox(clock: Clock) -> Iterator[ShopifySandbox]:
-    with ShopifySandbox(restore_rate=2000, clock=clock) as sb:
-        yield sb
+    yield from sandbox_fixture(clock)
 
 
 @pytest.fixture

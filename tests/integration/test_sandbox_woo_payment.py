@@ -15,7 +15,16 @@ from woocommerce import API
 from connectors.sandbox.woocommerce import WooCommerceSandbox
 from connectors.sandbox.woocommerce_store import PaymentRefused
 from connectors.signatures import verify
-from tests.woocommerce_support import WebhookReceiver, flush, set_faults, state
+from tests.woocommerce_support import (
+    WebhookReceiver,
+    flush,
+    order_updates,
+    receiver_fixture,
+    rest_api,
+    sandbox_fixture,
+    set_faults,
+    stock,
+)
 
 REQUEST_KEY = "stocksync_request"
 
@@ -30,31 +39,17 @@ def not_payable(status: str) -> str:
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver()
-    yield hook
-    hook.close()
+    yield from receiver_fixture()
 
 
 @pytest.fixture
 def shop(receiver: WebhookReceiver) -> Iterator[WooCommerceSandbox]:
-    with WooCommerceSandbox(webhook_url=receiver.url, seed=7) as sandbox:
-        yield sandbox
+    yield from sandbox_fixture(receiver, seed=7)
 
 
 @pytest.fixture
 def api(shop: WooCommerceSandbox) -> API:
-    return API(
-        url=shop.url,
-        consumer_key="ck_sandbox",
-        consumer_secret="cs_sandbox",
-        version="wc/v3",
-        timeout=5,
-    )
-
-
-def stock(shop: WooCommerceSandbox, sku: str) -> int | None:
-    value: int | None = state(shop.url)["stock"][sku]
-    return value
+    return rest_api(shop)
 
 
 def pending_order(
@@ -85,10 +80,6 @@ def pay(shop: WooCommerceSandbox, order: dict[str, Any], **body: Any) -> request
     )
 
 
-def updates(receiver: WebhookReceiver) -> list[Any]:
-    return [e for e in receiver.events() if e.headers["x-wc-webhook-topic"] == "order.updated"]
-
-
 def test_pending_rest_order_has_a_payment_url_and_holds_no_stock(
     api: API, shop: WooCommerceSandbox
 ) -> None:
@@ -112,7 +103,7 @@ def test_paying_moves_to_processing_and_reduces_stock_once(
 ) -> None:
     order = pending_order(api)
     flush(shop.url)
-    before = len(updates(receiver))
+    before = len(order_updates(receiver))
     paid = pay(shop, order)
     assert paid.status_code == 200, paid.text
     body = paid.json()
@@ -125,7 +116,7 @@ def test_paying_moves_to_processing_and_reduces_stock_once(
     assert api.get(f"orders/{order['id']}").json()["status"] == "processing"
 
     flush(shop.url)
-    (hook,) = updates(receiver)[before:]  # exactly one, as a status change sends
+    (hook,) = order_updates(receiver)[before:]  # exactly one, as a status change sends
     assert verify(hook.body, hook.headers["x-wc-webhook-signature"], ["sandbox-secret"])
     assert hook.headers["x-wc-webhook-resource"] == "order"
     delivered = json.loads(hook.body)

@@ -24,6 +24,8 @@ from tests.woocommerce_support import (
     WebhookReceiver,
     checkout,
     flush,
+    receiver_fixture,
+    sandbox_fixture,
     set_faults,
     state,
     wait_for,
@@ -34,15 +36,12 @@ EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver()
-    yield hook
-    hook.close()
+    yield from receiver_fixture()
 
 
 @pytest.fixture
 def shop(receiver: WebhookReceiver) -> Iterator[WooCommerceSandbox]:
-    with WooCommerceSandbox(webhook_url=receiver.url, seed=3) as sandbox:
-        yield sandbox
+    yield from sandbox_fixture(receiver, seed=3)
 
 
 def make_channel(shop: WooCommerceSandbox, **options: float) -> WooCommerceChannel:

@@ -23,34 +23,29 @@ from tests.woocommerce_support import (
     fixture,
     flush,
     needs_reference,
+    receiver_fixture,
+    rest_api,
+    sandbox_fixture,
     set_faults,
     state,
+    stock,
     wait_for,
 )
 
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver()
-    yield hook
-    hook.close()
+    yield from receiver_fixture()
 
 
 @pytest.fixture
 def shop(receiver: WebhookReceiver) -> Iterator[WooCommerceSandbox]:
-    with WooCommerceSandbox(webhook_url=receiver.url, seed=7) as sandbox:
-        yield sandbox
+    yield from sandbox_fixture(receiver, seed=7)
 
 
 @pytest.fixture
 def api(shop: WooCommerceSandbox) -> API:
-    return API(
-        url=shop.url,
-        consumer_key="ck_sandbox",
-        consumer_secret="cs_sandbox",
-        version="wc/v3",
-        timeout=5,
-    )
+    return rest_api(shop)
 
 
 def ids_by_sku(api: API) -> dict[str, dict[str, Any]]:
@@ -176,11 +171,6 @@ def test_unknown_route_body_is_the_documented_one(api: API) -> None:
 
 
 # -- stock rules ----------------------------------------------------------------------------
-def stock(shop: WooCommerceSandbox, sku: str) -> int | None:
-    value: int | None = state(shop.url)["stock"][sku]
-    return value
-
-
 def test_status_moves_stock_once(api: API, shop: WooCommerceSandbox) -> None:
     order = checkout(shop.url, "DEMO-1", 3).json()
     assert order["status"] == "processing"

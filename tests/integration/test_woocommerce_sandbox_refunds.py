@@ -14,38 +14,35 @@ from woocommerce import API
 from connectors.sandbox.woocommerce import WooCommerceSandbox
 from connectors.signatures import verify
 from tests.shared_fixtures import require_shared
-from tests.woocommerce_support import WebhookReceiver, checkout, flush, state, wait_for
+from tests.woocommerce_support import (
+    WebhookReceiver,
+    checkout,
+    flush,
+    order_updates,
+    receiver_fixture,
+    rest_api,
+    sandbox_fixture,
+    state,
+    stock,
+    wait_for,
+)
 
 NO_GATEWAY = {"api_refund": False}  # sandbox orders are paid by bacs, which cannot refund
 
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver()
-    yield hook
-    hook.close()
+    yield from receiver_fixture()
 
 
 @pytest.fixture
 def shop(receiver: WebhookReceiver) -> Iterator[WooCommerceSandbox]:
-    with WooCommerceSandbox(webhook_url=receiver.url, seed=7) as sandbox:
-        yield sandbox
+    yield from sandbox_fixture(receiver, seed=7)
 
 
 @pytest.fixture
 def api(shop: WooCommerceSandbox) -> API:
-    return API(
-        url=shop.url,
-        consumer_key="ck_sandbox",
-        consumer_secret="cs_sandbox",
-        version="wc/v3",
-        timeout=5,
-    )
-
-
-def stock(shop: WooCommerceSandbox, sku: str) -> int | None:
-    value: int | None = state(shop.url)["stock"][sku]
-    return value
+    return rest_api(shop)
 
 
 def age(shop: WooCommerceSandbox, order_id: int) -> str:
@@ -66,10 +63,6 @@ def refund(api: API, order: dict[str, Any], quantity: int, amount: str, **extra:
         **extra,
     }
     return api.post(f"orders/{order['id']}/refunds", body)
-
-
-def updates(receiver: WebhookReceiver) -> list[Any]:
-    return [e for e in receiver.events() if e.headers["x-wc-webhook-topic"] == "order.updated"]
 
 
 def test_partial_refund_restocks_and_updates_the_order(
@@ -111,8 +104,8 @@ def test_partial_refund_restocks_and_updates_the_order(
     assert after["date_modified_gmt"] > before
 
     flush(shop.url)
-    wait_for(lambda: len(updates(receiver)) == 1)
-    (hook,) = updates(receiver)
+    wait_for(lambda: len(order_updates(receiver)) == 1)
+    (hook,) = order_updates(receiver)
     assert verify(hook.body, hook.headers["x-wc-webhook-signature"], ["sandbox-secret"])
     delivered = json.loads(hook.body)
     assert delivered["refunds"] == after["refunds"]
@@ -166,7 +159,7 @@ def test_over_refund_is_refused_and_changes_nothing(
     assert refund(api, order, 1, "15.00").status_code == 201
     before = age(shop, order["id"])
     flush(shop.url)
-    seen = len(updates(receiver))
+    seen = len(order_updates(receiver))
     snapshot = state(shop.url)
 
     # WooCommerce checks the amount left (5.00), so both the stated and the summed one fail
@@ -187,7 +180,7 @@ def test_over_refund_is_refused_and_changes_nothing(
     assert len(api.get(f"orders/{order['id']}/refunds").json()) == 1
     assert api.get(f"orders/{order['id']}").json()["date_modified_gmt"] == before
     flush(shop.url)
-    assert len(updates(receiver)) == seen
+    assert len(order_updates(receiver)) == seen
 
 
 def test_full_refund_sets_status_refunded(
@@ -201,8 +194,8 @@ def test_full_refund_sets_status_refunded(
     assert after["line_items"][0]["quantity"] == 2
     assert stock(shop, "DEMO-3") == 20
     flush(shop.url)
-    wait_for(lambda: len(updates(receiver)) == 1)
-    assert json.loads(updates(receiver)[0].body)["status"] == "refunded"
+    wait_for(lambda: len(order_updates(receiver)) == 1)
+    assert json.loads(order_updates(receiver)[0].body)["status"] == "refunded"
     assert refund(api, order, 0, "0.01").json()["message"] == "Invalid refund amount."
 
 

@@ -33,6 +33,7 @@ OWNERS = {
     "CampaignEntry": "stock/campaigns.py",
     "CampaignState": "stock/campaigns.py",
     "CampaignMoney": "stock/campaign_money.py",
+    "CampaignShopPlan": "stock/campaign_plans.py",
     "CampaignIdentity": "stock/campaigns.py",
     "Writeback": "stock/outbox.py",
     "InboxEvent": "stock/inbox.py",
