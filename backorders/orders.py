@@ -64,6 +64,8 @@ class OrderInput:
     # the sign-up it makes
     campaign_deposit: CampaignDeposit | None = None
     outstanding: Decimal | None = None  # what the customer still owes on it; None: not told
+    email: str | None = None  # the customer's, for messages (issue #17)
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +446,8 @@ def _store_order(
         existing.source_updated_at = order.updated_at.astimezone(UTC)
         existing.customer_key = order.customer_key or existing.customer_key
         existing.tier = order.tier or existing.tier
+        existing.email = order.email or existing.email
+        existing.language = order.language or existing.language
         return existing
     db_order = m.ChannelOrder(
         channel=order.channel,
@@ -455,6 +459,8 @@ def _store_order(
         source_status=order.source_status,
         source_updated_at=order.updated_at.astimezone(UTC),
         other_lines=other_lines,
+        email=order.email,
+        language=order.language,
     )
     tx.session.add(db_order)
     tx.orders[(order.channel, order.external_id)] = db_order

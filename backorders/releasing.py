@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -252,6 +252,14 @@ def listing_page(
         next_after = None  # nothing left after the page
     if not page:
         return [], None
+    return ranked_rows(session, rules, page, include_closed), next_after
+
+
+def ranked_rows(
+    session: Session, rules: ranking.RankingRules, sku_ids: Sequence[int], include_closed: bool
+) -> list[dict[str, Any]]:
+    """The backorder rows of these SKUs in release order per SKU (two queries in all)."""
+    page = list(sku_ids)
     query = (
         select(m.Backorder, m.OrderLine, m.ChannelOrder, m.Sku.code)
         .join(m.OrderLine, m.OrderLine.id == m.Backorder.order_line_id)
@@ -291,7 +299,7 @@ def listing_page(
             per_line[ranked_line.line_id], key=lambda b: (not b.accepted_within_capacity, b.id)
         )
         result += [_row(b, line, order, code, rules, rank) for b in rows]
-    return result, next_after
+    return result
 
 
 def _row(
@@ -320,4 +328,12 @@ def _row(
         "release_order": list(rules.release_order(code).value),
         "rank": rank,
         "created_at": backorder.created_at.isoformat(),
+        # when it should be filled (the ETA of the PO line that fills it; None: unknown), and
+        # the date first promised when a re-plan moved it later
+        "promised_on": _iso(backorder.promised_on),
+        "promise_moved_from": _iso(backorder.promise_moved_from),
     }
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None

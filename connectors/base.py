@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -63,6 +63,7 @@ class ChannelOrder:
     email: str | None = None  # the customer's (billing) email, when the order has one
     # what the customer still owes on the order (a pre-order's balance); None: not told
     outstanding: Decimal | None = None
+    language: str | None = None  # the customer's language at checkout ("nl", "en-GB"), if told
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,21 @@ class OfferPush:
     sku: str
     quantity: int
     last_seen: int | None  # the channel quantity we last read; None skips compare-and-set
+    # What the shop page should say (issue #17): of `quantity`, the units not on hand yet (open
+    # purchase orders the offer counts), and the date the first of them is expected (None when
+    # `incoming` is 0). A connector applies them only when they differ from what the page shows.
+    incoming: int = 0
+    expected_on: date | None = None
+    # the expected date the last push that landed gave this listing's page (None: no date),
+    # for a connector that cannot read its page without an extra call (Shopify's metafield);
+    # `page_unknown`: not known (a page write that may or may not have landed): write it anew
+    expected_on_shown: date | None = None
+    page_unknown: bool = False
+
+
+# a PushResult's error code: the quantity landed (`channel_quantity`), the shop page's write
+# failed (it may or may not have landed); the listing is pushed again
+PAGE_NOT_UPDATED = "PAGE_NOT_UPDATED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +139,8 @@ class BackorderHold:
 
     order_external_id: str
     line_quantities: Mapping[str, int] = field(default_factory=dict)  # external_line_id -> units
+    # when the units should all be in (the promise date, issue #17); None: not known
+    expected_on: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +333,22 @@ class TakesPayments(Protocol):
     def withdraw_payment(self, ref: str) -> bool:
         """Take the request back so it can no longer be paid, freeing what the shop reserved
         for it. False when it was paid already (its order comes as any order does)."""
+        ...
+
+
+@runtime_checkable
+class AnnotatesOrders(Protocol):
+    """A shop stocksync can leave a message on an order for (the outbox's "shop_note"
+    messages): WooCommerce a customer note, which WooCommerce emails to the customer; Shopify a
+    line appended to the order's staff note (the Admin API has no customer-visible order note).
+    Manual channels have no order page."""
+
+    name: str
+
+    def add_customer_note(self, order_ref: str, text: str) -> None:
+        """Leave `text` on the order `order_ref` (the shop's order id), once: a note with the
+        same text already there is not added again, so a retry after a call that landed sends
+        the customer nothing twice. ChannelError when the shop refuses or the order is gone."""
         ...
 
 

@@ -12,9 +12,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from connectors import shopify_deposits, shopify_payments
 from connectors import shopify_queries as q
 from connectors.base import (
+    PAGE_NOT_UPDATED,
     BackorderHold,
     ChannelError,
     ChannelOrder,
@@ -29,6 +32,7 @@ from connectors.base import (
     RefundRequest,
     WebhookEvent,
     WebhookRejected,
+    is_auth_error,
 )
 from connectors.shopify_deposits import PlanRef, PlanSpec
 from connectors.shopify_orders import gid_tail, parse_body, parse_graphql_order
@@ -77,7 +81,20 @@ REQUIRED_SCOPES: Mapping[str, str] = {
     "write_inventory": "set available quantities",
     "read_locations": "find the configured location",
     "write_merchant_managed_fulfillment_orders": "hold backordered order lines",
+    # metafieldsSet needs the access that changing the owner needs: a variant's, write_products
+    "write_products": "set and clear the expected date metafield of variants offering "
+    "incoming units",
 }
+# needed only where stocksync leaves messages on orders (AnnotatesOrders: orderUpdate)
+NOTE_SCOPE_NEEDS: Mapping[str, str] = {
+    "write_orders": "append stocksync's customer messages to the order's note",
+}
+# the shop page's expected date (docs/shopify.md): a `date` metafield of the variant
+log = structlog.get_logger("stocksync.connectors.shopify")
+PAGE_NAMESPACE = "stocksync"
+PAGE_KEY = "expected_date"
+PAGE_TYPE = "date"
+NOTE_PREFIX = "stocksync: "  # each message appended to an order's note starts with it
 PROBE_ATTEMPTS = 2  # `check --online` answers in seconds, even when the shop does not
 
 
@@ -119,14 +136,17 @@ class ShopifyChannel:
         max_attempts: int = 5,
         payments: bool = False,
         deposits: bool = False,
+        notes: bool = False,
     ) -> None:
         """`payments`: campaigns ask customers to pay here, so the token needs PAYMENT_SCOPES;
-        `deposits`: campaigns take deposits here through pre-orders (DEPOSIT_SCOPE_NEEDS)."""
+        `deposits`: campaigns take deposits here through pre-orders (DEPOSIT_SCOPE_NEEDS);
+        `notes`: stocksync leaves messages on this shop's orders (NOTE_SCOPE_NEEDS)."""
         self.name = name
         self.needed_scopes = {
             **REQUIRED_SCOPES,
             **(PAYMENT_SCOPES if payments else {}),
             **(DEPOSIT_SCOPE_NEEDS if deposits else {}),
+            **(NOTE_SCOPE_NEEDS if notes else {}),
         }
         # quantity writes compare-and-set (changeFromQuantity): a late one finds the quantity
         # moved and is refused, so none can overwrite a newer number
@@ -143,6 +163,7 @@ class ShopifyChannel:
             max_attempts=max_attempts,
         )
         self._lock = threading.Lock()
+        self._pages_refused = ""  # why page writes stopped (a missing scope), once refused
         self._location_id: str | None = None
         self._ids: dict[str, Mapping[str, str]] = {}  # SKU -> external ids, from fetch_listings
 
@@ -389,7 +410,107 @@ class ShopifyChannel:
                 if attempt == STALE_RETRIES:
                     results.update(self._not_applied_stale(held_back))
                 batch = held_back
+        self._update_pages(pushes, results)
         return [results[i] for i in range(len(pushes))]
+
+    # -- shop pages ------------------------------------------------------------------------
+    def _update_pages(self, pushes: Sequence[OfferPush], results: dict[int, PushResult]) -> None:
+        """The expected date metafield of each variant whose quantity landed: set while its
+        offer counts incoming units, deleted when it no longer does; written only where it
+        differs from what the last landed push gave the page (`expected_on_shown`), so a push
+        that changes no date makes no call. A row whose page write fails is reported
+        PAGE_NOT_UPDATED (its quantity landed). A token without write_products (an app
+        installed before pages had dates) is refused once: pages are then left alone for the
+        life of this process, logged, and quantities go on (`check --online` names the
+        scope); it does not hold the channel's calls as other auth errors do."""
+        if self._pages_refused:
+            return
+        sets: list[tuple[int, OfferPush, str]] = []
+        deletes: list[tuple[int, OfferPush, str]] = []
+        with self._lock:
+            for index, push in enumerate(pushes):
+                ids = self._ids.get(push.sku)
+                if not results[index].ok or ids is None:
+                    continue
+                wanted = push.expected_on if push.incoming > 0 else None
+                if not push.page_unknown and wanted == push.expected_on_shown:
+                    continue
+                (sets if wanted else deletes).append((index, push, ids["variant_id"]))
+        for start in range(0, len(sets), q.MAX_METAFIELDS_PER_MUTATION):
+            chunk = sets[start : start + q.MAX_METAFIELDS_PER_MUTATION]
+            metafields = [
+                {
+                    "ownerId": variant,
+                    "namespace": PAGE_NAMESPACE,
+                    "key": PAGE_KEY,
+                    "type": PAGE_TYPE,
+                    "value": push.expected_on.isoformat() if push.expected_on else "",
+                }
+                for _, push, variant in chunk
+            ]
+            self._page_call("metafields_set", q.SET_METAFIELDS, metafields, chunk, results)
+        for start in range(0, len(deletes), q.MAX_METAFIELDS_PER_MUTATION):
+            chunk = deletes[start : start + q.MAX_METAFIELDS_PER_MUTATION]
+            identifiers = [
+                {"ownerId": variant, "namespace": PAGE_NAMESPACE, "key": PAGE_KEY}
+                for _, _push, variant in chunk
+            ]
+            self._page_call("metafields_delete", q.DELETE_METAFIELDS, identifiers, chunk, results)
+
+    def _page_call(
+        self,
+        operation: str,
+        document: str,
+        metafields: list[dict[str, str]],
+        chunk: list[tuple[int, OfferPush, str]],
+        results: dict[int, PushResult],
+    ) -> None:
+        root = "metafieldsSet" if operation == "metafields_set" else "metafieldsDelete"
+        try:
+            data = self.transport.execute(operation, document, {"metafields": metafields})
+            errors = _get(self.name, data, root).get("userErrors") or []
+        except ChannelError as exc:
+            if is_auth_error(exc):
+                # the quantities landed; only the page is refused: leave pages alone
+                self._pages_refused = exc.message
+                log.warning("shop_pages_refused", channel=self.name, error=exc.message,
+                            scope="write_products")  # fmt: skip
+                return
+            errors = [{"message": str(exc)}]
+        if not errors:
+            return
+        # both mutations are atomic: a user error means none of the call's metafields changed
+        message = f"{root}: {_messages(errors)}"
+        for index, push, _ in chunk:
+            landed = results[index].channel_quantity
+            results[index] = PushResult(push.sku, False, landed, PAGE_NOT_UPDATED, message)
+
+    # -- shop notes (connectors.base.AnnotatesOrders) --------------------------------------
+    def add_customer_note(self, order_ref: str, text: str) -> None:
+        """Append "stocksync: <text>" to the order's note, once (not when the note has that
+        line already). Shopify's Admin API has no note a customer sees: the order note is for
+        staff (the admin's Notes card, order printouts); the customer hears by email."""
+        order_gid = (
+            order_ref if order_ref.startswith("gid://") else f"gid://shopify/Order/{order_ref}"
+        )
+        data = self.transport.execute("order_note", q.ORDER_NOTE, {"id": order_gid})
+        order = data.get("order")
+        if not isinstance(order, dict):
+            raise ChannelError(self.name, "order_note", f"no order {order_ref}", code="NOT_FOUND")
+        line = NOTE_PREFIX + " ".join(text.split())
+        note = str(order.get("note") or "")
+        if line in note.splitlines():
+            return
+        combined = f"{note.rstrip()}\n{line}" if note.strip() else line
+        data = self.transport.execute(
+            "order_update", q.SET_ORDER_NOTE, {"input": {"id": order_gid, "note": combined}}
+        )
+        errors = _get(self.name, data, "orderUpdate").get("userErrors") or []
+        if errors:
+            raise ChannelError(
+                self.name, "order_update", f"order {order_ref}: {_messages(errors)}",
+                code="NOTE_NOT_SAVED",
+            )  # fmt: skip
 
     def _not_applied_stale(
         self, rows: list[tuple[int, OfferPush, Mapping[str, str]]]
@@ -506,7 +627,8 @@ class ShopifyChannel:
             "id": fo_id,
             "hold": {
                 "reason": HOLD_REASON,
-                "reasonNotes": "Waiting for incoming stock (stocksync backorder)",
+                "reasonNotes": "Waiting for incoming stock (stocksync backorder)"
+                + (f", expected {hold.expected_on.isoformat()}" if hold.expected_on else ""),
                 "handle": HOLD_HANDLE,
                 "notifyMerchant": False,
                 "fulfillmentOrderLineItems": rows,

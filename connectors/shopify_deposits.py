@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from connectors.base import ChannelError, PaymentLink, PaymentRequest, RefundRequest
 from connectors.shopify_payments import raise_user_errors
@@ -299,6 +299,17 @@ class PlanRef:
     group_id: str
     plan_id: str
     variant_ids: tuple[str, ...]  # in the order of the spec's SKUs
+
+
+@runtime_checkable
+class SellsPreOrders(Protocol):
+    """A shop stocksync keeps campaign pre-order selling plans on (Shopify)."""
+
+    name: str
+
+    def ensure_selling_plan(self, spec: PlanSpec) -> PlanRef: ...
+
+    def remove_selling_plan(self, code: str) -> bool: ...
 
 
 def ensure_plan(channel: ShopifyChannel, spec: PlanSpec) -> PlanRef:

@@ -91,7 +91,8 @@ def parse_rest_order(channel: str, data: Mapping[str, Any], what: str = "order")
         other_lines=tuple(others),
         customer_tags=tags,
         meta=_pairs(data.get("note_attributes"), "name"),
-        email=_email(data.get("email") or data.get("contact_email")),
+        email=_text(data.get("email") or data.get("contact_email")),
+        language=_text(data.get("customer_locale")),
         outstanding=_amount(channel, where, data.get("total_outstanding")),
     )
 
@@ -134,7 +135,8 @@ def parse_graphql_order(channel: str, data: Mapping[str, Any]) -> ChannelOrder:
         other_lines=tuple(others),
         customer_tags=tags,
         meta=_pairs(data.get("customAttributes"), "key"),
-        email=_email(data.get("email")),
+        email=_text(data.get("email")),
+        language=_text(data.get("customerLocale")),
         outstanding=_amount(
             channel,
             where,
@@ -212,7 +214,7 @@ def _refunded_by_line(channel: str, where: str, refunds: Any) -> dict[str, int]:
     return totals
 
 
-def _email(value: Any) -> str | None:
+def _text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 

@@ -24,6 +24,8 @@ LISTINGS_PAGE_SIZE: Final = 240
 FULFILLMENT_ORDERS_PAGE_SIZE: Final = 10
 FULFILLMENT_LINES_PAGE_SIZE: Final = 40
 MAX_ROWS_PER_MUTATION: Final = 250
+# metafieldsSet and metafieldsDelete take at most 25 metafields a call
+MAX_METAFIELDS_PER_MUTATION: Final = 25
 
 
 def _sized(document: str, **sizes: int) -> str:
@@ -63,6 +65,7 @@ fragment StocksyncOrder on Order {
   displayFulfillmentStatus
   customer { id email tags }
   customAttributes { key value }
+  customerLocale
   totalOutstandingSet { shopMoney { amount } }
   lineItems(first: <lines>) {
     pageInfo { hasNextPage endCursor }
@@ -196,6 +199,54 @@ mutation StocksyncReleaseHold($id: ID!, $holdIds: [ID!]) {
 }
 """
 
+# the shop page's expected date (issue #17, docs/shopify.md): a `date` metafield on the variant,
+# namespace `stocksync`, key `expected_date`, set while its offer counts incoming units
+SET_METAFIELDS: Final = """
+mutation StocksyncSetMetafields($metafields: [MetafieldsSetInput!]!) {
+  metafieldsSet(metafields: $metafields) {
+    metafields { namespace key value }
+    userErrors { code field message elementIndex }
+  }
+}
+"""
+
+DELETE_METAFIELDS: Final = """
+mutation StocksyncDeleteMetafields($metafields: [MetafieldIdentifierInput!]!) {
+  metafieldsDelete(metafields: $metafields) {
+    deletedMetafields { ownerId namespace key }
+    userErrors { field message }
+  }
+}
+"""
+
+# a variant's expected date, as a theme or a test reads it
+VARIANT_EXPECTED_DATE: Final = """
+query StocksyncVariantExpectedDate($id: ID!) {
+  productVariant(id: $id) {
+    id
+    sku
+    metafield(namespace: "stocksync", key: "expected_date") { type value }
+  }
+}
+"""
+
+# shop notes: the Admin API has no customer-visible order note; stocksync appends to the
+# order's staff note (`note`, which orderUpdate overwrites: read it first)
+ORDER_NOTE: Final = """
+query StocksyncOrderNote($id: ID!) {
+  order(id: $id) { id note }
+}
+"""
+
+SET_ORDER_NOTE: Final = """
+mutation StocksyncSetOrderNote($input: OrderInput!) {
+  orderUpdate(input: $input) {
+    order { id note }
+    userErrors { field message }
+  }
+}
+"""
+
 ALL_DOCUMENTS: Final = {
     "APP_CHECK": APP_CHECK,
     "LOCATIONS": LOCATIONS,
@@ -207,4 +258,9 @@ ALL_DOCUMENTS: Final = {
     "ORDER_FULFILLMENT_ORDERS": ORDER_FULFILLMENT_ORDERS,
     "HOLD": HOLD,
     "RELEASE_HOLD": RELEASE_HOLD,
+    "SET_METAFIELDS": SET_METAFIELDS,
+    "DELETE_METAFIELDS": DELETE_METAFIELDS,
+    "VARIANT_EXPECTED_DATE": VARIANT_EXPECTED_DATE,
+    "ORDER_NOTE": ORDER_NOTE,
+    "SET_ORDER_NOTE": SET_ORDER_NOTE,
 }

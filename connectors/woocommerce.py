@@ -61,6 +61,11 @@ BATCH_LIMIT = 100
 PER_PAGE = 100
 SKU_CHUNK = 50  # SKUs per ?sku= list read, keeping URLs short
 BACKORDER_META = "_stocksync_backorder"
+# on a product or variation whose offer counts incoming units (issue #17, docs/woocommerce.md):
+# how many of the offered units are incoming (the stock_quantity we set leaves them out) and
+# when the first of them is expected (ISO date, "" for none), for themes
+INCOMING_META = "_stocksync_incoming"
+EXPECTED_META = "_stocksync_expected_date"
 OPEN_FOR_HOLD = frozenset({"processing", "on-hold"})
 ROLE_TTL_S = 300.0  # a customer's role read from the shop is reused this long
 ROLE_CACHE_SIZE = 10_000
@@ -442,7 +447,8 @@ class WooCommerceChannel:
             listings = {s: self._listings[s] for s in skus if s in self._listings}
         current = self._reread(list(listings.values()))
         results: dict[str, PushResult] = {}
-        writes: list[tuple[OfferPush, Listing, bool]] = []  # push, listing, is a decrease
+        # push, listing, the fields to write, is a decrease
+        writes: list[tuple[OfferPush, Listing, dict[str, Any], bool]] = []
         for push in pushes:
             listing = listings.get(push.sku)
             if listing is None:
@@ -458,7 +464,8 @@ class WooCommerceChannel:
                     push.sku, False, None, "NOT_FOUND", f"{listing.external_ids} no longer exists"
                 )
                 continue
-            now = current[push.sku]
+            item = current[push.sku]
+            now = _stock_of(item)
             moved = push.last_seen is not None and now != push.last_seen
             if moved and (now is None or push.quantity > now):
                 results[push.sku] = PushResult(
@@ -468,23 +475,26 @@ class WooCommerceChannel:
                     "STALE",
                     f"channel holds {now}, last seen {push.last_seen}: pull orders first",
                 )
-            elif now == push.quantity:
+                continue
+            changes = _stock_changes(item, push)
+            if not changes:
                 results[push.sku] = PushResult(push.sku, True, now)
             else:
-                writes.append((push, listing, now is not None and push.quantity < now))
+                writes.append((push, listing, changes, now is not None and push.quantity < now))
         # decreases first: they protect against overselling, raises can wait
         for decreasing in (True, False):
-            chosen = [(p, li) for p, li, dec in writes if dec is decreasing]
+            chosen = [(p, li, ch) for p, li, ch, dec in writes if dec is decreasing]
             results.update(self._write(chosen))
         return [results[p.sku] for p in pushes]
 
-    def _reread(self, listings: Sequence[Listing]) -> dict[str, int | None]:
-        """Current stock of these listings, with include= list reads (≤ 100 ids a call)."""
+    def _reread(self, listings: Sequence[Listing]) -> dict[str, Mapping[str, Any]]:
+        """What these listings' records say now (stock, backorders, our meta), with include=
+        list reads (≤ 100 ids a call)."""
         by_endpoint: dict[str, dict[int, str]] = {}
         for listing in listings:
             endpoint, item_id = _endpoint_of(listing)
             by_endpoint.setdefault(endpoint, {})[item_id] = listing.sku
-        current: dict[str, int | None] = {}
+        current: dict[str, Mapping[str, Any]] = {}
         for endpoint, ids in by_endpoint.items():
             listing_endpoint = endpoint.removesuffix("/batch")
             for chunk in _chunks(sorted(ids), BATCH_LIMIT):
@@ -495,26 +505,29 @@ class WooCommerceChannel:
                 for page in self._pages("push_offers.reread", listing_endpoint, params):
                     for item in page:
                         if item.get("id") in ids:
-                            current[ids[item["id"]]] = _stock_of(item)
+                            current[ids[item["id"]]] = item
         return current
 
-    def _write(self, chosen: Sequence[tuple[OfferPush, Listing]]) -> dict[str, PushResult]:
-        groups: dict[str, list[tuple[int, OfferPush]]] = {}
-        for push, listing in chosen:
+    def _write(
+        self, chosen: Sequence[tuple[OfferPush, Listing, Mapping[str, Any]]]
+    ) -> dict[str, PushResult]:
+        groups: dict[str, list[tuple[int, OfferPush, Mapping[str, Any]]]] = {}
+        for push, listing, changes in chosen:
             endpoint, item_id = _endpoint_of(listing)
-            groups.setdefault(endpoint, []).append((item_id, push))
+            groups.setdefault(endpoint, []).append((item_id, push, changes))
         results: dict[str, PushResult] = {}
         for endpoint, rows in groups.items():
             for chunk in _chunks(rows, BATCH_LIMIT):
+                # manage_stock: true in every item: a variation takes a quantity only next to it
                 update = [
-                    {"id": item_id, "manage_stock": True, "stock_quantity": push.quantity}
-                    for item_id, push in chunk
+                    {"id": item_id, "manage_stock": True, **changes}
+                    for item_id, _push, changes in chunk
                 ]
                 reply = self._call(
                     "push_offers", "POST", endpoint, data={"update": update},
                     policy=self._write_policy,
                 )  # fmt: skip
-                results.update(self._batch_results(reply, chunk))
+                results.update(self._batch_results(reply, [(i, p) for i, p, _ in chunk]))
         return results
 
     def _batch_results(
@@ -560,6 +573,7 @@ class WooCommerceChannel:
         note = (
             "Some items of your order are on backorder and will ship when they arrive: "
             f"{_units_text(waiting, skus)}."
+            + (f" Expected by {hold.expected_on.isoformat()}." if hold.expected_on else "")
         )
         self._write_back("place_hold", order, note, waiting, "on-hold")
 
@@ -639,6 +653,14 @@ class WooCommerceChannel:
     def refund(self, request: RefundRequest) -> str:
         return woocommerce_payments.refund(self, request)
 
+    # -- shop notes (connectors.base.AnnotatesOrders) --------------------------------------
+    def add_customer_note(self, order_ref: str, text: str) -> None:
+        """A customer note on the order (WooCommerce emails it to the billing address), once:
+        skipped when the order already has a note with this text."""
+        if not order_ref.isdigit():
+            raise ValueError(f"add_customer_note: WooCommerce order ids are numbers: {order_ref!r}")
+        woocommerce_payments.customer_note_once(self, "add_customer_note", order_ref, text)
+
     def call(
         self,
         operation: str,
@@ -690,10 +712,78 @@ def _customer_id(data: Mapping[str, Any]) -> int | None:
 
 
 def _stock_of(item: Mapping[str, Any]) -> int | None:
+    """The units the record offers as stocksync counts them: its stock_quantity, plus the
+    incoming units we left out of it while backorders are allowed (INCOMING_META)."""
     quantity = item.get("stock_quantity")
     if not item.get("manage_stock") or not isinstance(quantity, int):
         return None
-    return quantity
+    return quantity + incoming_shown(item)
+
+
+def offered_quantity(item: Mapping[str, Any]) -> int | None:
+    """`_stock_of` for other readers of a product's REST shape (the sandbox's state, tests):
+    what stocksync reads as the quantity the shop offers; None without managed stock."""
+    return _stock_of(item)
+
+
+def incoming_shown(item: Mapping[str, Any]) -> int:
+    """The incoming units our meta says the record's stock leaves out; 0 while backorders are
+    not allowed (whoever switched them off: the shop then sells its stock_quantity only)."""
+    if item.get("backorders", "no") == "no":
+        return 0
+    return max(_meta_int(item, INCOMING_META), 0)
+
+
+def _stock_changes(item: Mapping[str, Any], push: OfferPush) -> dict[str, Any]:
+    """The fields to write so the record offers `push.quantity` and its page tells the truth:
+    only those that differ from `item` (empty: nothing to write).
+
+    Units on hand are stock, incoming units are not: with `push.incoming` > 0 the record's
+    stock_quantity leaves them out and backorders are "notify", so WooCommerce shows "N in
+    stock (can be backordered)", or "Available on backorder" (stock_status onbackorder) when
+    every offered unit is incoming; our meta keeps the count (and the expected date), so the
+    quantity stocksync reads back is still the offer. With none incoming, backorders go back
+    to "no" where we switched them on; a merchant's own setting is left as it is."""
+    incoming = min(max(push.incoming, 0), max(push.quantity, 0))
+    expected = push.expected_on.isoformat() if incoming and push.expected_on else ""
+    current = str(item.get("backorders") or "no")
+    ours = current == "notify" and _meta_int(item, INCOMING_META) > 0
+    if incoming:
+        backorders = current if current == "yes" else "notify"  # "yes": allowed, no notice
+    else:
+        backorders = "no" if ours else current
+    changes: dict[str, Any] = {}
+    stock = push.quantity - incoming
+    if not item.get("manage_stock") or item.get("stock_quantity") != stock:
+        changes["stock_quantity"] = stock
+    if backorders != current:
+        changes["backorders"] = backorders
+    meta = []
+    if _meta_int(item, INCOMING_META) != incoming:
+        meta.append({"key": INCOMING_META, "value": str(incoming)})
+    if str(_item_meta(item, EXPECTED_META) or "") != expected:
+        meta.append({"key": EXPECTED_META, "value": expected})
+    if meta:
+        changes["meta_data"] = meta
+    return changes
+
+
+def _item_meta(item: Mapping[str, Any], key: str) -> Any:
+    for meta in item.get("meta_data") or []:
+        if isinstance(meta, dict) and meta.get("key") == key:
+            return meta.get("value")
+    return None
+
+
+def _meta_int(item: Mapping[str, Any], key: str) -> int:
+    """A meta value written as a whole number (WordPress hands it back as text); 0 otherwise."""
+    raw = _item_meta(item, key)
+    if isinstance(raw, bool) or raw is None:
+        return 0
+    try:
+        return int(str(raw))
+    except ValueError:
+        return 0
 
 
 def _endpoint_of(listing: Listing) -> tuple[str, int]:

@@ -193,9 +193,15 @@ def parse_order_json(
         source_status=raw_status,
         other_lines=others,
         customer_role=_customer_role(data, channel),
-        meta=_meta(data, channel),
+        meta=(meta := _meta(data, channel)),
         email=email if isinstance(email, str) else None,
+        language=next((value for key, value in meta if key in LANGUAGE_META and value), None),
     )
+
+
+# where multilingual plugins keep the language an order was placed in (WPML, Polylang,
+# TranslatePress); WooCommerce itself records none
+LANGUAGE_META = ("wpml_language", "pll_language", "trp_language")
 
 
 def event_key(channel: str, data: Mapping[str, Any]) -> str:

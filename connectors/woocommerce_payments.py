@@ -31,13 +31,22 @@ def request(channel: WooCommerceChannel, wanted: PaymentRequest) -> PaymentLink:
             channel.name, "create_order", f"order {order.get('id')} has no payment_url"
         )
     note = f"{wanted.message} Pay here: {url}"
-    notes = channel.call("request_payment", "GET", f"orders/{order['id']}/notes").body or []
-    if not any(isinstance(n, dict) and n.get("note") == note for n in notes):
-        channel.call(
-            "request_payment", "POST", f"orders/{order['id']}/notes",
-            data={"note": note, "customer_note": True},
-        )  # fmt: skip
+    customer_note_once(channel, "request_payment", str(order["id"]), note)
     return PaymentLink(ref=str(order["id"]), url=url)
+
+
+def customer_note_once(
+    channel: WooCommerceChannel, operation: str, order_id: str, note: str
+) -> None:
+    """A customer note (WooCommerce emails it to the order's billing address) unless the order
+    has a note with this very text already: a retry after a call that landed adds none."""
+    notes = channel.call(operation, "GET", f"orders/{order_id}/notes").body or []
+    if any(isinstance(n, dict) and n.get("note") == note for n in notes):
+        return
+    channel.call(
+        operation, "POST", f"orders/{order_id}/notes",
+        data={"note": note, "customer_note": True},
+    )  # fmt: skip
 
 
 def remind(channel: WooCommerceChannel, ref: str, wanted: PaymentRequest) -> None:

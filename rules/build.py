@@ -29,6 +29,7 @@ from rules.model import (
     ShopifyChannelModel,
     TierFromModel,
 )
+from rules.notify_model import build_notify
 from rules.paths import KeyPath, LineMap, line_for
 from rules.resolve import (
     RULE_KEYS,
@@ -38,6 +39,7 @@ from rules.resolve import (
     SkuRule,
     defaults_release_order,
     release_order_conflicts,
+    resolve_stacks,
 )
 from rules.sourced import Sourced
 
@@ -173,6 +175,7 @@ def build_config(
         for name, channel in model.channels.items()
     }
     warnings += tuple(_release_order_warnings(rules, list(channels), filename))
+    warnings += tuple(_share_bound_warnings(rules, list(channels), filename))
     return Config(
         path=filename,
         database=resolve_database_url(model.database, Path(filename).absolute().parent),
@@ -192,6 +195,7 @@ def build_config(
                 for name, campaign in model.campaigns.items()
             }
         ),
+        notify=build_notify(model.notify, lines, filename, channels),
     )
 
 
@@ -213,4 +217,38 @@ def _release_order_warnings(
                 "every channel)",
             )
         )
+    return issues
+
+
+def _share_bound_warnings(rules: RuleSet, channels: list[str], filename: str) -> list[ConfigIssue]:
+    """`incoming_share: auto` whose floor and cap, set in different blocks, cross: the share
+    is then the cap (the lower, safer bound). One block setting both is an error instead."""
+    issues: list[ConfigIssue] = []
+    seen: set[str] = set()
+    for channel in channels:
+        for rule in resolve_stacks(rules, channel):
+            floor, cap = rule.incoming_share_floor, rule.incoming_share_cap
+            if not rule.auto_share or floor.value <= cap.value or cap.source in seen:
+                continue
+            seen.add(cap.source)
+            blocks: list[tuple[str, RuleLayer | None]] = [("defaults", rules.defaults)]
+            blocks += [(f"channel_rules.{channel}", rules.channel_rules.get(channel))]
+            if rule.matched_sku_rule is not None:
+                index = rule.matched_sku_rule
+                blocks += [(f"sku_rules[{index}]", rules.sku_rules[index].layer)]
+            path = next(
+                (name for name, layer in blocks if layer and layer.incoming_share_cap is cap),
+                "defaults",
+            )
+            line = int(cap.source.rsplit(":", 1)[1]) if ":" in cap.source else 0
+            issues.append(
+                ConfigIssue(
+                    filename,
+                    line,
+                    f"{path}.backorders.incoming_share_cap",
+                    f"below incoming_share_floor {floor.value:g} ({floor.source}) where "
+                    f"incoming_share is auto ({rule.incoming_share.source}, channel "
+                    f"{channel}): the cap is used",
+                )
+            )
     return issues

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from rules.campaign_model import Campaign
 from rules.errors import ConfigIssue
 from rules.model import ChannelKind, ReleaseKey
+from rules.notify_model import NotifyConfig
 from rules.redact import MASK, redact_url
 from rules.resolve import (
     EffectiveRule,
@@ -150,6 +151,7 @@ class DaemonConfig:
     push_interval_s: float = 2.0
     reconcile_interval_s: float = 900.0
     campaign_tick_interval_s: float = 60.0  # campaigns' expiries, reminders, waves
+    notify_interval_s: float = 30.0  # audit entries -> messages, and due messages sent
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ class Config:
     # not errors, worth showing (`stocksync check`): e.g. a secret written into the file
     warnings: tuple[ConfigIssue, ...] = ()
     campaigns: Mapping[str, Campaign] = field(default_factory=dict)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)  # issue #17: messages
 
     def campaign(self, name: str) -> Campaign:
         """The named campaign; KeyError naming the configured ones."""
@@ -266,6 +269,8 @@ class Config:
                 }
                 for rule in self.rules.sku_rules
             ],
+            # only when configured: `check` of a file without `notify:` shows what it did
+            **({"notify": self.notify.redacted()} if self.notify.enabled else {}),
         }
 
 

@@ -26,6 +26,7 @@ from pydantic import (
 from rules.campaign_model import CampaignModel
 from rules.database_url import database_url_problem
 from rules.errors import Rejected
+from rules.notify_model import NotifyModel
 from rules.redact import redact_url
 
 ReleaseKey = Literal["priority", "tier", "placed_at"]
@@ -257,10 +258,52 @@ ChannelModel = Annotated[
 # ---- rules --------------------------------------------------------------------------------------
 
 
+AUTO_SHARE = "auto"
+
+
+def _share_or_auto(value: Any) -> Any:
+    """`incoming_share`: a number 0..1, or `auto` (each PO line's supplier's measured fill
+    rate, bounded by `incoming_share_floor` and `incoming_share_cap`). One message for any
+    other value, not one per member of the union."""
+    if value == AUTO_SHARE:
+        return value
+    if isinstance(value, str):  # a ${VAR} arrives as text
+        try:
+            value = float(value)
+        except ValueError:
+            raise Rejected.got("must be a number or 'auto'", repr(value)) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        shown = "null" if value is None else _yaml_word(value)
+        if isinstance(value, dict | list):
+            shown = "a mapping" if isinstance(value, dict) else "a list"
+        raise Rejected.got("must be a number or 'auto'", shown)
+    if not 0 <= value <= 1:
+        raise Rejected.got("must be between 0 and 1", _number(value))
+    return float(value)
+
+
+ShareValue = float | Literal["auto"]
+IncomingShare = Annotated[ShareValue, BeforeValidator(_share_or_auto)]
+
+
 class BackordersBlock(_Block):
     enabled: bool = False
-    incoming_share: Share = 1.0
+    incoming_share: IncomingShare = 1.0
+    # bounds of `incoming_share: auto`; the floor is also the share of a supplier with too
+    # little history (stock.supplier_stats.MIN_POS closed POs)
+    incoming_share_floor: Share = 0.5
+    incoming_share_cap: Share = 1.0
     horizon_days: NonNegInt = 14
+
+    @model_validator(mode="after")
+    def _floor_below_cap(self) -> Self:
+        given = {"incoming_share_floor", "incoming_share_cap"}
+        if given <= self.model_fields_set and self.incoming_share_floor > self.incoming_share_cap:
+            raise ValueError(
+                f"incoming_share_floor ({_number(self.incoming_share_floor)}) is above "
+                f"incoming_share_cap ({_number(self.incoming_share_cap)})"
+            )
+        return self
 
 
 class ReleaseBlock(_Block):
@@ -337,6 +380,7 @@ class DaemonModel(_Block):
     push_interval_s: PositiveSeconds = 2.0
     reconcile_interval_s: PositiveSeconds = 900.0
     campaign_tick_interval_s: PositiveSeconds = 60.0
+    notify_interval_s: PositiveSeconds = 30.0
 
 
 class LoggingModel(_Block):
@@ -358,6 +402,7 @@ class ConfigModel(_Block):
     channel_rules: dict[str, ChannelRuleBlock] = Field(default_factory=dict)
     sku_rules: tuple[SkuRuleBlock, ...] = ()
     campaigns: dict[str, CampaignModel] = Field(default_factory=dict)
+    notify: NotifyModel | None = None
 
     @field_validator(
         "channels",
@@ -369,6 +414,7 @@ class ConfigModel(_Block):
         "channel_rules",
         "sku_rules",
         "campaigns",
+        "notify",
         mode="before",
     )
     @classmethod

@@ -10,15 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from fnmatch import fnmatchcase
+from functools import cached_property
 from typing import Any, TypeVar
 
-from rules.model import ChannelRuleBlock, ReleaseKey
+from rules.model import AUTO_SHARE, ChannelRuleBlock, ReleaseKey, ShareValue
 from rules.sourced import DEFAULT_SOURCE, Sourced
 
 T = TypeVar("T")
 
 # the built-in defaults are the models' field defaults: one place states them
 _BUILTIN = ChannelRuleBlock()
+
+# the bounds of `incoming_share: auto` where no block sets them (Sourced is frozen: shareable)
+_DEFAULT_FLOOR = Sourced(_BUILTIN.backorders.incoming_share_floor, DEFAULT_SOURCE)
+_DEFAULT_CAP = Sourced(_BUILTIN.backorders.incoming_share_cap, DEFAULT_SOURCE)
 
 # field of RuleLayer -> its key path inside a YAML rule block
 RULE_KEYS: dict[str, tuple[str, ...]] = {
@@ -27,6 +32,8 @@ RULE_KEYS: dict[str, tuple[str, ...]] = {
     "priority": ("priority",),
     "backorders_enabled": ("backorders", "enabled"),
     "incoming_share": ("backorders", "incoming_share"),
+    "incoming_share_floor": ("backorders", "incoming_share_floor"),
+    "incoming_share_cap": ("backorders", "incoming_share_cap"),
     "horizon_days": ("backorders", "horizon_days"),
     "release_order": ("release", "order"),
     "release_partial": ("release", "partial"),
@@ -41,7 +48,9 @@ class RuleLayer:
     cap: Sourced[int | None] | None = None
     priority: Sourced[int] | None = None
     backorders_enabled: Sourced[bool] | None = None
-    incoming_share: Sourced[float] | None = None
+    incoming_share: Sourced[ShareValue] | None = None
+    incoming_share_floor: Sourced[float] | None = None
+    incoming_share_cap: Sourced[float] | None = None
     horizon_days: Sourced[int] | None = None
     release_order: Sourced[tuple[ReleaseKey, ...]] | None = None
     release_partial: Sourced[bool] | None = None
@@ -108,6 +117,16 @@ class RuleSet:
     sku_rules: tuple[SkuRule, ...] = ()
     default_pool: PoolRule | None = None
 
+    @cached_property
+    def uses_auto_share(self) -> bool:
+        """Whether any rule block sets `incoming_share: auto` (then offers read suppliers'
+        measured fill rates; otherwise they never do)."""
+        layers = [self.defaults, *self.channel_rules.values(), *(r.layer for r in self.sku_rules)]
+        return any(
+            layer.incoming_share is not None and layer.incoming_share.value == AUTO_SHARE
+            for layer in layers
+        )
+
 
 def pool_for(rules: RuleSet, sku: str) -> PoolRule | None:
     """The SKU's pool: from the first sku rule for all channels whose glob matches it, if that
@@ -131,14 +150,23 @@ class EffectiveRule:
     cap: Sourced[int | None]
     priority: Sourced[int]
     backorders_enabled: Sourced[bool]
-    incoming_share: Sourced[float]
+    incoming_share: Sourced[ShareValue]  # a number 0..1, or "auto" (see auto_share)
     horizon_days: Sourced[int]
     release_order: Sourced[tuple[ReleaseKey, ...]]
     release_partial: Sourced[bool]
     matched_sku_rule: int | None
     pool: PoolRule | None = None
+    # the bounds of `incoming_share: auto` (unused for a number)
+    incoming_share_floor: Sourced[float] = _DEFAULT_FLOOR
+    incoming_share_cap: Sourced[float] = _DEFAULT_CAP
     # (campaign, units set aside) of the campaigns holding this SKU (rules.Config.rule_for)
     campaign_units: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def auto_share(self) -> bool:
+        """`incoming_share: auto`: each PO line's share is its supplier's measured fill rate,
+        bounded to [incoming_share_floor, incoming_share_cap] (stock.engine.auto_share)."""
+        return self.incoming_share.value == AUTO_SHARE
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``explain --json``: each value next to the file:line it came from."""
@@ -164,7 +192,10 @@ def matching_sku_rule(rules: RuleSet, channel: str, sku: str) -> int | None:
 
 def resolve_rule(rules: RuleSet, channel: str, sku: str) -> EffectiveRule:
     """The rule for (channel, sku); the caller checks that the channel exists."""
-    matched = matching_sku_rule(rules, channel, sku)
+    return _resolve(rules, channel, sku, matching_sku_rule(rules, channel, sku))
+
+
+def _resolve(rules: RuleSet, channel: str, sku: str, matched: int | None) -> EffectiveRule:
     stack = [rules.defaults]
     if channel in rules.channel_rules:
         stack.append(rules.channel_rules[channel])
@@ -192,12 +223,28 @@ def resolve_rule(rules: RuleSet, channel: str, sku: str) -> EffectiveRule:
         priority=pick(lambda layer: layer.priority, _BUILTIN.priority),
         backorders_enabled=backorders_enabled,
         incoming_share=pick(lambda layer: layer.incoming_share, _BUILTIN.backorders.incoming_share),
+        incoming_share_floor=pick(
+            lambda layer: layer.incoming_share_floor, _BUILTIN.backorders.incoming_share_floor
+        ),
+        incoming_share_cap=pick(
+            lambda layer: layer.incoming_share_cap, _BUILTIN.backorders.incoming_share_cap
+        ),
         horizon_days=pick(lambda layer: layer.horizon_days, _BUILTIN.backorders.horizon_days),
         release_order=pick(lambda layer: layer.release_order, _BUILTIN.release.order),
         release_partial=pick(lambda layer: layer.release_partial, _BUILTIN.release.partial),
         matched_sku_rule=matched,
         pool=pool,
     )
+
+
+def resolve_stacks(rules: RuleSet, channel: str) -> list[EffectiveRule]:
+    """The channel's rule for every distinct stack of blocks a SKU can meet: no sku rule, or
+    each sku rule that may apply to the channel (for checks over the whole file)."""
+    found = [_resolve(rules, channel, "", None)]
+    for index, rule in enumerate(rules.sku_rules):
+        if rule.channels is None or channel in rule.channels:
+            found.append(_resolve(rules, channel, "", index))
+    return found
 
 
 def release_order_for(

@@ -60,7 +60,10 @@ defaults:
   # cap: 100                   # never offer more than this
   backorders:
     enabled: false
-    incoming_share: 1.0        # share of open purchase orders that may be sold ahead (0..1)
+    incoming_share: 1.0        # share of open purchase orders that may be sold ahead (0..1),
+                               # or auto: each PO's supplier's measured fill rate, bounded by
+    # incoming_share_floor: 0.5  # (also the share of a supplier with < 3 closed POs)
+    # incoming_share_cap: 1.0
     horizon_days: 14           # only purchase orders due within this many days count
   release:
     order: [priority, tier, placed_at]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -78,6 +79,7 @@ def backorder(tx: LedgerTx, line: m.OrderLine, qty: int, *, within_capacity: boo
         )
     )
     level(tx, line.sku_id).backordered += qty
+    tx.effects.promises_due.add(line.sku_id)
     outbox.queue(tx, line.order)
 
 
@@ -91,6 +93,7 @@ def cancel_units(tx: LedgerTx, line: m.OrderLine, units: int) -> None:
         take = min(left, row.qty_open)
         row.qty_open -= take
         counters.backordered -= take
+        tx.effects.promises_due.add(line.sku_id)
         left -= take
         outbox.queue(tx, line.order)
     if left:
@@ -104,6 +107,7 @@ def close_backorders(tx: LedgerTx, line: m.OrderLine) -> None:
     rows = open_rows(line)
     for row in rows:
         level(tx, line.sku_id).backordered -= row.qty_open
+        tx.effects.promises_due.add(line.sku_id)
         row.qty_open = 0
     if rows:
         outbox.queue(tx, line.order)
@@ -170,6 +174,7 @@ def fill_lines(
         counters = level(tx, sku_id)
         counters.backordered -= units
         counters.reserved += units
+        tx.effects.promises_due.add(sku_id)
 
 
 BULK_CHUNK = 5000  # rows per IN list (bound-parameter limits)
@@ -323,18 +328,26 @@ def units_by_line(session: Session, line_ids: Iterable[int]) -> dict[int, LineUn
 
 
 def counts(session: Session) -> Mapping[str, int]:
-    """Open backorder rows, and those accepted beyond capacity (status and gauges)."""
-    open_rows, beyond = session.execute(
+    """Open backorder rows, those accepted beyond capacity, and those whose promised date moved
+    later than first promised (status and gauges)."""
+    open_rows, beyond, moved = session.execute(
         select(
             func.count(),
             func.coalesce(
                 func.sum(case((m.Backorder.accepted_within_capacity.is_(False), 1), else_=0)), 0
             ),
+            func.coalesce(
+                func.sum(case((m.Backorder.promise_moved_from.is_not(None), 1), else_=0)), 0
+            ),
         )
         .select_from(m.Backorder)
         .where(m.Backorder.qty_open > 0)
     ).one()
-    return {"open": int(open_rows or 0), "beyond_capacity": int(beyond or 0)}
+    return {
+        "open": int(open_rows or 0),
+        "beyond_capacity": int(beyond or 0),
+        "promise_moved": int(moved or 0),
+    }
 
 
 def counter_drift(session: Session) -> dict[int, tuple[int, int, int, int]]:
@@ -350,3 +363,19 @@ def counter_drift(session: Session) -> dict[int, tuple[int, int, int, int]]:
         if (reserved, backordered) != (rows.reserved, rows.backordered):
             drift[int(sku_id)] = (reserved, rows.reserved, backordered, rows.backordered)
     return drift
+
+
+def promise(tx: LedgerTx, row: m.Backorder, promised: date | None, *, later: bool) -> None:
+    """The date the backorder is promised now (issue #17; None: unknown). `later`: it moved
+    later than before, so it is flagged with the date it moved from (kept while it stays
+    later than the first promise); back on or before that date, the flag clears."""
+    was = row.promised_on
+    row.promised_on = promised
+    row.promise_planned_at = tx.now
+    if later and row.promise_moved_from is None:
+        row.promise_moved_from = was
+        row.promise_moved_at = tx.now
+    first = row.promise_moved_from
+    if first is not None and promised is not None and promised <= first:
+        row.promise_moved_from = None
+        row.promise_moved_at = None

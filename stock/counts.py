@@ -432,3 +432,28 @@ def on_hand_of(session: Session, codes: Iterable[str]) -> dict[str, Counted]:
             for code, on_hand, counted_at in rows
         )
     return found
+
+
+def mark_promises_due(tx: LedgerTx, sku_ids: Iterable[int]) -> None:
+    """These SKUs' promise dates are to be planned after commit (backorders.promising)."""
+    wanted = sorted(set(sku_ids))
+    if wanted:
+        tx.session.execute(
+            update(m.StockLevel)
+            .where(m.StockLevel.sku_id.in_(wanted))
+            .values(promises_due=True)
+            .execution_options(synchronize_session=False)
+        )
+        for sku_id in wanted:
+            if sku_id in tx.levels:
+                tx.levels[sku_id].promises_due = True
+
+
+def take_promises_due(tx: LedgerTx, sku_ids: Iterable[int]) -> list[int]:
+    """Of these SKUs, those marked due (their rows locked), the mark cleared: the caller plans
+    them in this transaction."""
+    rows = lock(tx, sku_ids)
+    marked = sorted(sku_id for sku_id, row in rows.items() if row.promises_due)
+    for sku_id in marked:
+        rows[sku_id].promises_due = False
+    return marked

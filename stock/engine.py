@@ -9,10 +9,23 @@ from datetime import date, timedelta
 
 
 @dataclass(frozen=True, slots=True)
+class SupplierFill:
+    """A supplier's measured fill rate (stock.supplier_stats): units received / units ordered
+    over its last `pos` closed POs; `rate` None while it has too few closed POs to trust."""
+
+    supplier: str | None
+    rate: float | None
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingLine:
     ordered: int
     received: int
     eta: date
+    supplier: str | None = None
+    # the supplier's measured fill, attached when some rule has `incoming_share: auto`
+    fill: SupplierFill | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +37,10 @@ class OfferInputs:
     safety_buffer: int
     cap: int | None
     backorders_enabled: bool
-    incoming_share: float
+    incoming_share: float  # under `incoming_share: auto`: incoming_shared / incoming_open
     campaign_hold: int = 0  # units set aside for campaigns (not confirmed yet): never offered
+    # `incoming_share: auto`: Σ open units x their line's share (auto_shared); None: a number
+    incoming_shared: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +72,11 @@ class OfferBreakdown:
             "sellable_now": self.sellable_now,
             "incoming_open": i.incoming_open,
             "incoming_share": i.incoming_share,
+            **(
+                {"incoming_shared": round(i.incoming_shared, 4)}
+                if i.incoming_shared is not None
+                else {}
+            ),
             "backorders_enabled": i.backorders_enabled,
             "backordered": i.backordered,
             "incoming_capacity": self.incoming_capacity,
@@ -83,11 +103,38 @@ def incoming_open(lines: Iterable[IncomingLine], today: date, horizon_days: int)
     return sum(max(line.ordered - line.received, 0) for line in lines if line.eta <= last_day)
 
 
+def auto_share(fill: SupplierFill | None, floor: float, cap: float) -> float:
+    """One PO line's share under `incoming_share: auto`: its supplier's measured fill rate,
+    bounded to [floor, cap]; the floor while the supplier has too little history (or no
+    supplier's rate was read). Should floor exceed cap (set in different rule blocks), the
+    cap wins: the lower bound is the safe one."""
+    rate = floor if fill is None or fill.rate is None else fill.rate
+    return min(max(rate, floor), cap)
+
+
+def auto_shared(
+    lines: Iterable[IncomingLine], today: date, horizon_days: int, floor: float, cap: float
+) -> float:
+    """Σ over open PO lines due within the horizon of open units x that line's auto share:
+    per line (a SKU's POs may come from several suppliers), summed, floored once later."""
+    last_day = today + timedelta(days=horizon_days)
+    return sum(
+        max(line.ordered - line.received, 0) * auto_share(line.fill, floor, cap)
+        for line in lines
+        if line.eta <= last_day
+    )
+
+
 def incoming_capacity(inputs: OfferInputs) -> int:
     if not inputs.backorders_enabled:
         return 0
+    units = (
+        inputs.incoming_open * inputs.incoming_share
+        if inputs.incoming_shared is None
+        else inputs.incoming_shared
+    )
     # floor with a tolerance: 0.75 * 4 must be 3, not 2 through float error
-    shared = math.floor(inputs.incoming_open * inputs.incoming_share + 1e-9)
+    shared = math.floor(units + 1e-9)
     return shared - inputs.backordered
 
 

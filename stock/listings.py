@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -133,6 +133,8 @@ class DirtyListing:
     dirty_version: int
     counted: bool = True  # the SKU's on hand was counted (stock set/import, adopt)
     held: bool = False  # a push held it back (see sync/jobs/unknown_skus.py)
+    # the channel's ids as recorded, with what the push remembers of the shop page
+    external_ids: Mapping[str, Any] = field(default_factory=dict)
 
 
 def dirty(
@@ -164,6 +166,7 @@ def dirty(
             listing.dirty_version,
             counted_at is not None,
             listing.held_at is not None,
+            dict(listing.external_ids or {}),
         )
         for listing, code, counted_at in rows
     ]
@@ -241,6 +244,9 @@ class PushOutcome:
     kind: str
     quantity: int | None = None
     error_code: str | None = None
+    # the listing's external ids to store instead (what the push remembers of the shop page
+    # changed, issue #17); None: unchanged
+    external_ids: Mapping[str, Any] | None = None
 
 
 def record_push(session: Session, outcomes: Iterable[PushOutcome], now: datetime) -> None:
@@ -290,6 +296,32 @@ def record_push(session: Session, outcomes: Iterable[PushOutcome], now: datetime
         session.execute(
             update(table).where(table.c.id == bindparam("b_id")).values(dirty=bindparam("b_dirty")),
             failed,
+        )
+    # an error that still says what the channel holds now (the quantity landed, the page
+    # write did not): the next compare-and-set starts from it
+    seen = [
+        {"b_id": o.listing.listing_id, "b_qty": o.quantity}
+        for o in ordered
+        if o.kind == "error" and o.quantity is not None
+    ]
+    if seen:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(last_seen=bindparam("b_qty")),
+            seen,
+        )
+    remembered = [
+        {"b_id": o.listing.listing_id, "b_ids": dict(o.external_ids)}
+        for o in ordered
+        if o.external_ids is not None
+    ]
+    if remembered:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(external_ids=bindparam("b_ids")),
+            remembered,
         )
 
 

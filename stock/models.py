@@ -3,7 +3,8 @@
 Each table has one module that writes it:
 
     sku, stock_level                 stock.counts
-    purchase_order, po_line          stock.purchasing
+    purchase_order, po_line,
+    po_receipt                       stock.purchasing
     reservation, backorder           stock.commitments
     channel_order, order_line        backorders.orders (backorder_hold: stock.outbox)
     listing                          stock.listings
@@ -105,6 +106,9 @@ class StockLevel(Base):
     # (Σ reservation.qty and Σ backorder.qty_open of this SKU), so an offer reads one row.
     reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     backordered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the promise dates of a SKU with many backorders are planned after commit, not in every
+    # transaction that touches them (backorders.promising): True until they are
+    promises_due: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -117,9 +121,24 @@ class PurchaseOrder(Base):
     ref: Mapped[str] = mapped_column(String(255), unique=True)
     supplier: Mapped[str | None] = mapped_column(String(255))
     eta: Mapped[date] = mapped_column(Date)
+    original_eta: Mapped[date | None] = mapped_column(Date)  # the supplier's first promise
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     lines: Mapped[list[PoLine]] = relationship(back_populates="po", order_by="PoLine.id")
+
+
+class PoReceipt(Base):
+    """One receipt of a SKU on a PO (issue #17): when, how many, and the ETA it was due by,
+    for suppliers' lead time, on-time and fill rates."""
+
+    __tablename__ = "po_receipt"
+    __table_args__ = (CheckConstraint("qty > 0", name="qty_positive"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    po_id: Mapped[int] = mapped_column(ForeignKey("purchase_order.id"), index=True)
+    sku_id: Mapped[int] = mapped_column(ForeignKey("sku.id"))
+    qty: Mapped[int] = mapped_column(Integer)
+    eta: Mapped[date] = mapped_column(Date)  # the PO's ETA when it arrived
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class PoLine(Base):
@@ -141,6 +160,7 @@ class ChannelOrder(Base):
     __tablename__ = "channel_order"
     __table_args__ = (
         UniqueConstraint("channel", "external_id", name="channel_external_id"),
+        Index("ix_channel_order_placed_at", "placed_at"),  # sales per hour (alerts)
         CheckConstraint("status IN ('open', 'fulfilled', 'cancelled')", name="status_known"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -158,6 +178,9 @@ class ChannelOrder(Base):
     backorder_hold: Mapped[dict[str, int] | None] = mapped_column(JSON)
     # lines that are not stock (no SKU): [{"line", "title", "quantity"}], for explanations
     other_lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # how the customer is told about the order (issue #17): their email and language, when known
+    email: Mapped[str | None] = mapped_column(String(320))
+    language: Mapped[str | None] = mapped_column(String(16))
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
 
 
@@ -214,6 +237,12 @@ class Backorder(Base):
     # False: the channel sold it before our lower offer landed; kept and flagged, never dropped.
     accepted_within_capacity: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # the date the customer was promised (issue #17: the ETA of the PO line that fills it in
+    # release order); None: unknown. When a re-plan moves it later, the date it moved from.
+    promised_on: Mapped[date | None] = mapped_column(Date)
+    promise_planned_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # None: not yet
+    promise_moved_from: Mapped[date | None] = mapped_column(Date)
+    promise_moved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     line: Mapped[OrderLine] = relationship(back_populates="backorders")
 
 
@@ -452,8 +481,64 @@ class InboxEvent(Base):
     fetched_body: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
+class NotifyMessage(Base):
+    """A message to send (issue #17): an email to a customer or the merchant, a note on a shop
+    order, a signed webhook. `key` is unique per event and target: never sent twice. `pending`
+    until sent; retried with backoff (`next_attempt_at`); `failed` for good after the last
+    attempt (visible, retried by hand)."""
+
+    __tablename__ = "notify_message"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'sent', 'failed')", name="state_known"),
+        Index("ix_notify_message_due", "state", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    event: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # email | shop_note | webhook
+    target: Mapped[str] = mapped_column(String(500))  # an address, a URL, "channel/order"
+    language: Mapped[str | None] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class NotifyCursor(Base):
+    """How far a reader of the audit log has turned entries into messages (issue #17): the
+    audit log is the event log, written in the same transaction as each change."""
+
+    __tablename__ = "notify_cursor"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_audit_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AlertIncident(Base):
+    """A merchant alert's incident (issue #17): opened once when a condition starts, kept while
+    it lasts (`last_seen_at`), closed when it ends; one alert per incident, not per sample."""
+
+    __tablename__ = "alert_incident"
+    __table_args__ = (Index("ix_alert_incident_open", "kind", "subject", "closed_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_entry"
+    # the last entry of an action per subject (alerts read the last reconcile per channel)
+    __table_args__ = (Index("ix_audit_entry_action", "action", "subject"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     actor: Mapped[str] = mapped_column(String(64))

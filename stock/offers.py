@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from rules import DEFAULT_SOURCE, EffectiveRule, RuleSet, Sourced
-from stock import campaigns, counts, pools
+from stock import campaigns, counts, pools, supplier_stats, suppliers
 from stock import models as m
 from stock.engine import (
     IncomingLine,
     OfferBreakdown,
     OfferInputs,
     PoolTerms,
+    SupplierFill,
+    auto_share,
+    auto_shared,
     compute_offer,
     incoming_open,
 )
@@ -58,19 +62,28 @@ class StockFigures:
             terms = PoolTerms(
                 share.allotted if share else 0, share.sold if share else 0, rule.pool.reserve
             )
+        horizon = rule.horizon_days.value
+        units = incoming_open((line for _ref, line in self.incoming), today, horizon)
+        setting = rule.incoming_share.value
+        shared: float | None = None
+        if isinstance(setting, int | float):
+            fraction = float(setting)
+        else:  # auto: per PO line, its supplier's measured fill rate, bounded
+            floor, cap = rule.incoming_share_floor.value, rule.incoming_share_cap.value
+            shared = auto_shared((line for _ref, line in self.incoming), today, horizon, floor, cap)
+            fraction = round(shared / units, 4) if units else auto_share(None, floor, cap)
         return compute_offer(
             OfferInputs(
                 on_hand=self.on_hand,
                 reserved=self.reserved,
                 backordered=self.backordered,
-                incoming_open=incoming_open(
-                    (line for _ref, line in self.incoming), today, rule.horizon_days.value
-                ),
+                incoming_open=units,
                 safety_buffer=rule.safety_buffer.value,
                 cap=rule.cap.value,
                 backorders_enabled=rule.backorders_enabled.value,
-                incoming_share=rule.incoming_share.value,
+                incoming_share=fraction,
                 campaign_hold=self.campaign_hold(rule),
+                incoming_shared=shared,
             ),
             terms,
         )
@@ -88,18 +101,48 @@ class StockFigures:
         )
 
 
-def figures(session: Session, sku_ids: Iterable[int] | None = None) -> dict[int, StockFigures]:
-    """Figures per SKU id; all SKUs when `sku_ids` is None."""
+Fills = Mapping[str | None, SupplierFill]
+
+
+def wants_fills(rules: RuleBook) -> bool:
+    """Whether offers under these rules need suppliers' measured fill rates (some rule has
+    `incoming_share: auto`); a rule book that is not a `rules.Config` gets none (the floor)."""
+    ruleset = getattr(rules, "rules", None)
+    return isinstance(ruleset, RuleSet) and ruleset.uses_auto_share
+
+
+def read_fills(session: Session, rules: RuleBook) -> Fills | None:
+    """Suppliers' measured fill rates when the rules need them (one statement), else None."""
+    return suppliers.read_fill_rates(session) if wants_fills(rules) else None
+
+
+def tx_fills(tx: LedgerTx) -> Fills | None:
+    """`read_fills`, once per transaction (stock.purchasing forgets them when a PO closes)."""
+    if not wants_fills(tx.rules):
+        return None
+    if tx.supplier_fills is None:
+        with tx.session.no_autoflush:
+            tx.supplier_fills = dict(suppliers.read_fill_rates(tx.session))
+    return tx.supplier_fills
+
+
+def figures(
+    session: Session, sku_ids: Iterable[int] | None = None, *, fills: Fills | None = None
+) -> dict[int, StockFigures]:
+    """Figures per SKU id; all SKUs when `sku_ids` is None. `fills` (suppliers' measured fill
+    rates, `read_fills`) are attached to the incoming lines for `incoming_share: auto`."""
     if sku_ids is None:
-        return _figures(session, None)
+        return _figures(session, None, fills)
     ids = sorted(set(sku_ids))
     result: dict[int, StockFigures] = {}
     for start in range(0, len(ids), IN_CHUNK):
-        result.update(_figures(session, ids[start : start + IN_CHUNK]))
+        result.update(_figures(session, ids[start : start + IN_CHUNK], fills))
     return result
 
 
-def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]:
+def _figures(
+    session: Session, ids: list[int] | None, fills: Fills | None
+) -> dict[int, StockFigures]:
     levels_q = select(
         m.StockLevel.sku_id,
         m.StockLevel.on_hand,
@@ -109,7 +152,7 @@ def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]
     )
     if ids is not None:
         levels_q = levels_q.where(m.StockLevel.sku_id.in_(ids))
-    incoming = _incoming(session, ids)
+    incoming = _incoming(session, ids, fills)
     shares = pools.shares(session, ids)
     confirmed = campaigns.confirmed_units(session, ids)
     closed = campaigns.closed_campaigns(session)
@@ -131,8 +174,11 @@ def _figures(session: Session, ids: list[int] | None) -> dict[int, StockFigures]
     return result
 
 
-def _incoming(session: Session, ids: list[int] | None) -> dict[int, list[tuple[str, IncomingLine]]]:
-    """Open purchase-order lines per SKU, in eta order."""
+def _incoming(
+    session: Session, ids: list[int] | None, fills: Fills | None = None
+) -> dict[int, list[tuple[str, IncomingLine]]]:
+    """Open purchase-order lines per SKU, in eta order, each with its supplier (and that
+    supplier's measured fill, from `fills`, when given)."""
     query = (
         select(
             m.PoLine.sku_id,
@@ -140,6 +186,7 @@ def _incoming(session: Session, ids: list[int] | None) -> dict[int, list[tuple[s
             m.PoLine.ordered,
             m.PoLine.received,
             m.PurchaseOrder.eta,
+            m.PurchaseOrder.supplier,
         )
         .join(m.PurchaseOrder, m.PurchaseOrder.id == m.PoLine.po_id)
         .where(m.PurchaseOrder.status == "open")
@@ -148,8 +195,13 @@ def _incoming(session: Session, ids: list[int] | None) -> dict[int, list[tuple[s
     if ids is not None:
         query = query.where(m.PoLine.sku_id.in_(ids))
     found: dict[int, list[tuple[str, IncomingLine]]] = defaultdict(list)
-    for sku_id, ref, ordered, received, eta in session.execute(query).all():
-        found[int(sku_id)].append((str(ref), IncomingLine(ordered, received, eta)))
+    measured = fills if fills is not None else {}
+    for sku_id, ref, ordered, received, eta, supplier in session.execute(query).all():
+        fill = measured.get(supplier) if fills is not None else None
+        if fills is not None and fill is None:  # no closed PO yet: nothing measured
+            fill = SupplierFill(supplier, None, 0)
+        line = IncomingLine(ordered, received, eta, supplier, fill)
+        found[int(sku_id)].append((str(ref), line))
     return found
 
 
@@ -159,9 +211,10 @@ def read_incoming(tx: LedgerTx, sku_ids: Iterable[int]) -> None:
     if not unread:
         return
     found: dict[int, list[tuple[str, IncomingLine]]] = {}
+    fills = tx_fills(tx)
     with tx.session.no_autoflush:  # PO lines are not what a batch of orders is writing
         for start in range(0, len(unread), IN_CHUNK):
-            found.update(_incoming(tx.session, unread[start : start + IN_CHUNK]))
+            found.update(_incoming(tx.session, unread[start : start + IN_CHUNK], fills))
     for sku_id in unread:
         tx.incoming[sku_id] = tuple(found.get(sku_id, ()))
 
@@ -195,11 +248,88 @@ def breakdowns(
     today: date,
 ) -> dict[int, OfferBreakdown]:
     """The channel's offer for each SKU (id -> code), from one set of grouped reads."""
-    found = figures(session, skus)
+    found = figures(session, skus, fills=read_fills(session, rules))
     return {
         sku_id: found[sku_id].offer(rules.rule_for(channel, code), today)
         for sku_id, code in skus.items()
     }
+
+
+@dataclass(frozen=True)
+class PushTerms:
+    """What a push sends for one listing: the offered number and, for the shop page, how many
+    of those units are incoming and when the first of them is expected (issue #17)."""
+
+    offered: int
+    incoming: int = 0  # of `offered`, units not on hand yet
+    expected_on: date | None = None  # the first incoming unit's ETA; None when incoming is 0
+
+
+def incoming_offered(breakdown: OfferBreakdown) -> int:
+    """Of the offered units, those not on hand yet. The offer counts what is on hand first
+    (after the safety buffer and campaign holds, which come out of stock first), then the
+    incoming capacity: a buffer larger than what is sellable eats into the incoming units."""
+    terms = breakdown.inputs
+    from_stock = max(breakdown.sellable_now - terms.safety_buffer - terms.campaign_hold, 0)
+    return max(breakdown.offered - from_stock, 0)
+
+
+def first_incoming_eta(
+    lines: Iterable[IncomingLine],
+    today: date,
+    horizon_days: int,
+    incoming_share: float,
+    backordered: int,
+) -> date | None:
+    """The ETA of the open PO line (ETA order, within the horizon; late lines too) holding the
+    first incoming unit the offer counts: the channel's share of the lines' open units, counted
+    line by line, after the units open backorders already wait for. None when no such unit."""
+    last_day = today + timedelta(days=horizon_days)
+    cumulative = 0
+    for line in lines:
+        still_open = max(line.ordered - line.received, 0)
+        if still_open == 0 or line.eta > last_day:
+            continue
+        cumulative += still_open
+        # floor with the tolerance of stock.engine.incoming_capacity
+        if math.floor(cumulative * incoming_share + 1e-9) > backordered:
+            return line.eta
+    return None
+
+
+def push_terms(
+    session: Session,
+    rules: RuleBook,
+    channel: str,
+    skus: Mapping[int, str],
+    today: date,
+) -> dict[int, PushTerms]:
+    """The channel's push terms for each SKU (id -> code): `breakdowns`, and the open PO lines
+    (one more grouped read) of the SKUs whose offer counts incoming units."""
+    found = breakdowns(session, rules, channel, skus, today)
+    incoming = {sku_id: incoming_offered(b) for sku_id, b in found.items()}
+    waiting = sorted(sku_id for sku_id, units in incoming.items() if units)
+    lines: dict[int, list[tuple[str, IncomingLine]]] = {}
+    for start in range(0, len(waiting), IN_CHUNK):
+        lines.update(_incoming(session, waiting[start : start + IN_CHUNK]))
+    result: dict[int, PushTerms] = {}
+    for sku_id, code in skus.items():
+        breakdown = found[sku_id]
+        if not incoming[sku_id]:
+            result[sku_id] = PushTerms(breakdown.offered)
+            continue
+        open_lines = [line for _ref, line in lines.get(sku_id, ())]
+        horizon = rules.rule_for(channel, code).horizon_days.value
+        # the share the offer used (under `incoming_share: auto`, its mean over the lines)
+        terms = breakdown.inputs
+        eta = first_incoming_eta(
+            open_lines, today, horizon, terms.incoming_share, terms.backordered
+        )
+        if eta is None:  # rounding of a mean share: the last line the offer counted
+            due = [line.eta for line in open_lines if line.eta <= today + timedelta(days=horizon)]
+            eta = max(due, default=None)
+        result[sku_id] = PushTerms(breakdown.offered, incoming[sku_id], eta)
+    return result
 
 
 def offer(tx: LedgerTx, channel: str, code: str) -> tuple[int, dict[str, Any]]:
@@ -216,7 +346,7 @@ def explain(tx: LedgerTx, code: str, channel: str | None = None) -> dict[str, An
     for name in channels:
         if name not in tx.channels:
             raise LedgerInputError(name, "unknown channel")
-    found = figures(tx.session, [sku_id])[sku_id]
+    found = figures(tx.session, [sku_id], fills=tx_fills(tx))[sku_id]
     listed = {
         listing.channel: listing
         for listing in tx.session.scalars(select(m.Listing).where(m.Listing.sku_id == sku_id))
@@ -233,6 +363,7 @@ def explain(tx: LedgerTx, code: str, channel: str | None = None) -> dict[str, An
                 "offered": breakdown["offered"],
                 "terms": breakdown,
                 "rule": rule_dict(rule),
+                "incoming_share": share_sources(found, rule, today),
                 "last_pushed": listing.last_pushed if listing else None,
                 "last_seen": listing.last_seen if listing else None,
                 "pushed_at": listing.pushed_at.isoformat()
@@ -252,7 +383,29 @@ def explain(tx: LedgerTx, code: str, channel: str | None = None) -> dict[str, An
         ],
         "today": today.isoformat(),
         "channels": offers,
+        "promises": promises(tx.session, sku_id),
     }
+
+
+def promises(session: Session, sku_id: int) -> list[dict[str, Any]]:
+    """The SKU's waiting backorder units by the date promised (None: unknown), earliest first,
+    with how many of them were promised an earlier date first (moved later)."""
+    rows = session.execute(
+        select(
+            m.Backorder.promised_on,
+            func.sum(m.Backorder.qty_open),
+            func.sum(
+                case((m.Backorder.promise_moved_from.is_not(None), m.Backorder.qty_open), else_=0)
+            ),
+        )
+        .where(m.Backorder.sku_id == sku_id, m.Backorder.qty_open > 0)
+        .group_by(m.Backorder.promised_on)
+    ).all()
+    ordered = sorted(rows, key=lambda row: (row[0] is None, row[0] or date.min))
+    return [
+        {"date": day.isoformat() if day else None, "units": int(units), "moved_later": int(late)}
+        for day, units, late in ordered
+    ]
 
 
 def status_rows(
@@ -287,7 +440,9 @@ def status_rows(
     if limit is not None:
         selected = selected[:limit]
     ids = [sku_id for sku_id, _code in selected]
-    found = figures(session, ids if len(ids) <= IN_CHUNK else None)
+    found = figures(
+        session, ids if len(ids) <= IN_CHUNK else None, fills=read_fills(session, rules)
+    )
     offers = _OfferTable(rules, list(channels), today)
     globs, memo, compute = offers.globs, offers.memo, offers.compute
     campaign_skus = offers.campaign_skus
@@ -390,6 +545,8 @@ def rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any]]:
         "priority": item(rule.priority),
         "backorders_enabled": item(rule.backorders_enabled),
         "incoming_share": item(rule.incoming_share),
+        "incoming_share_floor": item(rule.incoming_share_floor),
+        "incoming_share_cap": item(rule.incoming_share_cap),
         "horizon_days": item(rule.horizon_days),
         "release_order": item(rule.release_order),
         "release_partial": item(rule.release_partial),
@@ -398,4 +555,51 @@ def rule_dict(rule: EffectiveRule) -> dict[str, dict[str, Any]]:
             if rule.pool is not None
             else {"value": None, "source": DEFAULT_SOURCE}
         ),
+    }
+
+
+def share_sources(fig: StockFigures, rule: EffectiveRule, today: date) -> dict[str, Any]:
+    """Where the channel's incoming share came from, for `explain`: the rule's number, or
+    under `incoming_share: auto` each open PO line within the horizon with its supplier's
+    measured fill rate and the share it got."""
+    setting = rule.incoming_share
+    if not rule.auto_share:
+        return {"mode": "fixed", "value": setting.value, "source": setting.source, "lines": []}
+    floor, cap = rule.incoming_share_floor, rule.incoming_share_cap
+    bounds = f"bounded to [{floor.value:g}, {cap.value:g}]"
+    last_day = today + timedelta(days=rule.horizon_days.value)
+    lines: list[dict[str, Any]] = []
+    for ref, line in fig.incoming:
+        if line.eta > last_day:
+            continue
+        fill = line.fill
+        share = auto_share(fill, floor.value, cap.value)
+        who = f"supplier {supplier_stats.NONE if line.supplier is None else line.supplier}"
+        if fill is None or fill.rate is None:
+            pos = fill.pos if fill is not None else 0
+            why = (
+                f"auto: {who} has {pos} closed PO{'s' if pos != 1 else ''}, fewer than "
+                f"{supplier_stats.MIN_POS}: floor {floor.value:g}"
+            )
+        else:
+            why = f"auto: {who} fill rate {fill.rate:.2f} over {fill.pos} POs, {bounds}"
+        lines.append(
+            {
+                "po": ref,
+                "supplier": line.supplier,
+                "open": max(line.ordered - line.received, 0),
+                "fill_rate": round(fill.rate, 4)
+                if fill is not None and fill.rate is not None
+                else None,
+                "pos": fill.pos if fill is not None else 0,
+                "share": round(share, 4),
+                "source": why,
+            }
+        )
+    return {
+        "mode": "auto",
+        "source": setting.source,
+        "floor": {"value": floor.value, "source": floor.source},
+        "cap": {"value": cap.value, "source": cap.source},
+        "lines": lines,
     }

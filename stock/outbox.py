@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import func, insert, select, update
@@ -139,6 +139,22 @@ def desired_hold(session: Session, order_id: int) -> dict[str, int]:
     return {str(line): int(units) for line, units in rows if units}
 
 
+def expected_on(session: Session, order_id: int) -> date | None:
+    """When the order's waiting units should all be in: the latest date its open backorders
+    were promised (issue #17); None when nothing waits or a unit has no date."""
+    dates = [
+        day
+        for (day,) in session.execute(
+            select(m.Backorder.promised_on)
+            .join(m.OrderLine, m.OrderLine.id == m.Backorder.order_line_id)
+            .where(m.OrderLine.order_id == order_id, m.Backorder.qty_open > 0)
+        ).all()
+    ]
+    if not dates or any(day is None for day in dates):
+        return None
+    return max(day for day in dates if day is not None)
+
+
 def ever_backordered(session: Session, order_id: int) -> bool:
     """Did any line of this order ever wait for stock?"""
     return bool(
@@ -165,6 +181,7 @@ class WritebackTask:
     recorded: dict[str, int]  # backorder_hold as stored, UNSURE mark included
     desired: dict[str, int]  # what the channel should hold: the open backorders
     ever_backordered: bool
+    expected_on: date | None = None  # when the waiting units should all be in (the promise)
 
     @property
     def held(self) -> dict[str, int]:
@@ -199,6 +216,7 @@ def pending_task(session: Session, writeback_id: int) -> WritebackTask | None:
         recorded=dict(order.backorder_hold or {}),
         desired=desired_hold(session, order.id) if order_open else {},
         ever_backordered=ever_backordered(session, order.id),
+        expected_on=expected_on(session, order.id) if order_open else None,
     )
 
 

@@ -1,10 +1,15 @@
-"""Purchase orders (`purchase_order`, `po_line`): incoming stock; their only writer.
+"""Purchase orders (`purchase_order`, `po_line`, `po_receipt`): incoming stock; their only
+writer.
 
 A receipt books units into on_hand and makes a release due; the release runs in the same
 transaction (backorders.settle), so no order placed after the goods arrived can take units
 the waiting backorders were promised. A receipt beyond what was ordered is refused unless the
 caller allows it. A cancelled PO's open lines stop counting as incoming (stock.offers reads
 open POs only); what it had received stays booked, and it can be neither received nor edited.
+
+For measuring suppliers (stock.supplier_stats): a PO keeps the ETA it was created with
+(`original_eta`; an edit moves `eta` only), and every receipt is a `po_receipt` row per SKU
+with its units, the PO's ETA when it arrived and when it was booked.
 """
 
 from __future__ import annotations
@@ -60,7 +65,14 @@ def add_po(
     sku_ids = counts.ensure_skus(tx, lines)
     po = _locked_po(tx, ref)
     if po is None:
-        po = m.PurchaseOrder(ref=ref, supplier=supplier, eta=eta, status="open", created_at=tx.now)
+        po = m.PurchaseOrder(
+            ref=ref,
+            supplier=supplier,
+            eta=eta,
+            original_eta=eta,
+            status="open",
+            created_at=tx.now,
+        )
         tx.session.add(po)
         tx.session.flush()
         action = "po.add"
@@ -84,6 +96,7 @@ def add_po(
     tx.session.flush()
     tx.session.refresh(po)
     tx.incoming.clear()  # open PO lines changed
+    tx.effects.promises_due.update(line.sku_id for line in po.lines)  # an ETA may have moved
     listings.mark_dirty(tx, sku_ids.values())
     tx.audit(action, ref, {"eta": eta.isoformat(), "lines": dict(lines)})
 
@@ -128,10 +141,15 @@ def receive_po(
     rows = counts.lock(tx, units)
     for sku_id, qty in units.items():
         lines[sku_id].received += qty
+        tx.session.add(
+            m.PoReceipt(po_id=po.id, sku_id=sku_id, qty=qty, eta=po.eta, received_at=tx.now)
+        )
     counts.receive_units(tx, rows, units)
     tx.incoming.clear()  # open PO lines changed
+    tx.effects.promises_due.update(units)  # a short receipt leaves less to come
     if all(line.received >= line.ordered for line in po.lines):
         po.status = "received"
+        tx.supplier_fills = None  # a closed PO: its supplier's fill rate moved
     tx.session.flush()
     detail: dict[str, object] = {"received": dict(received), "status": po.status}
     if over:
@@ -159,7 +177,9 @@ def cancel_po(tx: LedgerTx, ref: str) -> dict[str, int]:
     }
     po.status = "cancelled"
     tx.session.flush()
+    tx.supplier_fills = None  # a closed PO: its supplier's fill rate moved
     tx.incoming.clear()  # open PO lines changed
+    tx.effects.promises_due.update(line.sku_id for line in po.lines)
     listings.mark_dirty(tx, [line.sku_id for line in po.lines])
     tx.audit(
         "po.cancel",

@@ -65,6 +65,9 @@ class Effects:
     # be filled; stock fell, so reservations may exceed on_hand.
     release_due: set[int] = field(default_factory=set)
     demote_due: set[int] = field(default_factory=set)
+    # SKUs whose backorders or incoming changed: their promise dates are planned again
+    # (backorders.promising, after the settle)
+    promises_due: set[int] = field(default_factory=set)
     # campaign entries whose payment on a shop has a call due (request, reminder, withdrawal)
     payments: set[int] = field(default_factory=set)
     refunds: set[int] = field(default_factory=set)  # campaign_money refunds to make on a shop
@@ -104,6 +107,8 @@ class LedgerTx:
         self.levels: dict[int, Any] = {}
         self.orders: dict[tuple[str, str], Any] = {}  # (channel, external id) -> order or None
         self.incoming: dict[int, Any] = {}  # sku id -> open PO lines (stock.offers)
+        # supplier -> measured fill rate, read once when a rule has `incoming_share: auto`
+        self.supplier_fills: dict[str | None, Any] | None = None
         self.writebacks: dict[int, Any] = {}  # id(order) -> its queued Writeback row
         self.stored_writebacks: dict[int, Any] = {}  # order id -> its outbox row, or None
         self.dirty_written: set[int] = set()  # SKUs whose listings were written already

@@ -34,6 +34,8 @@ by the actor's `on_permanent_failure` where it has one, never retried (dramatiq 
 | campaign_     | claim released, retried (the   | a shop's refusal is recorded on the refund      |
 | refund        | shop's refunds are searched    | (`failed`); anything else logged, and the next  |
 |               | for its key first)             | tick hands it out again                         |
+| notify        | not retried (`never`): the     | logged; each message keeps its own attempts     |
+|               | next tick is seconds away      | (notify.outbox: backoff, then `failed`)         |
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from sync.actor_names import (
     CAMPAIGN_PAYMENT,
     CAMPAIGN_REFUND,
     CAMPAIGN_TICK,
+    NOTIFY,
     POLL,
     PROCESS_EVENT,
     PUSH,
@@ -69,6 +72,7 @@ from sync.jobs.campaign_payments import settle_payment
 from sync.jobs.campaign_refunds import settle_refund
 from sync.jobs.campaign_tick import tick_campaigns
 from sync.jobs.followups import Followups
+from sync.jobs.notify_deliver import notify_tick
 from sync.jobs.poll import poll_channel
 from sync.jobs.push import push_channel
 from sync.jobs.rebalance import rebalance as rebalance_pools
@@ -152,6 +156,7 @@ class Actors:
     campaign_tick: dramatiq.Actor[Any, Any]
     campaign_payment: dramatiq.Actor[Any, Any]
     campaign_refund: dramatiq.Actor[Any, Any]
+    notify: dramatiq.Actor[Any, Any]
     _push_windows: dict[str, float] = field(default_factory=dict)
     _poll_windows: dict[str, float] = field(default_factory=dict)
     _push_gates: dict[str, PushGate] = field(default_factory=dict)
@@ -281,6 +286,9 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
     def campaign_refund(money_id: int) -> None:
         actors().dispatch(settle_refund(runtime, money_id))
 
+    def notify() -> None:
+        notify_tick(runtime)
+
     def reconcile(channel: str) -> None:
         drifts, followups = reconcile_channel(runtime, channel)
         if drifts:
@@ -314,6 +322,7 @@ def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
             campaign_tick=actor(campaign_tick, CAMPAIGN_TICK, retry_when=never),
             campaign_payment=actor(campaign_payment, CAMPAIGN_PAYMENT),
             campaign_refund=actor(campaign_refund, CAMPAIGN_REFUND),
+            notify=actor(notify, NOTIFY, retry_when=never),
         )
     )
     return holder[0]

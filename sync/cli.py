@@ -1027,6 +1027,8 @@ from sync.cli_campaigns import campaign_app, review_app, waitlist_app  # noqa: E
 app.add_typer(waitlist_app, name="waitlist")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(review_app, name="review")
+app.add_typer(__import__("sync.cli_notify").cli_notify.notify_app, name="notify")
+from sync import cli_suppliers  # noqa: E402, F401  its import registers `stocksync suppliers`
 
 
 def main(argv: Sequence[str] | None = None) -> None:

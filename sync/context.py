@@ -119,7 +119,8 @@ class AppContext:
         """One ledger transaction. Before it commits, what it made due is settled (releases
         after a receipt or a count, demotions after a count went down), in the same
         transaction; an exception rolls everything back."""
-        from backorders.settle import settle  # the order workflow: not for read commands
+        from backorders.promising import replan  # the order workflow: not for read commands
+        from backorders.settle import settle
 
         with unit_of_work(self.sessions) as session:
             tx = LedgerTx(
@@ -132,6 +133,7 @@ class AppContext:
             )
             yield tx
             settle(tx)
+            replan(tx)
             finish(tx)
 
     @contextmanager

@@ -165,6 +165,8 @@ class Daemon:
             self.actors.rebalance.send()
         if self.config.campaigns:
             self.actors.campaign_tick.send()
+        if self.config.notify.enabled:
+            self.actors.notify.send()
 
     def _make_scheduler(self) -> BackgroundScheduler:
         """Jobs only enqueue: with Redis, whichever worker is free does the work."""
@@ -194,6 +196,10 @@ class Daemon:
             actors.campaign_tick.send, "interval", seconds=daemon.campaign_tick_interval_s,
             id="campaign_tick",
         )  # fmt: skip
+        # customer messages and webhooks (the job does nothing without `notify:`)
+        scheduler.add_job(
+            actors.notify.send, "interval", seconds=daemon.notify_interval_s, id="notify"
+        )
         return scheduler
 
     def _schedule_rebalance(self, scheduler: BackgroundScheduler) -> None:

@@ -85,6 +85,8 @@ def to_order_input(
         payment_proof=next((v for k, v in order.meta if k == PAYMENT_ATTRIBUTE), None),
         campaign_deposit=_pre_order(order, pre_orders) or _deposit(order, deposits, deposit_skus),
         outstanding=order.outstanding,
+        email=order.email,
+        language=order.language,
     )
 
 

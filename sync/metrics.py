@@ -108,6 +108,11 @@ class Metrics:
             "Open backorder units that open purchase orders and sellable stock no longer cover",
             registry=r,
         )
+        self.backorders_promise_moved = Gauge(
+            "stocksync_backorders_promise_moved",
+            "Open backorders whose promised date moved later than first promised",
+            registry=r,
+        )
         self.drift = Gauge(
             "stocksync_drift_units", "Reconcile: units the channel differs from our last push",
             ["channel"], registry=r,
@@ -132,6 +137,22 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+
+        self.notify_sent = Counter(
+            "stocksync_notify_sent",
+            "Messages sent (issue #17), by kind: email, shop_note, webhook",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.notify_failed = Gauge(
+            "stocksync_notify_failed",
+            "Messages that failed for good and wait for a person (`stocksync notify list "
+            "--failed`, `notify retry`), by kind",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.notify_pending = Gauge(
+            "stocksync_notify_pending", "Messages not sent yet (due, or waiting to be retried)",
+            ["kind"], registry=r,
+        )  # fmt: skip
 
         self.campaign_money_rate = Gauge(
             "stocksync_campaign_money_rate",
@@ -164,7 +185,9 @@ def refresh_gauges(
     metrics.inbox_failed.set(events["failed"])
     metrics.backorders_open.set(waiting["open"])
     metrics.backorders_beyond.set(waiting["beyond_capacity"])
+    metrics.backorders_promise_moved.set(waiting["promise_moved"])
     metrics.backorders_at_risk.set(sum(c.at_risk for c in commitments.cover(session).values()))
+    _refresh_notify(metrics, session)
     polled = channel_state.last_polls(session)
     held = channel_state.auth_holds(session)
     now = datetime.now(UTC)
@@ -175,6 +198,15 @@ def refresh_gauges(
         last = polled.get(channel)
         if last is not None:  # orders changed before `last` are in the inbox: we lag by the rest
             metrics.poll_lag.labels(channel).set(max((now - last).total_seconds(), 0.0))
+
+
+def _refresh_notify(metrics: Metrics, session: Session) -> None:
+    from notify import outbox as messages  # the notify package: not for every command
+
+    found = messages.counts(session, ("pending", "failed"))  # never the sent ones
+    for kind in messages.KINDS:
+        metrics.notify_failed.labels(kind).set(found["failed"].get(kind, 0))
+        metrics.notify_pending.labels(kind).set(found["pending"].get(kind, 0))
 
 
 def _refresh_campaign_money(metrics: Metrics, session: Session, config: Config) -> None:

@@ -182,6 +182,10 @@ def explain(console: Console, data: dict[str, Any]) -> None:
         console.print(f"  oversold so far: {data['oversold']} units")
     for item in data["incoming"]:
         console.print(f"  incoming: PO {item['po']} eta {item['eta']}: {item['open']} open")
+    for promise in data.get("promises", ()):
+        moved = f" ({promise['moved_later']} moved later)" if promise["moved_later"] else ""
+        day = promise["date"] or "no date (beyond what is on order)"
+        console.print(f"  backordered, promised {day}: {promise['units']} units{moved}")
     for offer in data["channels"]:
         terms, rule = offer["terms"], offer["rule"]
         table = _table(f"channel {offer['channel']}: offered {offer['offered']}", "term",
@@ -194,9 +198,7 @@ def explain(console: Console, data: dict[str, Any]) -> None:
             f"open POs with eta <= today + {rule['horizon_days']['value']} days "
             f"({rule['horizon_days']['source']})",
         )  # fmt: skip
-        table.add_row(
-            "x incoming_share", str(terms["incoming_share"]), rule["incoming_share"]["source"]
-        )
+        _incoming_share_rows(table, terms, rule, offer.get("incoming_share"))
         table.add_row("- backordered", str(terms["backordered"]), "ledger")
         enabled = rule["backorders_enabled"]
         table.add_row(
@@ -233,16 +235,39 @@ def explain(console: Console, data: dict[str, Any]) -> None:
         _print_table(console, table)
 
 
+def _incoming_share_rows(
+    table: Table, terms: dict[str, Any], rule: dict[str, Any], share: dict[str, Any] | None
+) -> None:
+    """The share row of `explain`: the rule's number, or under `incoming_share: auto` one row
+    per open PO line (its supplier's measured fill rate, bounded) and their sum."""
+    if share is None or share["mode"] != "auto":
+        table.add_row(
+            "x incoming_share", str(terms["incoming_share"]), rule["incoming_share"]["source"]
+        )
+        return
+    floor, cap = share["floor"], share["cap"]
+    table.add_row(
+        "x incoming_share", f"auto (~{terms['incoming_share']})",
+        f"{share['source']}; floor {floor['value']:g} ({floor['source']}), "
+        f"cap {cap['value']:g} ({cap['source']})",
+    )  # fmt: skip
+    for line in share["lines"]:
+        table.add_row(f"  PO {line['po']}", f"{line['open']} x {line['share']:g}", line["source"])
+    table.add_row("= incoming_shared", str(terms.get("incoming_shared", 0)), "floored below")
+
+
 def backorders(console: Console, rows: list[dict[str, Any]], after: str | None = None) -> None:
     if not rows:
         console.print("No open backorders.")
         return
     table = _table("Backorders (in release order per SKU)", "sku", "channel", "order", "line",
-                   "customer", "tier", "placed at", "open", "flag")  # fmt: skip
+                   "customer", "tier", "placed at", "open", "promised", "flag")  # fmt: skip
     for row in rows:
+        promised = row.get("promised_on") or ("unknown" if row["qty_open"] else "")
         table.add_row(
             row["sku"], row["channel"], row["order"], row["line"], row["customer"] or "",
-            row["tier"] or "", row["placed_at"][:19], str(row["qty_open"]), _flags(row),
+            row["tier"] or "", row["placed_at"][:19], str(row["qty_open"]), promised,
+            _flags(row),
         )  # fmt: skip
     _print_table(console, table)
     if after is not None:
@@ -255,6 +280,8 @@ def _flags(row: dict[str, Any]) -> str:
     flags = ["BEYOND CAPACITY"] if row["beyond_capacity"] else []
     if row.get("at_risk"):
         flags.append(f"AT RISK ({row['at_risk_units']})")
+    if row.get("promise_moved_from"):
+        flags.append(f"DATE MOVED (was {row['promise_moved_from']})")
     return ", ".join(flags)
 
 

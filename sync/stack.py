@@ -260,10 +260,12 @@ def start_stack(
     purchase_orders: Sequence[SeedPo] = (),
     in_process_daemon: bool = True,
     worker_threads: int = 4,
+    shopify_scopes: Sequence[str] | None = None,
 ) -> S:
     """Start both sandboxes (selling `catalog`), write `folder`/stocksync.yaml, migrate the
     ledger and count `catalog` in (plus `purchase_orders`); then start the daemon in this
-    process, or leave that to the caller. `kind` is LoopbackStack or a subclass with helpers."""
+    process, or leave that to the caller. `kind` is LoopbackStack or a subclass with helpers.
+    `shopify_scopes`: what the Shopify app is granted, when not the sandbox's default."""
     from connectors.sandbox.shopify import ShopifySandbox
     from connectors.sandbox.woocommerce import WooCommerceSandbox
     from rules import load_config
@@ -272,7 +274,13 @@ def start_stack(
 
     port = free_port()
     daemon_url = f"http://{HOST}:{port}"
-    shopify = ShopifySandbox(catalog=dict(catalog), webhook_url=f"{daemon_url}/webhooks/shop")
+    from connectors.sandbox.shopify_scopes import DEFAULT_SCOPES
+
+    shopify = ShopifySandbox(
+        catalog=dict(catalog),
+        webhook_url=f"{daemon_url}/webhooks/shop",
+        access_scopes=DEFAULT_SCOPES if shopify_scopes is None else tuple(shopify_scopes),
+    )
     woo = WooCommerceSandbox(catalog=dict(catalog), webhook_url=f"{daemon_url}/webhooks/woo")
     shopify.start()
     woo.start()

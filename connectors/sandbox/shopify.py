@@ -18,6 +18,11 @@ variant is short of stock. `GET /_sandbox/mail` lists the invoice emails the sho
 A draft's `reserveInventoryUntil` is honoured by the shop's clock (`clock=` to replace it): the
 reserved units go back to available when it passes, checked before every request.
 
+Metafields (`metafieldsSet`, `metafieldsDelete`, a variant's `metafield` and `metafields`:
+shopify_metafields.py) and `orderUpdate` (an order's note, email, tags and custom attributes:
+shopify_order_update.py) follow Shopify's rules and scopes; `/_sandbox/state` lists
+`metafields`.
+
 Pre-orders: a checkout line may name a selling plan (`"selling_plan": "<SellingPlan gid>"`, in
 `lines` or the single-sku form); the variant must be sold with it (else 409 `{"error", "sku",
 "selling_plan"}`, 404 for an unknown plan). The order charges each plan line's checkout charge
@@ -59,8 +64,10 @@ from connectors.sandbox.common import (
     load_seed,
 )
 from connectors.sandbox.shopify_bucket import CostBucket, actual_cost
+from connectors.sandbox.shopify_metafields import MetafieldMutations, metafields_json
 from connectors.sandbox.shopify_mutations import MutationRoot
 from connectors.sandbox.shopify_nodes import Context, Idempotent, QueryRoot, iso
+from connectors.sandbox.shopify_order_update import OrderUpdateMutation
 from connectors.sandbox.shopify_payments_mutations import PaymentMutations, announce_payment
 from connectors.sandbox.shopify_payments_nodes import PaymentQueries, SellingPlanNode
 from connectors.sandbox.shopify_payments_state import (
@@ -111,7 +118,7 @@ class _QueryRoot(QueryRoot, PaymentQueries):
     """Every root query field the sandbox serves."""
 
 
-class _MutationRoot(MutationRoot, PaymentMutations):
+class _MutationRoot(MutationRoot, PaymentMutations, MetafieldMutations, OrderUpdateMutation):
     """Every root mutation field the sandbox serves."""
 
 
@@ -654,6 +661,7 @@ class ShopifySandbox(SandboxServer):
             ],
             "draft_orders": [_draft_json(d) for d in state.draft_orders.values()],
             "selling_plan_groups": [_group_json(g) for g in state.selling_plan_groups.values()],
+            "metafields": metafields_json(state),
             "payments": declines_json(state),
             "mail": [dict(mail) for mail in state.mail],
             "webhooks": {

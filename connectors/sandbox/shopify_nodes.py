@@ -245,6 +245,17 @@ class VariantNode:
         count = len(groups_of_variant(self._state, self._variant))
         return {"count": count, "precision": "EXACT"}
 
+    def metafield(self, info: GraphQLResolveInfo, key: str, namespace: str | None = None) -> Any:
+        # imported here: the metafield module builds on this one
+        from connectors.sandbox.shopify_metafields import variant_metafield
+
+        return variant_metafield(self._state, self._variant, namespace, key)
+
+    def metafields(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        from connectors.sandbox.shopify_metafields import variant_metafields
+
+        return variant_metafields(self._state, self._variant, args)
+
 
 class CustomerNode:
     def __init__(self, customer: Customer) -> None:

@@ -18,6 +18,7 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "read_locations",
     "write_merchant_managed_fulfillment_orders",
     "write_draft_orders",  # campaigns: customers pay through draft orders
+    "write_products",  # shop pages: the expected date metafield of variants (issue #17)
 )
 # what deposits on Shopify will need (pre-order selling plans, charging the balance, emailing
 # the payment link, refunds):
@@ -65,10 +66,16 @@ ROOT_SCOPES: dict[str, str] = {
     "orderPaymentStatus": "read_orders",
     "orderCreateMandatePayment": "write_payment_mandate",
     "orderInvoiceSend": "write_orders",
+    "orderCreate": "write_orders",
+    "orderCancel": "write_orders",
     "orderCapture": "write_orders",
     "refundCreate": "write_orders",
 }
 ROOT_REQUIREMENTS: dict[str, Requirement] = {
+    # "Requires write_orders access scope or write_marketplace_orders access scope."
+    "orderUpdate": (("write_orders", "write_marketplace_orders"),),
+    # metafieldsSet and metafieldsDelete need the access of the metafields' owners: checked
+    # where they run (shopify_metafields.py), not by root field
     "sellingPlanGroupCreate": _SELLING_PLAN_WRITE,
     "sellingPlanGroupUpdate": _SELLING_PLAN_WRITE,
     "sellingPlanGroupAddProductVariants": _SELLING_PLAN_WRITE,

@@ -79,6 +79,21 @@ class Variant:
 
 
 @dataclass
+class Metafield:
+    """A metafield of one owner (a variant, an order...): `value` is always text (typed by
+    `type`), identified by (owner gid, namespace, key)."""
+
+    id: int
+    owner_id: str  # the owner's gid
+    namespace: str
+    key: str
+    type: str
+    value: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass
 class Level:
     """Inventory of one item at one location; on_hand = available + committed + reserved here
     (reserved: units a draft order holds until its reserveInventoryUntil)."""
@@ -367,6 +382,8 @@ class ShopState:
         self.selling_plan_groups: dict[int, SellingPlanGroup] = {}
         self.mandate_payments: dict[str, MandatePayment] = {}  # by idempotency key
         self.jobs: set[str] = set()  # Job ids the shop handed out (all done at once here)
+        # metafields by (owner gid, namespace, key) (connectors/sandbox/shopify_metafields.py)
+        self.metafields: dict[tuple[str, str, str], Metafield] = {}
         # the card gateway's test switches: decline the next N mandate charges, or every
         # charge on these orders, with this error code
         self.decline_next = 0

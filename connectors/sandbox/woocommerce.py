@@ -63,6 +63,7 @@ from connectors.sandbox.woocommerce_shapes import (
     error_json,
     gmt_text,
     local_text,
+    meta_json,
     newest_first,
     note_json,
     order_json,
@@ -802,6 +803,9 @@ class WooCommerceSandbox(SandboxServer):
                     "manage_stock": p.manage_stock,
                     "stock_quantity": p.stock_quantity,
                     "backorders": p.backorders,
+                    "stock_status": p.stock_status,
+                    "backordered": p.backordered,
+                    "meta_data": meta_json(p.meta),
                 }
                 for p in sorted(store.products.values(), key=lambda p: p.id)
             ],

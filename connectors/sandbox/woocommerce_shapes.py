@@ -30,6 +30,9 @@ STATUS_NAMES = {
 }
 # woocommerce_valid_order_statuses_for_payment: the statuses WC_Order::needs_payment accepts
 PAYABLE_STATUSES = frozenset({"pending", "failed"})
+STOCK_STATUSES = ("instock", "outofstock", "onbackorder")  # the REST enum of stock_status
+BACKORDER_SETTINGS = ("no", "notify", "yes")
+NOTIFY_NO_STOCK_AMOUNT = 0  # woocommerce_notify_no_stock_amount ("Out of stock threshold")
 EDITABLE_STATUSES = frozenset({"pending", "on-hold", "auto-draft"})  # wc_order_is_editable
 
 
@@ -85,16 +88,36 @@ class Product:
     variation_ids: list[int] = field(default_factory=list)
     option: str = ""  # a variation's attribute value
     total_sales: int = 0
+    # the stock status a product that does not manage stock was given (WooCommerce computes
+    # it for one that does: see `stock_status`)
+    own_stock_status: str = "instock"
+    meta: list[MetaEntry] = field(default_factory=list)
 
     @property
     def backorders_allowed(self) -> bool:
+        """WC_Product::backorders_allowed: "notify" or "yes"."""
         return self.backorders != "no"
 
     @property
     def stock_status(self) -> str:
-        if not self.manage_stock or self.stock_quantity is None or self.stock_quantity > 0:
+        """WC_Product::validate_props on save: a product managing stock is in stock above the
+        "out of stock threshold" (woocommerce_notify_no_stock_amount, 0 by default), else on
+        backorder when backorders are allowed, else out of stock; one that does not manage
+        stock keeps the status it was given."""
+        if not self.manage_stock:
+            return self.own_stock_status
+        if (self.stock_quantity or 0) > NOTIFY_NO_STOCK_AMOUNT:
             return "instock"
         return "onbackorder" if self.backorders_allowed else "outofstock"
+
+    @property
+    def backordered(self) -> bool:
+        """WC_Product::is_on_backorder(): on backorder by status, or managing stock with
+        backorders allowed and the quantity below zero."""
+        if self.stock_status == "onbackorder":
+            return True
+        quantity = self.stock_quantity or 0
+        return self.manage_stock and self.backorders_allowed and quantity < 0
 
 
 @dataclass
@@ -108,6 +131,7 @@ class LineItem:
     price: float
     reduced: int = 0  # WooCommerce's _reduced_stock item meta: units this line took from stock
     restocked: int = 0  # _restock_refunded_items: units refunds gave back to stock
+    meta: list[MetaEntry] = field(default_factory=list)  # e.g. "Backordered" from checkout
 
 
 @dataclass
@@ -292,8 +316,12 @@ def _stock_fields(product: Product) -> dict[str, Any]:
         "stock_status": product.stock_status,
         "backorders": product.backorders,
         "backorders_allowed": product.backorders_allowed,
-        "backordered": False,
+        "backordered": product.backordered,
     }
+
+
+def meta_json(entries: Iterable[MetaEntry]) -> list[dict[str, Any]]:
+    return [{"id": m.id, "key": m.key, "value": m.value} for m in entries]
 
 
 def _sale_fields(product: Product) -> dict[str, Any]:
@@ -374,7 +402,7 @@ def product_json(product: Product, base: str) -> dict[str, Any]:
         "variations": list(product.variation_ids),
         "grouped_products": [],
         "menu_order": 0,
-        "meta_data": [],
+        "meta_data": meta_json(product.meta),
         "_links": _links(base, f"products/{product.id}", "products"),
     }
 
@@ -399,7 +427,7 @@ def variation_json(variation: Product, base: str) -> dict[str, Any]:
         "image": None,
         "attributes": [{"id": 1, "name": "Option", "option": variation.option}],
         "menu_order": 0,
-        "meta_data": [],
+        "meta_data": meta_json(variation.meta),
         "_links": _links(
             base,
             f"products/{parent}/variations/{variation.id}",
@@ -423,7 +451,7 @@ def _line_json(line: LineItem) -> dict[str, Any]:
         "total": total,
         "total_tax": "0.00",
         "taxes": [],
-        "meta_data": [],
+        "meta_data": meta_json(line.meta),
         "sku": line.sku,
         "price": line.price,
     }

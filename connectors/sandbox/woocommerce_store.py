@@ -3,6 +3,10 @@
 Rules kept as WooCommerce core has them:
 - stock_quantity is set absolutely, and only on records that manage stock; a variation takes a
   new stock_quantity only when the same update says manage_stock: true;
+- a record that manages stock is in stock above zero, else on backorder when its backorders
+  are allowed ("notify" or "yes"), else out of stock (validate_props); the storefront sells
+  beyond stock, into negative quantities, only where backorders are allowed; a record that
+  does not manage stock has no quantity, no backorders, and the stock status it is given;
 - an order reduces stock once (its _order_stock_reduced flag and each line's _reduced_stock) when
   it enters processing, on-hold or completed, and gives those units back when it enters
   cancelled or pending;
@@ -29,11 +33,13 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.sandbox.woocommerce_shapes import (
+    BACKORDER_SETTINGS,
     GATEWAY_TITLES,
     ORDER_STATUSES,
     REDUCING_STATUSES,
     REFUNDING_GATEWAYS,
     RESTORING_STATUSES,
+    STOCK_STATUSES,
     Customer,
     LineItem,
     Mail,
@@ -251,10 +257,24 @@ class Store:
         backorders = product.backorders
         if "backorders" in changes:
             backorders = str(changes["backorders"])
-            if backorders not in ("no", "notify", "yes"):
+            if backorders not in BACKORDER_SETTINGS:
                 raise StoreError(
                     "rest_invalid_param", "backorders is not one of no, notify, and yes.", 400
                 )
+        own_status = product.own_stock_status
+        if "stock_status" in changes:
+            own_status = str(changes["stock_status"])
+            if own_status not in STOCK_STATUSES:
+                raise StoreError(
+                    "rest_invalid_param",
+                    "stock_status is not one of instock, outofstock, and onbackorder.",
+                    400,
+                )
+        meta = changes.get("meta_data", [])
+        if not isinstance(meta, list) or not all(
+            isinstance(m, Mapping) and "key" in m for m in meta
+        ):
+            raise StoreError("rest_invalid_param", "Invalid parameter(s): meta_data", 400)
         if "sku" in changes:
             sku = str(changes["sku"])
             clash = self.by_sku(sku)
@@ -268,9 +288,13 @@ class Store:
         if "name" in changes and product.type != "variation":
             product.name = str(changes["name"])
         product.manage_stock = manage
+        # WC_Product::validate_props: without managed stock there is no quantity and no
+        # backorders; with it, the stock status follows from both (Product.stock_status)
         product.stock_quantity = quantity if manage else None
-        product.backorders = backorders
+        product.backorders = backorders if manage else "no"
+        product.own_stock_status = own_status
         product.price = price
+        self.update_meta(product, meta)
         product.modified = now
 
     def stock_owner(self, product_id: int, variation_id: int) -> Product | None:
@@ -419,6 +443,19 @@ class Store:
         ]
         if shortages:
             raise OutOfStock(shortages)
+        # WC_Checkout::create_order_line_items: a line bought beyond stock where customers are
+        # told of backorders says how many of its units are backordered
+        backordered: list[int] = []
+        for sku, quantity in lines:
+            product = self.by_sku(sku)
+            assert product is not None  # checked above
+            if product.type == "variation":
+                owner = self.stock_owner(product.parent_id, product.id)
+            else:
+                owner = self.stock_owner(product.id, 0)
+            told = owner is not None and owner.backorders == "notify"
+            stock = (owner.stock_quantity or 0) if owner is not None else 0
+            backordered.append(quantity - max(0, stock) if told and stock < quantity else 0)
         registered = self.customer_by_email(email)
         order = self.create_order(
             lines=specs,
@@ -429,6 +466,9 @@ class Store:
             customer_id=registered.id if registered is not None else 0,
             meta=meta,
         )
+        for line, units in zip(order.line_items, backordered, strict=True):
+            if units > 0:
+                line.meta.append(MetaEntry(self._meta_id(), "Backordered", units))
         order.payment_method = payment_method
         return order
 
@@ -573,7 +613,9 @@ class Store:
                 now,
             )
 
-    def update_meta(self, owner: Order | Refund, entries: Sequence[Mapping[str, Any]]) -> None:
+    def update_meta(
+        self, owner: Order | Refund | Product, entries: Sequence[Mapping[str, Any]]
+    ) -> None:
         """update_meta_data(key, value, id): by id when given, else replace the key's value."""
         for entry in entries:
             if not isinstance(entry, Mapping) or "key" not in entry:

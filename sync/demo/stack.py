@@ -10,6 +10,7 @@ from pathlib import Path
 
 import requests
 
+from connectors.woocommerce import offered_quantity
 from sync.demo.plan import (
     CATALOG,
     NEXT_PO_ETA_DAYS,
@@ -60,7 +61,9 @@ class DemoStack(LoopbackStack):
         with self.shopify.lock:
             shop = {sku: self.shopify.available(sku) for sku in CATALOG}
         with self.woo.lock:
-            stock = self.woo.store.stock()
+            products = self.woo.state_snapshot()["products"]
+        # the stock, plus incoming units a product on backorder leaves out of it (issue #17)
+        stock = {p["sku"]: offered_quantity(p) for p in products if p["type"] != "variable"}
         return {"shop": shop, "woo": {sku: int(stock.get(sku) or 0) for sku in CATALOG}}
 
     def shown_one(self, channel: str, sku: str) -> int:

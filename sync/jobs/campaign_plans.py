@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from connectors.base import ChannelError
-from connectors.shopify import ShopifyChannel
-from connectors.shopify_deposits import PlanSpec
+from connectors.shopify_deposits import PlanSpec, SellsPreOrders
 from rules.campaign_model import Campaign
 from rules.money import text
 from stock import campaign_plans, payment_terms
@@ -51,7 +50,7 @@ def plan_spec(campaign: Campaign, now: datetime) -> PlanSpec | None:
         percent = payment_terms.ZERO
     else:
         share = (
-            f"{terms.deposit_percent:g}% of the price"
+            f"{terms.deposit_percent.normalize():f}% of the price"
             if terms.deposit_percent is not None
             else f"{text(terms.deposit_amount or payment_terms.ZERO, terms.currency)} a unit"
         )
@@ -89,7 +88,7 @@ def sync_plans(runtime: Runtime, campaign: Campaign) -> None:
     matches the plan made last)."""
     for name in campaign.channels:
         channel = runtime.channels.get(name)
-        if not isinstance(channel, ShopifyChannel):
+        if not isinstance(channel, SellsPreOrders):
             continue  # WooCommerce signs up through a deposit product; manual by hand
         with runtime.ctx.ledger(actor="campaigns") as tx:
             spec = plan_spec(campaign, tx.now)

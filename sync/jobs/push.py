@@ -14,10 +14,10 @@ import uuid
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from connectors.base import Channel, ChannelError, OfferPush
+from connectors.base import PAGE_NOT_UPDATED, Channel, ChannelError, OfferPush
 from stock import channel_state, inbox, inflight, listings, offers
 from sync import channel_auth
 from sync.jobs.followups import Followups, utc_now
@@ -133,6 +133,8 @@ def _acquire_lease(runtime: Runtime, channel: str, owner: str) -> bool:
 class PlannedPush:
     listing: listings.DirtyListing
     offered: int
+    incoming: int = 0  # of `offered`, units not on hand yet (the shop page says so)
+    expected_on: date | None = None  # when the first of them is due
 
     @property
     def raises_unexplained(self) -> bool:
@@ -150,14 +152,19 @@ def plan_pushes(
     with runtime.ctx.sessions.begin() as session:
         dirty = listings.dirty(session, channel_name, limit, skip)
         mapped = [d for d in dirty if d.mapped]
-        found = offers.breakdowns(
+        found = offers.push_terms(
             session,
             runtime.config,
             channel_name,
             {d.sku_id: d.sku for d in mapped},
             utc_now().date(),
         )
-    planned = [PlannedPush(d, found[d.sku_id].offered) for d in mapped]
+    planned = [
+        PlannedPush(
+            d, found[d.sku_id].offered, found[d.sku_id].incoming, found[d.sku_id].expected_on
+        )
+        for d in mapped
+    ]
     return planned, [d.sku for d in dirty if not d.mapped]
 
 
@@ -198,9 +205,7 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
     attempt = _record_in_flight(runtime, channel_name, channel, planned)
     started = time.monotonic()
     try:
-        results = channel.push_offers(
-            [OfferPush(p.listing.sku, p.offered, p.listing.last_seen) for p in planned]
-        )
+        results = channel.push_offers([offer_push(p) for p in planned])
     except ChannelError as exc:
         # unanswered: its writes stay recorded in flight (they may land late), and are read
         # again once their window has passed
@@ -216,7 +221,11 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
     outcomes: list[listings.PushOutcome] = []
     for plan, result in zip(planned, results, strict=True):
         if result.ok:
-            outcomes.append(listings.PushOutcome(plan.listing, "pushed", plan.offered))
+            outcomes.append(
+                listings.PushOutcome(
+                    plan.listing, "pushed", plan.offered, external_ids=_page_shown(plan)
+                )
+            )
             report.pushed += 1
             runtime.metrics.pushes.labels(channel_name, "ok").inc()
             if not plan.listing.held:  # its wait was for a count, not for a push
@@ -225,6 +234,17 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
             outcomes.append(listings.PushOutcome(plan.listing, "stale", result.channel_quantity))
             report.stale += 1
             runtime.metrics.pushes.labels(channel_name, "stale").inc()
+        elif result.error_code == PAGE_NOT_UPDATED:
+            # the quantity landed, the page write failed: what the page shows is not known
+            outcomes.append(
+                listings.PushOutcome(
+                    plan.listing, "error", result.channel_quantity, result.error_code,
+                    _page_ids(plan.listing, PAGE_UNKNOWN),
+                )
+            )  # fmt: skip
+            report.errors += 1
+            runtime.metrics.pushes.labels(channel_name, "error").inc()
+            runtime.metrics.channel_errors.labels(channel_name, PAGE_NOT_UPDATED).inc()
         else:
             outcomes.append(
                 listings.PushOutcome(plan.listing, "error", error_code=result.error_code)
@@ -255,6 +275,45 @@ def _push_round(runtime: Runtime, channel_name: str, channel: Channel, report: P
         # lowers what must come down at once; raises wait until orders explain the gap.
         return False
     return len(planned) + len(deferred) + len(held) < PUSH_BATCH
+
+
+# What a push remembers of the shop page, in the listing's external ids (issue #17): the
+# expected date the last push that landed gave it ("" none), or PAGE_UNKNOWN. A listing
+# without it has never had a date from stocksync.
+PAGE_KEY = "page_expected_on"
+PAGE_UNKNOWN = "?"
+
+
+def offer_push(plan: PlannedPush) -> OfferPush:
+    """The push of one planned listing, with what its page should say and what it shows."""
+    shown = str(plan.listing.external_ids.get(PAGE_KEY) or "")
+    unknown = shown == PAGE_UNKNOWN
+    try:
+        shown_on = date.fromisoformat(shown) if shown and not unknown else None
+    except ValueError:
+        shown_on, unknown = None, True  # not ours to read: write the page anew
+    return OfferPush(
+        plan.listing.sku,
+        plan.offered,
+        plan.listing.last_seen,
+        incoming=plan.incoming,
+        expected_on=plan.expected_on if plan.incoming else None,
+        expected_on_shown=shown_on,
+        page_unknown=unknown,
+    )
+
+
+def _page_shown(plan: PlannedPush) -> dict[str, Any] | None:
+    """The listing's external ids remembering what the landed push gave its page (None when
+    that is what they say already)."""
+    wanted = plan.expected_on.isoformat() if plan.incoming and plan.expected_on else ""
+    return _page_ids(plan.listing, wanted)
+
+
+def _page_ids(listing: listings.DirtyListing, value: str) -> dict[str, Any] | None:
+    if str(listing.external_ids.get(PAGE_KEY) or "") == value:
+        return None
+    return {**listing.external_ids, PAGE_KEY: value}
 
 
 def _record_in_flight(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from backorders import releasing
 from stock import inbox, inflight, listings, outbox
 from sync.jobs.followups import Followups, utc_now
+from sync.jobs.promises import plan_due_promises
 from sync.metrics import refresh_gauges
 from sync.runtime import Runtime
 
@@ -28,4 +29,5 @@ def sweep(runtime: Runtime) -> Followups:
         refresh_gauges(runtime.metrics, session, list(runtime.channels))
         # a release that died with its worker (or never got enqueued) is due again
         followups.releases |= set(releasing.releasable_skus(session))
+    plan_due_promises(runtime)  # dates of SKUs with many backorders, planned after commit
     return followups

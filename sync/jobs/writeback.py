@@ -72,7 +72,7 @@ def _write_back_locked(runtime: Runtime, writeback_id: int) -> Followups:
             # recorded or not), then hold what still waits
             channel.lift_hold(BackorderHold(task.external_id, {} if verify_release else lift))
         if desired:
-            channel.place_hold(BackorderHold(task.external_id, desired))
+            channel.place_hold(BackorderHold(task.external_id, desired, task.expected_on))
         _log_holds(task.channel, task.external_id, held, desired)
     # a cancelled or fulfilled order's holds end with it on the channel
     died_at = task.recorded.get(outbox.UNSURE)

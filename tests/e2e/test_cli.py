@@ -21,7 +21,7 @@ PO_LINE_KEYS = {"sku", "ordered", "received", "open"}
 BACKORDER_KEYS = {
     "id", "sku", "channel", "order", "line", "customer", "tier", "placed_at", "qty_open",
     "qty_released", "beyond_capacity", "priority", "partial", "release_order", "rank",
-    "created_at", "at_risk", "at_risk_units",
+    "created_at", "at_risk", "at_risk_units", "promised_on", "promise_moved_from",
 }  # fmt: skip
 STATUS_KEYS = {
     "database", "channels", "orders_open", "backorders_open", "backorders_beyond_capacity",
@@ -31,16 +31,20 @@ STATUS_SKU_KEYS = {
     "sku", "on_hand", "reserved", "backordered", "incoming", "oversold", "pooled", "offered"
 }  # fmt: skip
 EXPLAIN_KEYS = {
-    "sku", "on_hand", "oversold", "reserved", "backordered", "incoming", "today", "channels"
+    "sku", "on_hand", "oversold", "reserved", "backordered", "incoming", "today", "channels",
+    "promises",
 }  # fmt: skip
-OFFER_KEYS = {"channel", "offered", "terms", "rule", "last_pushed", "last_seen", "pushed_at"}
+OFFER_KEYS = {
+    "channel", "offered", "terms", "rule", "last_pushed", "last_seen", "pushed_at",
+    "incoming_share",
+}  # fmt: skip
 TERM_KEYS = {
     "on_hand", "reserved", "sellable_now", "incoming_open", "incoming_share", "backorders_enabled",
     "backordered", "incoming_capacity", "safety_buffer", "cap", "offered",
 }  # fmt: skip
 RULE_KEYS = {
     "safety_buffer", "cap", "priority", "backorders_enabled", "incoming_share", "horizon_days",
-    "release_order", "release_partial", "pool",
+    "release_order", "release_partial", "pool", "incoming_share_floor", "incoming_share_cap",
 }  # fmt: skip
 
 
@@ -205,6 +209,8 @@ def expected_rules(config: Path) -> dict[str, dict[str, tuple[Any, str]]]:
         "cap": (None, "default"),
         "backorders_enabled": (True, at("enabled: true")),
         "incoming_share": (0.5, at("incoming_share: 0.5")),
+        "incoming_share_floor": (0.5, "default"),
+        "incoming_share_cap": (1.0, "default"),
         "horizon_days": (30, at("horizon_days: 30")),
         "release_order": (["priority", "tier", "placed_at"], at("order: [priority")),
         "release_partial": (True, "default"),

@@ -53,10 +53,12 @@ DEPOSIT = {
 }
 
 
-def deposit_stack(tmp_path: Path, units: int, payment: dict[str, Any] = DEPOSIT) -> Stack:
+def deposit_stack(
+    tmp_path: Path, units: int, payment: dict[str, Any] = DEPOSIT, tick_every: float = 3600
+) -> Stack:
     now = datetime.now(UTC)
     overrides: dict[str, Any] = {
-        "daemon": {"campaign_tick_interval_s": 3600},  # the test runs the tick
+        "daemon": {"campaign_tick_interval_s": tick_every},  # 3600: the test runs the tick
         "campaigns": {
             "drop": {
                 "skus": {SKU: units},
@@ -71,10 +73,9 @@ def deposit_stack(tmp_path: Path, units: int, payment: dict[str, Any] = DEPOSIT)
     }  # fmt: skip
     config = stack_config()
     config = type(config)(**{**config.__dict__, "overrides": overrides})
-    running = stack.start_stack(Stack, tmp_path, config, {SKU: units}, actor="test")
     # the app is granted what pre-orders need: selling plans, mandates, refunds
-    running.shopify.access_scopes = (*DEFAULT_SCOPES, *DEPOSIT_SCOPES)
-    return running
+    return stack.start_stack(Stack, tmp_path, config, {SKU: units}, actor="test",
+                             shopify_scopes=(*DEFAULT_SCOPES, *DEPOSIT_SCOPES))  # fmt: skip
 
 
 class Driver:
@@ -325,28 +326,23 @@ def test_a_balance_paid_after_the_deadline_with_no_unit_left_is_refunded(
     ]  # fmt: skip
 
 
-def test_mode_none_saves_the_card_at_checkout_and_charges_it_at_allocation(
+def test_mode_none_saves_the_card_at_checkout_and_the_daemon_charges_it_at_allocation(
     tmp_path: Path,
 ) -> None:
+    """All through the daemon: its tick makes the plan, waves, and hands out the charge."""
     terms = {"mode": "none", "currency": "USD", "prices": {SKU: "10.00"}, "balance_due_hours": 1}
-    with deposit_stack(tmp_path, units=1, payment=terms) as s:
-        driver = Driver(s)
-        try:
-            driver.tick()
-            [group] = shop_state(s)["selling_plan_groups"]
-            charge = group["selling_plans"][0]["billing_policy"]["checkoutCharge"]
-            assert charge["value"]["percentage"] == 0, charge  # authorisation only
-            order = pre_order(s, "hal@example.com")
-            s.wait_until(lambda: entry_of(s, "hal@example.com") is not None, what="hal")
-            hal = entry_of(s, "hal@example.com")
-            assert hal is not None and money_of(s, hal.id) == [("deposit", "0.00", "paid")]
-            assert shop_order(s, order)["financial_status"] == "pending"  # nothing charged
-            driver.tick()  # allocated: the saved card is charged the price
-            hal = entry_of(s, "hal@example.com")
-            assert hal is not None and (hal.status, hal.pay_state) == ("confirmed", "paid")
-            assert money_of(s, hal.id) == [("deposit", "0.00", "paid"),
-                                           ("balance", "10.00", "paid")]  # fmt: skip
-            assert shop_order(s, order)["financial_status"] == "paid"
-            assert reserved(s, order) == 1
-        finally:
-            driver.close()
+    with deposit_stack(tmp_path, units=1, payment=terms, tick_every=0.5) as s:
+        s.wait_until(lambda: bool(shop_state(s)["selling_plan_groups"]), what="the plan")
+        [group] = shop_state(s)["selling_plan_groups"]
+        charge = group["selling_plans"][0]["billing_policy"]["checkoutCharge"]
+        assert charge["value"]["percentage"] == 0, charge  # authorisation only
+        order = pre_order(s, "hal@example.com")
+        s.wait_until(
+            lambda: getattr(entry_of(s, "hal@example.com"), "status", "") == "confirmed",
+            timeout=30, what="hal signed up, allocated, charged and confirmed",
+        )  # fmt: skip
+        hal = entry_of(s, "hal@example.com")
+        assert hal is not None and hal.pay_state == "paid"
+        assert money_of(s, hal.id) == [("deposit", "0.00", "paid"), ("balance", "10.00", "paid")]
+        assert shop_order(s, order)["financial_status"] == "paid"
+        s.wait_until(lambda: reserved(s, order) == 1, what="hal's unit reserved")

@@ -87,11 +87,14 @@ def test_check_online_names_missing_scopes_and_an_unknown_location(
     assert result["facts"]["missing_scopes"] == [
         "write_inventory",
         "write_merchant_managed_fulfillment_orders",
+        "write_products",
     ]
     assert result["problems"] == [
         "missing access scope write_inventory (needed to set available quantities)",
         "missing access scope write_merchant_managed_fulfillment_orders (needed to hold "
         "backordered order lines)",
+        "missing access scope write_products (needed to set and clear the expected date "
+        "metafield of variants offering incoming units)",
         "no location named 'Back' (found: 'Main')",
     ]
 

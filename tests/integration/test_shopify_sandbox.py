@@ -164,6 +164,7 @@ def test_checkout_obeys_the_variant_policy(sandbox: ShopifySandbox) -> None:
 
 
 def test_order_create_inventory_behaviour_and_cancel(sandbox: ShopifySandbox) -> None:
+    sandbox.access_scopes = (*sandbox.access_scopes, "write_orders")  # both mutations need it
     variant = sandbox.state_snapshot()["inventory"]["DEMO-2"]["variant_id"]
     create = """
     mutation Create($order: OrderCreateOrderInput!, $options: OrderCreateOptionsInput) {

@@ -44,7 +44,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import OrderStatus
-from connectors.woocommerce import LATE_WRITE_TIMEOUTS
+from connectors.woocommerce import LATE_WRITE_TIMEOUTS, offered_quantity
 from connectors.woocommerce_parse import STATUS_MAP
 from rules import Config
 from stock import inbox, offers
@@ -130,8 +130,18 @@ def woo_view(state: Mapping[str, Any], channel: str = WOO) -> ChannelView:
         )
         key = (channel, str(order["id"]))
         orders[key] = ChannelOrderView(channel, key[1], status, lines, order["status"] == "on-hold")
-    quantities = {str(sku): int(qty) for sku, qty in state["stock"].items() if qty is not None}
-    return ChannelView(orders, {channel: quantities})
+    return ChannelView(orders, {channel: woo_offered(state)})
+
+
+def woo_offered(state: Mapping[str, Any]) -> dict[str, int]:
+    """What the WooCommerce sandbox offers per SKU as stocksync reads it: stock_quantity plus
+    the incoming units a product on backorder leaves out of it (issue #17)."""
+    found: dict[str, int] = {}
+    for product in state["products"]:
+        quantity = offered_quantity(product)
+        if product["sku"] and product["type"] != "variable" and quantity is not None:
+            found[str(product["sku"])] = quantity
+    return found
 
 
 def fetch_channels(shop_url: str, woo_url: str) -> ChannelView:

@@ -15,6 +15,7 @@ import requests
 
 from sync import stack
 from sync.stack import LoopbackStack, StackConfig, wait_until
+from tests.support.checker import woo_offered
 
 API_TOKEN = "test-token"  # the receipts API's token in every test stack
 RULES = {
@@ -59,8 +60,16 @@ class Stack(LoopbackStack):
         wait_until(predicate, timeout, what)
 
     def woo_stock(self, sku: str) -> int:
+        """What the WooCommerce sandbox offers of `sku` as stocksync reads it (its stock, plus
+        incoming units left out of it while on backorder: tests/support/checker.woo_offered)."""
         state = requests.get(f"{self.woo.url}/_sandbox/state", timeout=5).json()
-        return int(state["stock"][sku])
+        return woo_offered(state)[sku]
+
+    def woo_product(self, sku: str) -> dict[str, Any]:
+        """The WooCommerce sandbox's record of `sku` as `/_sandbox/state` lists it (stock,
+        backorders, stock status, meta)."""
+        state = requests.get(f"{self.woo.url}/_sandbox/state", timeout=5).json()
+        return dict(next(p for p in state["products"] if p["sku"] == sku))
 
     def shop_available(self, sku: str) -> int:
         return int(self.shopify.available(sku))

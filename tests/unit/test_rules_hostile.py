@@ -258,7 +258,7 @@ channels:
         ("defaults: {cap: ${DB_PASSWORD}}\n", "1: defaults.cap: must be an integer"),
         (
             "defaults: {backorders: {incoming_share: ${DB_PASSWORD}}}\n",
-            "1: defaults.backorders.incoming_share: must be a number",
+            "1: defaults.backorders.incoming_share: must be a number or 'auto'",
         ),
         (
             "daemon: {poll_interval_s: ${DB_PASSWORD}}\n",

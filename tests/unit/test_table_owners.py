@@ -16,12 +16,13 @@ import pytest
 from stock import models
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("rules", "stock", "backorders", "connectors", "sync")
+PACKAGES = ("rules", "stock", "backorders", "connectors", "sync", "notify")
 OWNERS = {
     "Sku": "stock/counts.py",
     "StockLevel": "stock/counts.py",
     "PurchaseOrder": "stock/purchasing.py",
     "PoLine": "stock/purchasing.py",
+    "PoReceipt": "stock/purchasing.py",
     "Reservation": "stock/commitments.py",
     "Backorder": "stock/commitments.py",
     "ChannelOrder": "backorders/orders.py",
@@ -39,6 +40,9 @@ OWNERS = {
     "InboxEvent": "stock/inbox.py",
     "ChannelState": "stock/channel_state.py",
     "AuditEntry": "stock/audit.py",
+    "NotifyMessage": "notify/outbox.py",
+    "NotifyCursor": "notify/notifier.py",
+    "AlertIncident": "notify/alerts.py",
 }
 STATEMENTS = {"insert", "update", "delete", "pg_insert", "sqlite_insert"}
 

@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column('synced_at', UtcDateTime, nullable=True),
         sa.Column('updated_at', UtcDateTime, nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign_shop_plan')),
-        sa.UniqueConstraint('campaign', 'channel', name=op.f('uq_campaign_shop_plan_campaign_channel')),
+        sa.UniqueConstraint('campaign', 'channel', name='campaign_channel'),
     )
     op.create_index(
         op.f('ix_campaign_shop_plan_plan_ref'), 'campaign_shop_plan', ['plan_ref'], unique=False

@@ -1,0 +1,1 @@
+"""Telling people (issue #17): customer messages, shop notes, outbound webhooks, merchant alerts."""
