@@ -1,12 +1,15 @@
 """Campaign selling plans on Shopify channels (`campaign_shop_plan`, issue #16): the only
 writer. Which plan a campaign sells through on each channel, and the digest of the plan as last
 made on the shop, so the daemon makes it again only when the campaign's terms or SKUs changed.
-A plan's id stays after its group is taken down: a late order through it is still known."""
+A sync is claimed first (`claimed_at`, a lease), so two ticks never make two plans. Every plan
+id the campaign ever sold through is kept (`known_plans`): a late order through a plan since
+replaced or taken down is still known."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,15 +28,44 @@ class ShopPlan:
     error: str | None
 
 
+def _plan(row: m.CampaignShopPlan) -> ShopPlan:
+    return ShopPlan(row.campaign, row.channel, row.group_ref, row.plan_ref, row.digest, row.error)
+
+
 def current(session: Session, campaign: str, channel: str) -> ShopPlan | None:
     row = session.scalar(
         select(m.CampaignShopPlan).where(
             m.CampaignShopPlan.campaign == campaign, m.CampaignShopPlan.channel == channel
         )
     )
+    return None if row is None else _plan(row)
+
+
+def _locked(tx: LedgerTx, campaign: str, channel: str) -> m.CampaignShopPlan:
+    row = tx.session.scalar(
+        select(m.CampaignShopPlan)
+        .where(m.CampaignShopPlan.campaign == campaign, m.CampaignShopPlan.channel == channel)
+        .with_for_update()
+    )
     if row is None:
-        return None
-    return ShopPlan(row.campaign, row.channel, row.group_ref, row.plan_ref, row.digest, row.error)
+        row = m.CampaignShopPlan(campaign=campaign, channel=channel, updated_at=tx.now)
+        tx.session.add(row)
+        tx.session.flush()
+    return row
+
+
+def claim(tx: LedgerTx, campaign: str, channel: str, lease: timedelta) -> bool:
+    """Take the plan's sync (False: another is making it, since less than `lease` ago)."""
+    row = _locked(tx, campaign, channel)
+    if row.claimed_at is not None and row.claimed_at > tx.now - lease:
+        return False
+    row.claimed_at = tx.now
+    return True
+
+
+def release(tx: LedgerTx, campaign: str, channel: str) -> None:
+    """A sync that failed for now: unclaimed, so the next tick makes it."""
+    _locked(tx, campaign, channel).claimed_at = None
 
 
 def record(
@@ -47,22 +79,18 @@ def record(
     error: str | None = None,
 ) -> None:
     """What the shop now has: the plan made (or taken down: `group_ref` None), or its refusal
-    (`error`; the digest is left as it was, so the next tick tries again)."""
-    row = tx.session.scalar(
-        select(m.CampaignShopPlan)
-        .where(m.CampaignShopPlan.campaign == campaign, m.CampaignShopPlan.channel == channel)
-        .with_for_update()
-    )
-    if row is None:
-        row = m.CampaignShopPlan(campaign=campaign, channel=channel, updated_at=tx.now)
-        tx.session.add(row)
+    (`error`; the digest is left as it was, so the next tick tries again). Ends the claim."""
+    row = _locked(tx, campaign, channel)
     row.updated_at = tx.now
+    row.claimed_at = None
     if error is not None:
         row.error = error
         tx.audit("campaign.plan_refused", campaign, {"channel": channel, "error": error})
         return
     row.group_ref = group_ref
     row.plan_ref = plan_ref or row.plan_ref  # kept when taken down: late orders still known
+    if plan_ref and plan_ref not in (row.known_plans or []):
+        row.known_plans = [*(row.known_plans or []), plan_ref]  # a new list: JSON sees it
     row.digest = digest
     row.error = None
     row.synced_at = tx.now
@@ -75,7 +103,7 @@ def record(
 
 def of_campaign(session: Session, campaign: str) -> list[ShopPlan]:
     return [
-        ShopPlan(row.campaign, row.channel, row.group_ref, row.plan_ref, row.digest, row.error)
+        _plan(row)
         for row in session.scalars(
             select(m.CampaignShopPlan)
             .where(m.CampaignShopPlan.campaign == campaign)
@@ -85,15 +113,17 @@ def of_campaign(session: Session, campaign: str) -> list[ShopPlan]:
 
 
 def by_plan(session: Session, channels: Collection[str]) -> dict[str, dict[str, str]]:
-    """Per channel, plan id -> campaign: what makes a checkout line a pre-order sign-up."""
+    """Per channel, plan id -> campaign, for every plan a campaign ever sold through there:
+    what makes a checkout line a pre-order sign-up."""
     found: dict[str, dict[str, str]] = {}
-    for channel, plan_ref, campaign in session.execute(
+    for channel, plan_ref, known, campaign in session.execute(
         select(
-            m.CampaignShopPlan.channel, m.CampaignShopPlan.plan_ref, m.CampaignShopPlan.campaign
-        ).where(
-            m.CampaignShopPlan.channel.in_(sorted(channels)),
-            m.CampaignShopPlan.plan_ref.is_not(None),
-        )
+            m.CampaignShopPlan.channel,
+            m.CampaignShopPlan.plan_ref,
+            m.CampaignShopPlan.known_plans,
+            m.CampaignShopPlan.campaign,
+        ).where(m.CampaignShopPlan.channel.in_(sorted(channels)))
     ):
-        found.setdefault(channel, {})[str(plan_ref)] = campaign
+        for ref in {*(known or []), *([plan_ref] if plan_ref else [])}:
+            found.setdefault(channel, {})[str(ref)] = campaign
     return found

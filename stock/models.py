@@ -428,8 +428,12 @@ class CampaignShopPlan(Base):
     channel: Mapped[str] = mapped_column(String(64))
     group_ref: Mapped[str | None] = mapped_column(String(255))
     plan_ref: Mapped[str | None] = mapped_column(String(255), index=True)  # numeric id
+    # every plan id the campaign ever sold through here: orders keep the one they were bought
+    # with, whatever became of it
+    known_plans: Mapped[list[str] | None] = mapped_column(JSON)
     digest: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # a sync in progress
     synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 

@@ -1021,14 +1021,16 @@ def demo(
     raise typer.Exit(run_demo(cast(_LazyConsole, out).real(), duration, seed=seed, live=live))
 
 
-# campaign commands live in their own module, which uses the helpers above
+# commands in their own modules, which use the helpers above; importing `cli_audit`,
+# `cli_report` and `cli_suppliers` registers their commands on `app`
+from sync import cli_audit, cli_report, cli_suppliers  # noqa: E402, F401
 from sync.cli_campaigns import campaign_app, review_app, waitlist_app  # noqa: E402
+from sync.cli_notify import notify_app  # noqa: E402
 
 app.add_typer(waitlist_app, name="waitlist")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(review_app, name="review")
-app.add_typer(__import__("sync.cli_notify").cli_notify.notify_app, name="notify")
-from sync import cli_suppliers  # noqa: E402, F401  its import registers `stocksync suppliers`
+app.add_typer(notify_app, name="notify")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -33,13 +33,15 @@ def describe_failure(exc: ChannelError) -> str:
 
 
 def check_channel(
-    cfg: ChannelConfig, payments: bool = False, deposits: bool = False
+    cfg: ChannelConfig, payments: bool = False, deposits: bool = False, notes: bool = False
 ) -> dict[str, Any]:
     """The outcome of one channel's probe, as `check --json` prints it under `online`."""
     if cfg.kind == "manual":
         return {"kind": cfg.kind, "ok": True, "summary": "manual channel: nothing to call"}
     try:
-        channel = build_channel(cfg, timeout=PROBE_TIMEOUT_S, payments=payments, deposits=deposits)
+        channel = build_channel(
+            cfg, timeout=PROBE_TIMEOUT_S, payments=payments, deposits=deposits, notes=notes
+        )
     except ValueError as exc:  # a secret the channel needs is not set
         return {"kind": cfg.kind, "ok": False, "error": f"not configured: {exc}"}
     if channel is None:
@@ -78,7 +80,10 @@ def check_channels(config: Config) -> dict[str, dict[str, Any]]:
         results = list(
             pool.map(
                 lambda name: check_channel(
-                    config.channels[name], name in paying, name in pre_orders
+                    config.channels[name],
+                    name in paying,
+                    name in pre_orders,
+                    config.notify.shop_notes,
                 ),
                 names,
             )

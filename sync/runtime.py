@@ -24,11 +24,17 @@ WRITEBACK_LOCK_SPACE = 7_300_000_000
 
 
 def build_channel(
-    cfg: ChannelConfig, timeout: float = 10.0, *, payments: bool = False, deposits: bool = False
+    cfg: ChannelConfig,
+    timeout: float = 10.0,
+    *,
+    payments: bool = False,
+    deposits: bool = False,
+    notes: bool = False,
 ) -> Channel | None:
     """The connector for a configured channel; None for manual channels (nothing to call).
     `payments`: campaigns ask customers to pay on it (Shopify: draft orders, their scope);
-    `deposits`: campaigns take deposits on it through Shopify pre-orders (their scopes)."""
+    `deposits`: campaigns take deposits on it through Shopify pre-orders (their scopes);
+    `notes`: customer messages are left on its orders (`notify.shop_notes`)."""
     if cfg.kind == "shopify":
         from connectors.shopify import ShopifyChannel
 
@@ -43,6 +49,7 @@ def build_channel(
             timeout=timeout,
             payments=payments,
             deposits=deposits,
+            notes=notes,
         )
     if cfg.kind == "woocommerce":
         from connectors.woocommerce import WooCommerceChannel
@@ -137,6 +144,7 @@ class Runtime:
                 cfg,
                 payments=name in config.payment_channels(),
                 deposits=name in config.pre_order_channels(),
+                notes=config.notify.shop_notes,
             )
             if channel is not None:
                 channels[name] = channel

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sync.stack import fresh_postgres
+from tests.support.ledger import LEDGER_KINDS
 
 PG_ADMIN_URL = os.environ.get("STOCKSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("STOCKSYNC_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -53,7 +54,7 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
     return write
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=LEDGER_KINDS)
 def ledger_url(
     request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
 ) -> Iterator[str]:

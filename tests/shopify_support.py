@@ -147,11 +147,25 @@ def wire_receiver(sandbox: ShopifySandbox) -> Iterator[Receiver]:
 
 
 def sandbox_fixture(
-    clock: Callable[[], datetime], access_scopes: Sequence[str] = DEFAULT_SCOPES
+    clock: Callable[[], datetime] | None = None,
+    access_scopes: Sequence[str] = DEFAULT_SCOPES,
+    *,
+    seed: int | None = None,
 ) -> Iterator[ShopifySandbox]:
-    """A sandbox on `clock` whose app is granted `access_scopes` (a fixture's body)."""
-    with ShopifySandbox(restore_rate=2000, clock=clock, access_scopes=access_scopes) as sb:
+    """A sandbox on `clock` (the real one when None) whose app is granted `access_scopes`, its
+    catalog from `seed` (a fixture's body). An Enterprise-sized bucket keeps tests that are not
+    about throttling from waiting on it."""
+    with ShopifySandbox(
+        restore_rate=2000, clock=clock, access_scopes=access_scopes, seed=seed
+    ) as sb:
         yield sb
+
+
+def channel_fixture(sandbox: ShopifySandbox, **overrides: Any) -> Iterator[ShopifyChannel]:
+    """make_channel(sandbox, **overrides), closed after the test (a fixture's body)."""
+    channel = make_channel(sandbox, **overrides)
+    yield channel
+    channel.close()
 
 
 def grant_scopes(sandbox: ShopifySandbox, scopes: Sequence[str]) -> None:

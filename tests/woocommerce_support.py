@@ -1,5 +1,6 @@
-"""Helpers for the WooCommerce tests: fixture files, a webhook receiver, sandbox shortcuts, and
-the bodies of the receiver, sandbox and REST client fixtures the sandbox tests share."""
+"""Helpers for the WooCommerce tests: fixture files, a webhook receiver, sandbox shortcuts, a
+channel on the sandbox, and the bodies of the receiver, sandbox and REST client fixtures the
+sandbox tests share."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import requests
 from woocommerce import API
 
 from connectors.sandbox.woocommerce import WooCommerceSandbox
+from connectors.woocommerce import WooCommerceChannel
 from tests.shared_fixtures import needs_shared, require_shared, shared_missing
 
 # the project's own fixtures, hand-written in the sandbox's wc/v3 shape: for every test
@@ -164,6 +166,26 @@ def rest_api(shop: WooCommerceSandbox) -> API:
         consumer_secret="cs_sandbox",
         version="wc/v3",
         timeout=5,
+    )
+
+
+def woo_channel(shop: WooCommerceSandbox, **options: Any) -> WooCommerceChannel:
+    """A "woo" channel on the sandbox's REST API, signed in with its key, taking its webhook
+    secret, with a 5 s timeout and a short backoff; `options` go to WooCommerceChannel in place
+    of these."""
+    settings: dict[str, Any] = {
+        "webhook_secrets": ["sandbox-secret"],
+        "timeout": 5.0,
+        "backoff": 0.01,
+        **options,
+    }
+    return WooCommerceChannel(
+        "woo",
+        url="https://shop.example.com",
+        api_url=shop.url,
+        consumer_key="ck_sandbox",
+        consumer_secret="cs_sandbox",
+        **settings,
     )
 
 

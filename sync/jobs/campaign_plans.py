@@ -24,6 +24,7 @@ from sync.runtime import Runtime
 log = get_logger("stocksync.jobs.campaign_plans")
 
 CODE_PREFIX = "stocksync-"
+PLAN_LEASE = timedelta(minutes=2)  # a sync claimed longer ago belongs to a tick that died
 
 
 def plan_spec(campaign: Campaign, now: datetime) -> PlanSpec | None:
@@ -96,6 +97,9 @@ def sync_plans(runtime: Runtime, campaign: Campaign) -> None:
         digest = spec_digest(spec)
         if (made is None and spec is None) or (made is not None and made.digest == digest):
             continue
+        with runtime.ctx.ledger(actor="campaigns") as tx:
+            if not campaign_plans.claim(tx, campaign.name, name, PLAN_LEASE):
+                continue  # another tick is making it
         try:
             if spec is not None:
                 ref = channel.ensure_selling_plan(spec)
@@ -103,10 +107,14 @@ def sync_plans(runtime: Runtime, campaign: Campaign) -> None:
             elif made is not None and made.group_ref is not None:
                 channel.remove_selling_plan(CODE_PREFIX + campaign.name)
                 _record(runtime, campaign.name, name, None, None, None)
-        except ChannelError as exc:
-            if is_transient(exc):
+            else:
+                _record(runtime, campaign.name, name, None, None, None)  # nothing to take down
+        except Exception as exc:
+            if is_transient(exc) or not isinstance(exc, ChannelError):
+                with runtime.ctx.ledger(actor="campaigns") as tx:
+                    campaign_plans.release(tx, campaign.name, name)
                 log.warning("campaign_plan_retry", campaign=campaign.name, channel=name,
-                            error=str(exc))  # fmt: skip
+                            error=repr(exc))  # fmt: skip
                 continue  # the next tick tries again
             log.warning("campaign_plan_refused", campaign=campaign.name, channel=name,
                         error=str(exc))  # fmt: skip

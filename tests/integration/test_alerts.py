@@ -4,11 +4,10 @@ stays quiet while it lasts, and closes once when it ends (`alert.resolved`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from backorders import orders
@@ -18,7 +17,7 @@ from notify.alert_rules import AlertRules
 from stock import channel_state
 from stock import models as m
 from sync.context import AppContext
-from tests.support.ledger import opened_ledger
+from tests.support.ledger import ledger_fixture
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 CONFIG = """\
@@ -29,12 +28,7 @@ channels:
 RULES = AlertRules(spike_factor=3.0, spike_min_units=5, trailing_days=7)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ctx(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
-) -> Iterator[AppContext]:
-    with opened_ledger(request.param, tmp_path, fresh_sqlite, CONFIG, {"TEE": 100}, T0) as app:
-        yield app
+ctx = ledger_fixture(CONFIG, {"TEE": 100}, T0)
 
 
 def sell(app: AppContext, ref: str, qty: int, at: datetime) -> None:

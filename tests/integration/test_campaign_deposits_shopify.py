@@ -34,7 +34,7 @@ from sync.jobs.campaign_payments import settle_payment
 from sync.jobs.campaign_refunds import settle_refund
 from sync.jobs.campaign_tick import tick_campaigns
 from sync.runtime import Runtime
-from tests.support.campaign_reads import entry_of, money_of
+from tests.support.campaign_reads import entry_of, money_of, ticked
 from tests.support.refund_crash import refund_and_die
 from tests.support.stack import Stack, stack_config
 
@@ -74,8 +74,17 @@ def deposit_stack(
     config = stack_config()
     config = type(config)(**{**config.__dict__, "overrides": overrides})
     # the app is granted what pre-orders need: selling plans, mandates, refunds
-    return stack.start_stack(Stack, tmp_path, config, {SKU: units}, actor="test",
-                             shopify_scopes=(*DEFAULT_SCOPES, *DEPOSIT_SCOPES))  # fmt: skip
+    running = stack.start_stack(Stack, tmp_path, config, {SKU: units}, actor="test",
+                                shopify_scopes=(*DEFAULT_SCOPES, *DEPOSIT_SCOPES))  # fmt: skip
+    # the tick the daemon sends at start makes the plan: done before a test drives the ticks
+    running.wait_until(lambda: ticked(running) and planned(running), what="the first tick")
+    return running
+
+
+def planned(s: Stack) -> bool:
+    with s.ctx.read() as session:
+        made = campaign_plans.current(session, "drop", "shop")
+    return made is not None and made.plan_ref is not None
 
 
 class Driver:

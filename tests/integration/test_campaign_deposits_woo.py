@@ -22,7 +22,7 @@ from sync import campaign_service as service
 from sync import stack
 from sync.jobs.campaign_refunds import settle_refund
 from sync.runtime import Runtime
-from tests.support.campaign_reads import entry_of, money_of
+from tests.support.campaign_reads import entry_of, money_of, ticked
 from tests.support.refund_crash import refund_and_die
 from tests.support.stack import Stack, stack_config
 
@@ -59,6 +59,8 @@ def deposit_stack(tmp_path: Path, tick_every: float) -> Stack:
                  data={"regular_price": "10.00"})  # fmt: skip
     finally:
         runtime.close()
+    # the tick the daemon sends at start: done before a test that drives the jobs begins
+    running.wait_until(lambda: ticked(running), what="the daemon's first campaign tick")
     return running
 
 

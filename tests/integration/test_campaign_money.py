@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +21,7 @@ from stock.tx import LedgerInputError
 from sync import campaign_money_report, campaign_report
 from sync import campaign_service as service
 from sync.context import AppContext
-from tests.support.ledger import opened_ledger
+from tests.support.ledger import ledger_fixture
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 CONFIG = """\
@@ -50,14 +49,7 @@ campaigns:
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ctx(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
-) -> Iterator[AppContext]:
-    with opened_ledger(
-        request.param, tmp_path, fresh_sqlite, CONFIG, {"TEE-M": 2}, T0 - timedelta(days=1)
-    ) as app:
-        yield app
+ctx = ledger_fixture(CONFIG, {"TEE-M": 2}, T0 - timedelta(days=1))
 
 
 def sign_up(ctx: AppContext, minute: int, email: str, **more: Any) -> campaigns.EntryRow:

@@ -6,12 +6,9 @@ line at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from backorders import orders
@@ -19,7 +16,7 @@ from stock import campaigns, counts, offers
 from stock import models as m
 from sync import campaign_service as service
 from sync.context import AppContext
-from tests.support.ledger import opened_ledger
+from tests.support.ledger import ledger_fixture
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 CONFIG = """\
@@ -42,14 +39,7 @@ campaigns:
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ctx(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
-) -> Iterator[AppContext]:
-    with opened_ledger(
-        request.param, tmp_path, fresh_sqlite, CONFIG, {"TEE-M": 3}, T0 - timedelta(days=1)
-    ) as app:
-        yield app
+ctx = ledger_fixture(CONFIG, {"TEE-M": 3}, T0 - timedelta(days=1))
 
 
 def sign_up(ctx: AppContext, minute: int, email: str, channel: str) -> campaigns.EntryRow:

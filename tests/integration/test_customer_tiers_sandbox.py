@@ -17,12 +17,13 @@ from woocommerce import API
 from connectors.base import POLL_TOPIC
 from connectors.sandbox.shopify import ShopifySandbox
 from connectors.sandbox.woocommerce import WooCommerceSandbox
-from connectors.woocommerce import WooCommerceChannel
 from connectors.woocommerce_parse import CUSTOMER_ROLE_KEY
 from rules import Config, parse_config
 from sync.mapping import to_order_input
 from tests.shopify_support import Receiver, graphql, make_channel, receiver_fixture
-from tests.woocommerce_support import WebhookReceiver, flush, state, wait_for
+from tests.woocommerce_support import WebhookReceiver, flush, state, wait_for, woo_channel
+from tests.woocommerce_support import receiver_fixture as woo_receiver
+from tests.woocommerce_support import sandbox_fixture as woo_sandbox
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -147,29 +148,12 @@ def test_shopify_checkout_refuses_bad_tags(body: dict[str, object], error: str) 
 
 @pytest.fixture
 def hook() -> Iterator[WebhookReceiver]:
-    found = WebhookReceiver()
-    yield found
-    found.close()
+    yield from woo_receiver()
 
 
 @pytest.fixture
 def woo_shop(hook: WebhookReceiver) -> Iterator[WooCommerceSandbox]:
-    with WooCommerceSandbox(webhook_url=hook.url, seed=5) as sandbox:
-        yield sandbox
-
-
-def woo_channel(shop: WooCommerceSandbox, *, customer_roles: bool) -> WooCommerceChannel:
-    return WooCommerceChannel(
-        "woo",
-        url="https://shop.example.com",
-        api_url=shop.url,
-        consumer_key="ck_sandbox",
-        consumer_secret="cs_sandbox",
-        webhook_secrets=["sandbox-secret"],
-        timeout=5.0,
-        backoff=0.01,
-        customer_roles=customer_roles,
-    )
+    yield from woo_sandbox(hook, seed=5)
 
 
 def woo_checkout(shop: WooCommerceSandbox, body: dict[str, object]) -> requests.Response:

@@ -77,18 +77,10 @@ def running(
         runtime.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield fresh_sqlite(tmp_path)
-        return
-    from sync.stack import fresh_postgres
-    from tests.conftest import PG_ADMIN_URL
-
-    with fresh_postgres(PG_ADMIN_URL, prefix="stocksync_t_") as made:
-        yield made
+@pytest.fixture
+def url(ledger_url: str) -> str:
+    """A migrated ledger, SQLite then PostgreSQL (conftest's `ledger_url`)."""
+    return ledger_url
 
 
 def order_input(

@@ -5,9 +5,7 @@ is told), flagged while it is later than first promised; `backorders` and `expla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from backorders.orders import LineInput, OrderInput
 from stock import models as m
 from stock import offers, outbox, purchasing
 from sync.context import AppContext
-from tests.support.ledger import opened_ledger
+from tests.support.ledger import ledger_fixture
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 D1, D2, D3 = date(2026, 12, 10), date(2026, 12, 20), date(2027, 1, 5)
@@ -31,12 +29,7 @@ defaults:
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ctx(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
-) -> Iterator[AppContext]:
-    with opened_ledger(request.param, tmp_path, fresh_sqlite, CONFIG, {"TEE": 0}, T0) as app:
-        yield app
+ctx = ledger_fixture(CONFIG, {"TEE": 0}, T0)
 
 
 def order(app: AppContext, ref: str, qty: int, minutes: int) -> None:

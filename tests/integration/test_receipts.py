@@ -17,16 +17,16 @@ from stock import purchasing
 from sync import queries
 from sync.jobs import receipts
 from sync.runtime import Runtime
+from tests.support.ledger import config_head
 
-CONFIG = """\
-database: {url}
-channels:
-  popup: {{kind: manual}}
-  phone: {{kind: manual}}
+CONFIG = (
+    config_head("popup", "phone")
+    + """\
 defaults:
   safety_buffer: 2
   backorders: {{enabled: true, incoming_share: 0.75, horizon_days: 30}}
 """
+)
 
 
 @pytest.fixture

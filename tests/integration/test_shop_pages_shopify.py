@@ -33,11 +33,13 @@ from connectors.shopify import (
     missing_scopes,
 )
 from tests.shopify_support import (
+    channel_fixture,
     checkout,
     grant_scopes,
     graphql,
     graphql_data,
     make_channel,
+    sandbox_fixture,
     variant_id,
 )
 
@@ -47,15 +49,12 @@ NOTE_SCOPES = (*DEFAULT_SCOPES, "write_orders")
 
 @pytest.fixture
 def sandbox() -> Iterator[ShopifySandbox]:
-    with ShopifySandbox(seed=17, restore_rate=2000) as sb:
-        yield sb
+    yield from sandbox_fixture(seed=17)
 
 
 @pytest.fixture
 def shop(sandbox: ShopifySandbox) -> Iterator[ShopifyChannel]:
-    channel = make_channel(sandbox)
-    yield channel
-    channel.close()
+    yield from channel_fixture(sandbox)
 
 
 def expected_date(sandbox: ShopifySandbox, sku: str, version: str = "2026-07") -> Any:

@@ -21,7 +21,7 @@ from connectors.woocommerce import (
     WooCommerceChannel,
     offered_quantity,
 )
-from tests.woocommerce_support import checkout, rest_api, state
+from tests.woocommerce_support import checkout, rest_api, state, woo_channel
 
 ETA = date(2026, 8, 14)
 
@@ -39,16 +39,7 @@ def api(shop: WooCommerceSandbox) -> API:
 
 @pytest.fixture
 def channel(shop: WooCommerceSandbox) -> WooCommerceChannel:
-    return WooCommerceChannel(
-        "woo",
-        url="https://shop.example.com",
-        api_url=shop.url,
-        consumer_key="ck_sandbox",
-        consumer_secret="cs_sandbox",
-        webhook_secrets=["sandbox-secret"],
-        timeout=5.0,
-        backoff=0.01,
-    )
+    return woo_channel(shop)
 
 
 def product(shop: WooCommerceSandbox, sku: str) -> dict[str, Any]:

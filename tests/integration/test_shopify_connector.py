@@ -12,23 +12,26 @@ import requests
 from connectors.base import POLL_TOPIC, BackorderHold, Channel, ChannelError, OfferPush, OrderStatus
 from connectors.sandbox.shopify import ShopifySandbox
 from connectors.shopify import HOLD_HANDLE, STALE, STALE_RETRIES, ShopifyChannel
-from tests.shopify_support import Receiver, checkout, make_channel, receiver_fixture
+from tests.shopify_support import (
+    Receiver,
+    channel_fixture,
+    checkout,
+    make_channel,
+    receiver_fixture,
+    sandbox_fixture,
+)
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
 def sandbox() -> Iterator[ShopifySandbox]:
-    # an Enterprise-sized bucket keeps tests that are not about throttling from waiting on it
-    with ShopifySandbox(seed=7, restore_rate=2000) as sb:
-        yield sb
+    yield from sandbox_fixture(seed=7)
 
 
 @pytest.fixture
 def shop(sandbox: ShopifySandbox) -> Iterator[ShopifyChannel]:
-    channel = make_channel(sandbox)
-    yield channel
-    channel.close()
+    yield from channel_fixture(sandbox)
 
 
 @pytest.fixture

@@ -24,13 +24,12 @@ from stock import models as m
 from stock.tx import LedgerTx
 from sync.cli import main
 from sync.context import AppContext
+from tests.support.ledger import config_head
 
 T0 = datetime(2026, 9, 1, 9, tzinfo=UTC)
-CONFIG = """\
-database: {url}
-channels:
-  shop: {{kind: manual}}
-  popup: {{kind: manual}}
+CONFIG = (
+    config_head("shop", "popup")
+    + """\
 defaults:
   safety_buffer: 0
   backorders:
@@ -41,6 +40,7 @@ defaults:
 channel_rules:
   popup: {{backorders: {{incoming_share: 1.0}}}}
 """
+)
 
 
 class Ledger:

@@ -29,6 +29,7 @@ from tests.woocommerce_support import (
     set_faults,
     state,
     wait_for,
+    woo_channel,
 )
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -45,12 +46,8 @@ def shop(receiver: WebhookReceiver) -> Iterator[WooCommerceSandbox]:
 
 
 def make_channel(shop: WooCommerceSandbox, **options: float) -> WooCommerceChannel:
-    return WooCommerceChannel(
-        "woo",
-        url="https://shop.example.com",
-        api_url=shop.url,
-        consumer_key="ck_sandbox",
-        consumer_secret="cs_sandbox",
+    return woo_channel(
+        shop,
         webhook_secrets=["old-secret", "sandbox-secret"],
         timeout=float(options.get("timeout", 5.0)),
         max_attempts=int(options.get("max_attempts", 5)),

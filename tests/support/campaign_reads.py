@@ -18,3 +18,11 @@ def money_of(s: LoopbackStack, entry_id: int) -> list[tuple[str, str, str]]:
     with s.ctx.read() as session:
         rows = campaign_money.of_entries(session, [entry_id]).get(entry_id, [])
     return [(r.kind, str(r.amount), r.state) for r in rows]
+
+
+def ticked(s: LoopbackStack, campaign: str = "drop") -> bool:
+    """Has the daemon's campaign tick run once (the one it sends at start)? Tests that run
+    the tick themselves wait for it first, so it never races theirs."""
+    with s.ctx.read() as session:
+        state = campaigns.state(session, campaign)
+    return state is not None and state.stock_seen is not None

@@ -1,5 +1,6 @@
 """A migrated ledger on SQLite or a fresh PostgreSQL database, opened with a config: the
-fixture body of the ledger-level campaign tests."""
+fixture body of the ledger-level tests, the `ctx` fixture those tests share, and the head of
+their configs."""
 
 from __future__ import annotations
 
@@ -7,11 +8,24 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from rules import parse_config
 from stock import counts
 from stock.db import upgrade
 from sync.context import AppContext
+
+# the databases a ledger test runs on, as fixture params: SQLite, then PostgreSQL
+LEDGER_KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def config_head(*manual_channels: str) -> str:
+    """The start of a config for `str.format`: `database: {url}` and the `manual_channels`, in
+    order (a test adds its `defaults:` and the rest)."""
+    lines = "".join(f"  {name}: {{{{kind: manual}}}}\n" for name in manual_channels)
+    return "database: {url}\nchannels:\n" + lines
 
 
 @contextmanager
@@ -47,3 +61,19 @@ def opened_ledger(
     finally:
         if context is not None:
             context.__exit__(None, None, None)
+
+
+def ledger_fixture(config_text: str, stock: Mapping[str, int], counted_at: datetime) -> Any:
+    """A fixture of `opened_ledger` on each of LEDGER_KINDS: assign it to the fixture's name
+    (`ctx = ledger_fixture(CONFIG, {"TEE": 0}, T0)`)."""
+
+    @pytest.fixture(params=LEDGER_KINDS)
+    def fixture(
+        request: pytest.FixtureRequest, tmp_path: Path, fresh_sqlite: Callable[[Path], str]
+    ) -> Iterator[AppContext]:
+        with opened_ledger(
+            request.param, tmp_path, fresh_sqlite, config_text, stock, counted_at
+        ) as app:
+            yield app
+
+    return fixture
