@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -697,6 +698,12 @@ def order_add(
     placed_at: Annotated[
         str | None, typer.Option("--placed-at", help="ISO time (default now).")
     ] = None,
+    email: Annotated[
+        str | None, typer.Option(help="The customer's email: they are told what happens.")
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="The customer's language for messages, e.g. nl.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Record an order on a manual channel: reserve what stock covers, backorder the rest."""
@@ -708,6 +715,14 @@ def order_add(
         for sku, qty in quantities.items():
             if qty <= 0:
                 fail(f"{sku}: quantity must be positive, got {qty}", EXIT_BAD_INPUT)
+        if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            fail(f"--email: not an email address: {email!r}", EXIT_BAD_INPUT)
+        if language is not None and not re.fullmatch(
+            r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?", language
+        ):
+            fail(
+                f"--language: not a language tag such as nl or en-GB: {language!r}", EXIT_BAD_INPUT
+            )
         with opened() as ctx:
             _require_manual(ctx, channel)
             now = datetime.now(UTC)
@@ -730,9 +745,11 @@ def order_add(
                             LineInput(str(i), sku, qty)
                             for i, (sku, qty) in enumerate(quantities.items(), start=1)
                         ),
-                        customer_key=customer,
+                        customer_key=customer or email,
                         tier=tier,
                         source_status="manual",
+                        email=email,
+                        language=language,
                     ),
                 )
                 detail = queries.order_detail(tx.session, channel, ref)

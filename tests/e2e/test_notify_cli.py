@@ -4,14 +4,11 @@ language, a message that failed for good retried by hand; bad arguments exit 2."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from backorders import orders
 from stock.db import upgrade
-from sync.context import AppContext
 from sync.stack import free_port
 from tests.e2e import Cli
 from tests.support.notify import smtp_server
@@ -20,20 +17,6 @@ MESSAGE_KEYS = {
     "id", "key", "event", "kind", "target", "language", "subject", "state", "attempts",
     "next_attempt_at", "last_error", "created_at", "sent_at",
 }  # fmt: skip
-
-
-def record(config: Path, ref: str, email: str, language: str | None) -> None:
-    """An order on the manual channel, with the customer's email (as a shop order has)."""
-    ctx = AppContext.from_file(config)
-    try:
-        now = datetime.now(UTC)
-        with ctx.ledger(actor="test") as tx:
-            orders.record_order(tx, orders.OrderInput(
-                "popup", ref, now, now, "open", (orders.LineInput("1", "MUG", 3),),
-                email=email, language=language,
-            ))  # fmt: skip
-    finally:
-        ctx.close()
 
 
 @pytest.mark.slow
@@ -60,7 +43,8 @@ notify:
     cli("stock", "set", "MUG", "1")
 
     with smtp_server(port) as smtp:
-        record(config, "1001", "ann@example.com", "nl-BE")
+        cli("order", "add", "popup", "1001", "MUG=3", "--email", "ann@example.com",
+            "--language", "nl-BE")  # fmt: skip
         sent = cli("notify", "send", "--json").json()
         assert (sent["made"], sent["sent"]) == ({"email": 1}, {"email": 1})
         (mail,) = smtp.messages
@@ -123,7 +107,11 @@ notify:
     assert f"message {row['id']}: is sent, not failed" in said[9]
 
     # the SMTP server is down: with max_attempts 1 the message fails at once
-    record(config, "1002", "bob@example.com", None)
+    cli("order", "add", "popup", "1002", "MUG=3", "--email", "bob@example.com")
+    bad = cli("order", "add", "popup", "1003", "MUG=1", "--email", "bob", expect=2)
+    assert "not an email address" in bad.stderr
+    bad = cli("order", "add", "popup", "1003", "MUG=1", "--language", "dutch!", expect=2)
+    assert "not a language tag" in bad.stderr
     down = cli("notify", "send", "--json", expect=1).json()
     assert down["ok"] is False and down["made"] == {"email": 1}
     (failed,) = cli("notify", "list", "--failed", "--json").json()["messages"]
