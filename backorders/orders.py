@@ -9,7 +9,7 @@ newer one. Every call leaves a line's quantity = reserved + backordered + shippe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal, cast
@@ -222,29 +222,38 @@ def cancel_order(tx: LedgerTx, channel: str, external_id: str) -> Outcome:
     )
 
 
+def plan_lines_as_stock(order: OrderInput) -> OrderInput:
+    """The order with its pre-order lines (held as money) as stock lines. Pure."""
+    return replace(
+        order,
+        lines=order.lines
+        + tuple(
+            LineInput(o.external_line_id, o.plan_sku, o.quantity)
+            for o in order.other_lines
+            if o.plan_sku
+        ),
+        other_lines=tuple(o for o in order.other_lines if not o.plan_sku),
+    )
+
+
 def stock_plan_lines(tx: LedgerTx, channel: str, external_id: str) -> Outcome:
     """The pre-order lines of a stored order (held as money) become stock lines, reserving
     their units now: its campaign entry was paid in full. The same order version otherwise."""
     db_order = find(tx, channel, external_id)
     if db_order is None:
         raise LedgerInputError(f"{channel}/{external_id}", "no such order")
-    others = [OtherLineInput(o["line"], o["title"], o["quantity"], o.get("plan_sku"))
-              for o in db_order.other_lines or ()]  # fmt: skip
     codes = counts.codes_of(tx, {line.sku_id for line in db_order.lines})
-    lines = [LineInput(line.external_line_id, codes[line.sku_id], line.quantity)
-             for line in db_order.lines]  # fmt: skip
-    lines += [LineInput(o.external_line_id, o.plan_sku, o.quantity) for o in others if o.plan_sku]
-    return record_order(
-        tx,
-        OrderInput(
-            channel=channel, external_id=external_id, placed_at=db_order.placed_at,
-            updated_at=db_order.source_updated_at, status=cast(OrderState, db_order.status),
-            lines=tuple(lines),
-            customer_key=db_order.customer_key, tier=db_order.tier,
-            source_status=db_order.source_status,
-            other_lines=tuple(o for o in others if not o.plan_sku),
-        ),
+    stored = OrderInput(
+        channel=channel, external_id=external_id, placed_at=db_order.placed_at,
+        updated_at=db_order.source_updated_at, status=cast(OrderState, db_order.status),
+        lines=tuple(LineInput(line.external_line_id, codes[line.sku_id], line.quantity)
+                    for line in db_order.lines),
+        customer_key=db_order.customer_key, tier=db_order.tier,
+        source_status=db_order.source_status,
+        other_lines=tuple(OtherLineInput(o["line"], o["title"], o["quantity"], o.get("plan_sku"))
+                          for o in db_order.other_lines or ()),
     )  # fmt: skip
+    return record_order(tx, plan_lines_as_stock(stored))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,12 @@ payment link and the shop's order update shows nothing outstanding (`apply`, fro
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 
 from backorders import orders
-from backorders.orders import LineInput, OrderInput
+from backorders.orders import OrderInput
 from connectors.shopify_deposits import order_gid
+from connectors.shopify_orders import gid_tail
 from rules import Config
 from stock import campaign_money, campaigns
 from stock.campaigns import EntryRow
@@ -48,16 +48,7 @@ def apply(tx: LedgerTx, config: Config, order: OrderInput) -> OrderInput:
     entry = _entry_of(tx, order.channel, order.external_id)
     if entry is None or not _confirmed_on(entry, order.channel, order.external_id):
         return order
-    return replace(
-        order,
-        lines=order.lines
-        + tuple(
-            LineInput(o.external_line_id, o.plan_sku, o.quantity)
-            for o in order.other_lines
-            if o.plan_sku
-        ),
-        other_lines=tuple(o for o in order.other_lines if not o.plan_sku),
-    )
+    return orders.plan_lines_as_stock(order)
 
 
 def balance_charged(
@@ -67,7 +58,7 @@ def balance_charged(
     is confirmed and the order's plan lines reserve their units now."""
     entry = campaigns.entry(tx.session, entry_id)
     campaigns.lock_state(tx, entry.campaign)
-    order_id = _tail(order_ref)
+    order_id = gid_tail(order_ref)
     if _balance_paid(tx, config, entry, channel, order_id, "charged to the saved card"):
         orders.stock_plan_lines(tx, channel, order_id)
     return campaigns.entry(tx.session, entry_id)
@@ -120,31 +111,21 @@ def _balance_paid(
 def paid_in_full(tx: LedgerTx, entry: EntryRow, channel: str) -> bool:
     """An entry paid in full at checkout through a plan (`mode: full`), now allocated: it is
     confirmed on its own pre-order. False when it has none (another kind of sign-up)."""
-    deposit = next(
-        (row for row in campaign_money.of_entries(tx.session, [entry.id]).get(entry.id, [])
-         if row.kind == "deposit" and row.order_ref),
-        None,
-    )  # fmt: skip
-    if deposit is None or deposit.channel != channel or deposit.order_ref is None:
+    order_ref = deposit_order(tx, entry, channel)
+    if order_ref is None:
         return False
-    stored = orders.find(tx, channel, deposit.order_ref)
-    if stored is None or not any(o.get("plan_sku") for o in stored.other_lines or ()):
-        return False
-    _confirm(tx, entry, channel, deposit.order_ref, "paid in full at checkout")
-    orders.stock_plan_lines(tx, channel, deposit.order_ref)
+    _confirm(tx, entry, channel, order_ref, "paid in full at checkout")
+    orders.stock_plan_lines(tx, channel, order_ref)
     return True
 
 
-def deposit_order(tx: LedgerTx, entry: EntryRow) -> str | None:
-    """The pre-order the entry's deposit was paid on, on the channel it pays on (None: none)."""
+def deposit_order(tx: LedgerTx, entry: EntryRow, channel: str | None = None) -> str | None:
+    """The pre-order the entry's deposit was paid on, on `channel` (default: the channel it
+    pays on); None when it has none there (another kind of sign-up)."""
+    where = channel or entry.pay_channel
     for row in campaign_money.of_entries(tx.session, [entry.id]).get(entry.id, []):
-        if (
-            row.kind == "deposit"
-            and row.channel
-            and row.channel == entry.pay_channel
-            and row.order_ref
-        ):
-            stored = orders.find(tx, row.channel, row.order_ref)
+        if row.kind == "deposit" and where and row.channel == where and row.order_ref:
+            stored = orders.find(tx, where, row.order_ref)
             if stored is not None and any(o.get("plan_sku") for o in stored.other_lines or ()):
                 return row.order_ref
     return None
@@ -172,8 +153,3 @@ def _entry_of(tx: LedgerTx, channel: str, order_ref: str) -> EntryRow | None:
 
 def _confirmed_on(entry: EntryRow, channel: str, order_ref: str) -> bool:
     return entry.status == "confirmed" and entry.channel == channel and entry.order_ref == order_ref
-
-
-def _tail(ref: str) -> str:
-    """A Shopify Order gid -> its numeric id, the ledger's external id."""
-    return ref.rsplit("/", 1)[-1] if ref.startswith("gid://") else ref

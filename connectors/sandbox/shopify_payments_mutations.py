@@ -72,9 +72,16 @@ def _group_errors(errors: Errors, **extra: Any) -> dict[str, Any]:
     return {"sellingPlanGroup": None, **extra, "userErrors": errors}
 
 
+def _missing_group() -> dict[str, Any]:
+    return user_error("GROUP_DOES_NOT_EXIST", "Selling plan group does not exist.", ["id"])
+
+
 def _no_group(**extra: Any) -> dict[str, Any]:
-    error = user_error("GROUP_DOES_NOT_EXIST", "Selling plan group does not exist.", ["id"])
-    return _group_errors([error], **extra)
+    return _group_errors([_missing_group()], **extra)
+
+
+def _group_id(id_text: str) -> int:  # an unknown or malformed id finds no group
+    return parse_gid(id_text, "SellingPlanGroup") or -1
 
 
 # -- payments ----------------------------------------------------------------------------------
@@ -191,7 +198,7 @@ class PaymentMutations:
         input: dict[str, Any],  # noqa: A002 GraphQL argument name
     ) -> dict[str, Any]:
         state = ctx(info).state
-        current = state.selling_plan_groups.get(parse_gid(id, "SellingPlanGroup") or -1)
+        current = state.selling_plan_groups.get(_group_id(id))
         if current is None:
             return _no_group(deletedSellingPlanIds=None)
         group = copy.deepcopy(current)  # edits land only if the whole input is accepted
@@ -257,7 +264,7 @@ class PaymentMutations:
         productVariantIds: list[str],
     ) -> dict[str, Any]:
         state = ctx(info).state
-        group = state.selling_plan_groups.get(parse_gid(id, "SellingPlanGroup") or -1)
+        group = state.selling_plan_groups.get(_group_id(id))
         if group is None:
             return _no_group()
         errors: Errors = []
@@ -275,10 +282,9 @@ class PaymentMutations:
         productVariantIds: list[str],
     ) -> dict[str, Any]:
         state = ctx(info).state
-        group = state.selling_plan_groups.get(parse_gid(id, "SellingPlanGroup") or -1)
+        group = state.selling_plan_groups.get(_group_id(id))
         if group is None:
-            error = user_error("GROUP_DOES_NOT_EXIST", "Selling plan group does not exist.", ["id"])
-            return {"removedProductVariantIds": None, "userErrors": [error]}
+            return {"removedProductVariantIds": None, "userErrors": [_missing_group()]}
         wanted = {parse_gid(raw, "ProductVariant") for raw in productVariantIds}
         removed = [v for v in group.variant_ids if v in wanted]
         group.variant_ids = [v for v in group.variant_ids if v not in wanted]
@@ -294,10 +300,9 @@ class PaymentMutations:
         id: str,  # noqa: A002 GraphQL argument name
     ) -> dict[str, Any]:
         state = ctx(info).state
-        group = state.selling_plan_groups.pop(parse_gid(id, "SellingPlanGroup") or -1, None)
+        group = state.selling_plan_groups.pop(_group_id(id), None)
         if group is None:
-            error = user_error("GROUP_DOES_NOT_EXIST", "Selling plan group does not exist.", ["id"])
-            return {"deletedSellingPlanGroupId": None, "userErrors": [error]}
+            return {"deletedSellingPlanGroupId": None, "userErrors": [_missing_group()]}
         # orders keep the plan's id and name as they were at the sale
         return {"deletedSellingPlanGroupId": gid("SellingPlanGroup", group.id), "userErrors": []}
 

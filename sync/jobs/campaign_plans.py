@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from connectors.base import ChannelError
 from connectors.shopify_deposits import PlanSpec, SellsPreOrders
+from connectors.shopify_orders import gid_tail
 from rules.campaign_model import Campaign
 from rules.money import text
 from stock import campaign_plans, payment_terms
@@ -103,7 +104,7 @@ def sync_plans(runtime: Runtime, campaign: Campaign) -> None:
         try:
             if spec is not None:
                 ref = channel.ensure_selling_plan(spec)
-                _record(runtime, campaign.name, name, digest, ref.group_id, _tail(ref.plan_id))
+                _record(runtime, campaign.name, name, digest, ref.group_id, gid_tail(ref.plan_id))
             elif made is not None and made.group_ref is not None:
                 channel.remove_selling_plan(CODE_PREFIX + campaign.name)
                 _record(runtime, campaign.name, name, None, None, None)
@@ -135,8 +136,3 @@ def _record(
             tx, campaign, channel, digest=digest, group_ref=group_ref, plan_ref=plan_ref
         )
     log.info("campaign_plan", campaign=campaign, channel=channel, group=group_ref, plan=plan_ref)
-
-
-def _tail(gid: str) -> str:
-    """`gid://shopify/SellingPlan/7` -> "7": orders name their plan by its numeric id."""
-    return gid.rsplit("/", 1)[-1]
